@@ -1,0 +1,56 @@
+//! The crate's error type: every input that comes from outside (a caller's tensor, a file, a
+//! setting) is checked and answered with an [`Error`] naming what was wrong, never a panic.
+
+/// What went wrong, with a message that names the offending input.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor of the wrong shape was given to a layer or to the model.
+    #[error("{what}: expected shape {expected}, got {got}")]
+    Shape {
+        /// The tensor, e.g. `Conv2d input`.
+        what: String,
+        /// The shape that was expected, e.g. `(N, 1, 28, 28)`.
+        expected: String,
+        /// The shape that was given, e.g. `(4, 3, 28, 28)`.
+        got: String,
+    },
+    /// A value outside its domain: a label above 9, a NaN pixel, a negative learning rate.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// An IDX file that is not a well-formed MNIST file.
+    #[error("IDX file {name}: {message}")]
+    Idx {
+        /// The file's name or path.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A weights file (safetensors) that cannot be loaded into the model.
+    #[error("weights file: {0}")]
+    Weights(String),
+    /// Training produced a non-finite loss or non-finite weights; the weights were restored.
+    #[error("training diverged: {0}")]
+    Diverged(String),
+    /// An I/O error, with the path it happened on.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path that could not be read or written.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Builds an [`Error::Shape`] from a tensor's name, the expected shape and the given shape.
+pub(crate) fn shape_error(what: &str, expected: impl Into<String>, got: &[usize]) -> Error {
+    Error::Shape { what: what.to_string(), expected: expected.into(), got: fmt_shape(got) }
+}
+
+/// Formats a shape as PyTorch prints it, e.g. `(64, 1, 28, 28)`.
+pub(crate) fn fmt_shape(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("({})", dims.join(", "))
+}
