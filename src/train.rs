@@ -10,12 +10,21 @@ use crate::loss::cross_entropy;
 use crate::model::{Gradients, LeNet5, Workspace, NUM_CLASSES};
 use crate::optim::{sgd_update, SgdConfig};
 
+/// Largest weight magnitude a step may leave. Trained LeNet-5 weights stay below 1; beyond 10⁴
+/// the run has diverged, and five layers on, logits would overflow f32.
+pub const MAX_WEIGHT: f32 = 1e4;
+
 /// A model together with everything one SGD step needs: gradients, momentum buffers, a
 /// workspace for the activations, and a copy of the last finite weights.
 ///
-/// A step whose loss is NaN or infinite, or whose update would make any weight non-finite,
-/// changes nothing: the weights and momentum stay as they were and the step returns
-/// [`Error::Diverged`]. So a diverging run always keeps its last good weights.
+/// Divergence is caught in two places, and either way the step returns [`Error::Diverged`]:
+/// - an update that would make any weight non-finite, or larger in magnitude than
+///   [`MAX_WEIGHT`], is undone;
+/// - a step whose loss is NaN or infinite means the *previous* update already broke the model
+///   (finite weights can still overflow the logits), so the weights and momentum go back to
+///   what they were before that update: the last weights known to give a finite loss.
+///
+/// So a diverging run always keeps good weights, and predictions keep working.
 #[derive(Clone, Debug)]
 pub struct Trainer {
     model: LeNet5,
@@ -24,6 +33,8 @@ pub struct Trainer {
     velocity: Gradients,
     backup: Gradients,
     backup_velocity: Gradients,
+    /// Whether `backup` holds the weights before the last successful update.
+    backup_valid: bool,
     workspace: Workspace,
     steps: u64,
 }
@@ -54,6 +65,7 @@ impl Trainer {
             velocity: zeros.clone(),
             backup: zeros.clone(),
             backup_velocity: zeros,
+            backup_valid: false,
             model,
             config,
             workspace: Workspace::default(),
@@ -78,6 +90,7 @@ impl Trainer {
         for v in self.velocity.tensors_mut() {
             v.fill(0.0);
         }
+        self.backup_valid = false;
         Ok(())
     }
 
@@ -132,10 +145,14 @@ impl Trainer {
         self.model.forward(images, &mut self.workspace)?;
         let loss = self.model.backward(&mut self.workspace, labels, &mut self.grads)?;
         if !loss.is_finite() {
-            return Err(Error::Diverged(format!(
-                "the loss is {loss} at step {}; the weights were left as they were",
-                self.steps + 1
-            )));
+            let restored = if self.backup_valid {
+                self.restore_backup();
+                self.backup_valid = false;
+                "the weights before the previous update were restored"
+            } else {
+                "the weights were left as they were"
+            };
+            return Err(Error::Diverged(format!("the loss is {loss} at step {}; {restored}", self.steps + 1)));
         }
         for (dst, src) in self.backup.tensors_mut().into_iter().zip(self.model.parameters()) {
             dst.copy_from_slice(src);
@@ -148,23 +165,30 @@ impl Trainer {
             self.model.parameters_mut().into_iter().zip(self.grads.tensors()).zip(self.velocity.tensors_mut())
         {
             sgd_update(&self.config, param, grad, velocity);
-            finite &= param.iter().all(|v| v.is_finite());
+            // NaN fails the comparison too.
+            finite &= param.iter().all(|v| v.abs() <= MAX_WEIGHT);
         }
         if !finite {
-            for (dst, src) in self.model.parameters_mut().into_iter().zip(self.backup.tensors()) {
-                dst.copy_from_slice(src);
-            }
-            for (dst, src) in self.velocity.tensors_mut().into_iter().zip(self.backup_velocity.tensors()) {
-                dst.copy_from_slice(src);
-            }
+            self.restore_backup();
+            self.backup_valid = false;
             return Err(Error::Diverged(format!(
-                "step {} would make weights non-finite (learning rate {}); the last finite weights were restored",
+                "step {} would make weights non-finite or larger than {MAX_WEIGHT} (learning rate {}); the last good weights were restored",
                 self.steps + 1,
                 self.config.learning_rate
             )));
         }
+        self.backup_valid = true;
         self.steps += 1;
         Ok(loss)
+    }
+
+    fn restore_backup(&mut self) {
+        for (dst, src) in self.model.parameters_mut().into_iter().zip(self.backup.tensors()) {
+            dst.copy_from_slice(src);
+        }
+        for (dst, src) in self.velocity.tensors_mut().into_iter().zip(self.backup_velocity.tensors()) {
+            dst.copy_from_slice(src);
+        }
     }
 
     /// Accuracy and mean loss of the model over `images` `(N, 1, 28, 28)` and `labels`,
