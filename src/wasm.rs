@@ -97,7 +97,7 @@ impl Model {
 impl Model {
     /// A fresh LeNet-5, He-initialised from `seed` (an integer from 0 to 2³² − 1): the same
     /// seed gives the same weights here and natively. SGD settings start at learning rate
-    /// 0.05, momentum 0.9, weight decay 5·10⁻⁴.
+    /// 0.02, momentum 0.9, weight decay 5·10⁻⁴.
     #[wasm_bindgen(constructor)]
     pub fn new(seed: f64) -> Result<Model, JsError> {
         if !(seed.is_finite() && seed.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&seed)) {
