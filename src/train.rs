@@ -5,6 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::data::idx::Dataset;
 use crate::error::{Error, Result};
 use crate::loss::cross_entropy;
 use crate::model::{Gradients, LeNet5, Workspace, NUM_CLASSES};
@@ -314,4 +315,90 @@ pub fn shuffled_indices(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
         order.swap(i, j);
     }
     order
+}
+
+/// A training recipe: everything that decides a run besides the data.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per SGD step.
+    pub batch_size: usize,
+    /// SGD settings; `learning_rate` is the schedule's base rate.
+    pub sgd: SgdConfig,
+    /// How the learning rate changes over the run.
+    pub schedule: LrSchedule,
+    /// Seed of the initial weights and of the shuffling.
+    pub seed: u64,
+}
+
+impl Default for Recipe {
+    /// The default recipe: 10 epochs of batches of 32, SGD with learning rate 0.02 under a
+    /// cosine schedule, momentum 0.9, weight decay 5·10⁻⁴, seed 0. On MNIST it reaches
+    /// 98.5 % test accuracy after one epoch and 99 % within ten (README).
+    fn default() -> Self {
+        Recipe { epochs: 10, batch_size: 32, sgd: SgdConfig::default(), schedule: LrSchedule::Cosine, seed: 0 }
+    }
+}
+
+/// What [`train_epoch`] reports after each step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepReport {
+    /// Step number within the whole run, from 0.
+    pub step: u64,
+    /// Images of the epoch seen so far, this step's included.
+    pub seen: usize,
+    /// The batch's loss before the update, in nats.
+    pub loss: f32,
+    /// The learning rate used.
+    pub learning_rate: f32,
+}
+
+/// One epoch of `recipe` over `data`: shuffles it (the order depends on the seed and the
+/// epoch only), sets each step's learning rate from the schedule and calls `on_step` after each
+/// step. `epoch` counts from 0.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for a batch size or epoch count of 0 or an empty data set;
+/// [`Error::Diverged`] as [`Trainer::train_step`], which ends the epoch with the trainer holding
+/// the last good weights.
+pub fn train_epoch(
+    trainer: &mut Trainer,
+    data: &Dataset,
+    recipe: &Recipe,
+    epoch: usize,
+    mut on_step: impl FnMut(&StepReport),
+) -> Result<()> {
+    if recipe.batch_size == 0 || recipe.epochs == 0 || data.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "training needs a batch size and epoch count of at least 1 and some data, got {}, {} and {} images",
+            recipe.batch_size,
+            recipe.epochs,
+            data.len()
+        )));
+    }
+    let n = data.len();
+    let steps_per_epoch = n.div_ceil(recipe.batch_size);
+    let total_steps = (recipe.epochs * steps_per_epoch) as u64;
+    let order = shuffled_indices(n, recipe.seed, epoch as u64);
+    let mut images = ndarray::Array4::zeros((recipe.batch_size, 1, 28, 28));
+    let mut labels = Vec::with_capacity(recipe.batch_size);
+    let mut seen = 0;
+    for (i, chunk) in order.chunks(recipe.batch_size).enumerate() {
+        let step = (epoch * steps_per_epoch + i) as u64;
+        let learning_rate = recipe.schedule.rate(recipe.sgd.learning_rate, step, total_steps);
+        trainer.set_config(SgdConfig { learning_rate, ..recipe.sgd })?;
+        if chunk.len() != images.dim().0 {
+            images = ndarray::Array4::zeros((chunk.len(), 1, 28, 28));
+        }
+        labels.clear();
+        for (slot, &index) in chunk.iter().enumerate() {
+            images.index_axis_mut(Axis(0), slot).assign(&data.images.index_axis(Axis(0), index));
+            labels.push(data.labels[index]);
+        }
+        let loss = trainer.train_step(images.view(), &labels)?;
+        seen += chunk.len();
+        on_step(&StepReport { step, seen, loss, learning_rate });
+    }
+    Ok(())
 }

@@ -22,7 +22,7 @@ mod cli {
     use lenet::data::idx::{self, Dataset, Split};
     use lenet::model::{Workspace, NUM_CLASSES};
     use lenet::optim::SgdConfig;
-    use lenet::train::{evaluate, shuffled_indices, LrSchedule, Trainer};
+    use lenet::train::{evaluate, shuffled_indices, train_epoch, LrSchedule, Recipe, Trainer};
     use lenet::{weights, Error, LeNet5};
     use ndarray::{Array2, Array4, Axis};
 
@@ -112,8 +112,9 @@ mod cli {
         let cli = Cli::parse();
         let result = match cli.command {
             Command::Train { data, epochs, batch_size, lr, schedule, momentum, weight_decay, seed, out } => {
-                let config = SgdConfig { learning_rate: lr, momentum, weight_decay };
-                train(&data, epochs, batch_size, config, schedule.into(), seed, &out)
+                let sgd = SgdConfig { learning_rate: lr, momentum, weight_decay };
+                let recipe = Recipe { epochs, batch_size, sgd, schedule: schedule.into(), seed };
+                train(&data, recipe, &out)
             }
             Command::Eval { weights, data } => eval(&weights, &data),
             Command::Bench { data, steps, batch_size, json } => bench(&data, steps, batch_size, json),
@@ -136,28 +137,22 @@ mod cli {
         }
     }
 
-    fn train(dir: &Path, epochs: usize, batch_size: usize, config: SgdConfig, schedule: LrSchedule, seed: u64, out: &Path) -> lenet::Result<()> {
-        if epochs == 0 || batch_size == 0 {
-            return Err(Error::InvalidInput("epochs and batch size must be at least 1".into()));
-        }
+    fn train(dir: &Path, recipe: Recipe, out: &Path) -> lenet::Result<()> {
         let train_set = idx::load(dir, Split::Train)?;
         let test_set = idx::load(dir, Split::Test)?;
         let n = train_set.len();
+        let mut trainer = Trainer::new(LeNet5::new(recipe.seed), recipe.sgd)?;
         println!(
             "LeNet-5, {} parameters; {n} training and {} test images from {}",
-            LeNet5::new(seed).num_parameters(),
+            trainer.model().num_parameters(),
             test_set.len(),
             dir.display()
         );
+        let Recipe { epochs, batch_size, sgd, schedule, seed } = recipe;
         println!(
             "SGD: batch {batch_size}, learning rate {} ({schedule:?}), momentum {}, weight decay {}, seed {seed}",
-            config.learning_rate, config.momentum, config.weight_decay
+            sgd.learning_rate, sgd.momentum, sgd.weight_decay
         );
-        let mut trainer = Trainer::new(LeNet5::new(seed), config)?;
-        let steps_per_epoch = n.div_ceil(batch_size);
-        let total_steps = (epochs * steps_per_epoch) as u64;
-        let mut images = Array4::zeros((batch_size, 1, 28, 28));
-        let mut labels = Vec::with_capacity(batch_size);
         let started = Instant::now();
         for epoch in 0..epochs {
             let bar = ProgressBar::new(n as u64);
@@ -167,37 +162,26 @@ mod cli {
                     .progress_chars("=> "),
             );
             bar.set_prefix(format!("{}/{epochs}", epoch + 1));
-            let order = shuffled_indices(n, seed, epoch as u64);
-            let (mut smoothed, epoch_start) = (None::<f32>, Instant::now());
-            for (i, chunk) in order.chunks(batch_size).enumerate() {
-                let step = (epoch * steps_per_epoch + i) as u64;
-                let lr = schedule.rate(config.learning_rate, step, total_steps);
-                trainer.set_config(SgdConfig { learning_rate: lr, ..config })?;
-                if chunk.len() != images.dim().0 {
-                    images = Array4::zeros((chunk.len(), 1, 28, 28));
+            let epoch_start = Instant::now();
+            let mut smoothed = None::<f32>;
+            let outcome = train_epoch(&mut trainer, &train_set, &recipe, epoch, |report| {
+                let s = smoothed.map_or(report.loss, |s| 0.98 * s + 0.02 * report.loss);
+                smoothed = Some(s);
+                bar.set_position(report.seen as u64);
+                if report.step % 20 == 0 {
+                    let rate = report.seen as f64 / epoch_start.elapsed().as_secs_f64();
+                    bar.set_message(format!("loss {s:.4} lr {:.4} {rate:.0} examples/s", report.learning_rate));
                 }
-                gather(&train_set, chunk, &mut images, &mut labels);
-                let loss = match trainer.train_step(images.view(), &labels) {
-                    Ok(loss) => loss,
-                    Err(e @ Error::Diverged(_)) => {
-                        bar.abandon();
-                        weights::save(trainer.model(), out)?;
-                        eprintln!("the last good weights were saved to {}", out.display());
-                        return Err(e);
-                    }
-                    Err(e) => return Err(e),
-                };
-                smoothed = Some(smoothed.map_or(loss, |s| 0.98 * s + 0.02 * loss));
-                bar.inc(chunk.len() as u64);
-                if i % 20 == 0 {
-                    let rate = bar.position() as f64 / epoch_start.elapsed().as_secs_f64();
-                    bar.set_message(format!("loss {:.4} lr {lr:.4} {rate:.0} examples/s", smoothed.unwrap_or(loss)));
+            });
+            if let Err(e) = outcome {
+                bar.abandon();
+                if matches!(e, Error::Diverged(_)) {
+                    weights::save(trainer.model(), out)?;
+                    eprintln!("the last good weights were saved to {}", out.display());
                 }
+                return Err(e);
             }
             bar.finish();
-            if images.dim().0 != batch_size {
-                images = Array4::zeros((batch_size, 1, 28, 28));
-            }
             let result = trainer.evaluate(test_set.images.view(), &test_set.labels, 1000)?;
             println!(
                 "epoch {}/{epochs}: test accuracy {:.2} % ({}/{}), test loss {:.4}, {:.0} examples/s",
