@@ -175,7 +175,7 @@ impl Conv2d {
         cache.output_hw = (ho, wo);
         self.im2col(input, &mut cache.cols);
         ensure_shape(&mut cache.mat, ndarray::Ix2(o, n * plane));
-        gemm(1.0, self.weight_matrix(), cache.cols.view(), 0.0, cache.mat.view_mut());
+        gemm(self.weight_matrix(), cache.cols.view(), false, cache.mat.view_mut());
 
         // (out_channels, N·P) → (N, out_channels, P), adding the bias on the way.
         ensure_shape(output, Ix4(n, o, ho, wo));
@@ -238,11 +238,11 @@ impl Conv2d {
         let grad_w = grads.weight.view_mut().into_shape_with_order((o, k)).map_err(|_| {
             Error::InvalidInput("Conv2d grads.weight must be in standard (row-major) layout".into())
         })?;
-        gemm(1.0, cache.mat.view(), cache.cols.t(), 0.0, grad_w);
+        gemm(cache.mat.view(), cache.cols.t(), false, grad_w);
 
         if let Some(grad_input) = grad_input {
             ensure_shape(&mut cache.grad_cols, ndarray::Ix2(k, n * plane));
-            gemm(1.0, self.weight_matrix().t(), cache.mat.view(), 0.0, cache.grad_cols.view_mut());
+            gemm(self.weight_matrix().t(), cache.mat.view(), false, cache.grad_cols.view_mut());
             ensure_shape(grad_input, Ix4(n, c, h, w));
             self.col2im(&cache.grad_cols, (n, c, h, w), (ho, wo), grad_input);
         }
