@@ -310,7 +310,7 @@ impl Conv2d {
                             line[xhi..].fill(0.0);
                             let start = y * w + xlo * s + v - p;
                             if s == 1 {
-                                line[xlo..xhi].copy_from_slice(&src[start..start + (xhi - xlo)]);
+                                copy_short(&mut line[xlo..xhi], &src[start..start + (xhi - xlo)]);
                             } else {
                                 for (j, d) in line[xlo..xhi].iter_mut().enumerate() {
                                     *d = src[start + j * s];
@@ -422,5 +422,22 @@ impl Conv2d {
         }
         let grads = Conv2dGrads { weight: dw.mapv(|v| v as f32), bias: db.mapv(|v| v as f32) };
         Ok((dx.mapv(|v| v as f32), grads))
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short rows of im2col (5 to 32 values): a `memcpy` call
+/// per row costs more than the copy itself, so copy in 4-lane chunks inline.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    let mut chunks_d = dst.chunks_exact_mut(4);
+    let mut chunks_s = src.chunks_exact(4);
+    for (d, s) in (&mut chunks_d).zip(&mut chunks_s) {
+        let v: [f32; 4] = [s[0], s[1], s[2], s[3]];
+        d.copy_from_slice(&v);
+    }
+    for (d, s) in chunks_d.into_remainder().iter_mut().zip(chunks_s.remainder()) {
+        *d = *s;
     }
 }

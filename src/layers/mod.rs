@@ -21,9 +21,14 @@ use ndarray::{Array, Dimension, ShapeBuilder};
 /// Makes `buffer` have `shape` (standard row-major layout), reallocating only when the shape
 /// differs. The contents are unspecified afterwards: callers overwrite them.
 pub fn ensure_shape<D: Dimension>(buffer: &mut Array<f32, D>, shape: D) {
-    if buffer.raw_dim() != shape || !buffer.is_standard_layout() {
-        *buffer = Array::zeros(shape.into_shape_with_order());
+    if buffer.raw_dim() == shape && buffer.is_standard_layout() {
+        return;
     }
+    // Reuse the allocation: batches alternate between sizes (a last, shorter batch), and
+    // reallocating at each switch would cost more than the pass itself.
+    let (mut data, _) = std::mem::replace(buffer, Array::zeros(D::zeros(shape.ndim()))).into_raw_vec_and_offset();
+    data.resize(shape.size(), 0.0);
+    *buffer = Array::from_shape_vec(shape.into_shape_with_order(), data).expect("the length was just set");
 }
 
 /// Uniform He (Kaiming) initialisation: U(−b, b) with b = sqrt(6 / fan_in), which keeps the
