@@ -1,8 +1,9 @@
 //! Matrix products, the kernel under every layer: `C = A·B` or `C += A·B`.
 //!
 //! [`gemm`] is the fast path used by the layers; [`gemm_reference`] is the plain triple loop it
-//! is tested against. On wasm32 the fast path is this module's own SIMD128 kernels; natively it
-//! is ndarray's `general_mat_mul` (the matrixmultiply crate, which picks AVX2/FMA at run time).
+//! is tested against. The fast path is this module's own SIMD kernels: SIMD128 on wasm32, and
+//! AVX2 with FMA on x86-64 processors that have them (checked at run time); anything else
+//! falls back to ndarray's `general_mat_mul`.
 //!
 //! Every product in LeNet-5 has one of two memory layouts, and each has its kernel:
 //! - **broadcast** (`B` and `C` with contiguous rows): `C[i, j..j+8] += A[i, k] · B[k, j..j+8]`,
@@ -29,6 +30,10 @@ pub fn gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, accumulate: bool, mut c: Arr
     assert!(k == k2 && c.dim() == (m, n), "gemm: ({m}, {k}) · ({k2}, {n}) into {:?}", c.dim());
     #[cfg(target_arch = "wasm32")]
     if simd128::gemm(&a, &b, accumulate, &mut c) {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2::gemm(&a, &b, accumulate, &mut c) {
         return;
     }
     if !accumulate {
@@ -258,6 +263,212 @@ mod simd128 {
                         let v = acc[r][q];
                         let sum = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
                             + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+                            + tail[r][q];
+                        let out = c.offset((i + r) as isize * c_rs + (j + q) as isize * c_cs);
+                        *out = if accumulate { *out + sum } else { sum };
+                    }
+                }
+                j += cols;
+            }
+            i += rows;
+        }
+    }
+}
+
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! The same two kernels as `simd128`, 8 lanes wide with fused multiply-add, for x86-64
+    //! processors with AVX2 and FMA (every x86-64 processor since 2013–2015).
+
+    use core::arch::x86_64::*;
+
+    use ndarray::{ArrayView2, ArrayViewMut2};
+
+    /// As `simd128::gemm`: runs the product if the processor and the layout suit a kernel.
+    pub fn gemm(a: &ArrayView2<f32>, b: &ArrayView2<f32>, accumulate: bool, c: &mut ArrayViewMut2<f32>) -> bool {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return false;
+        }
+        let (m, k) = a.dim();
+        let n = b.dim().1;
+        if m == 0 || n == 0 || k == 0 {
+            return false;
+        }
+        let [a_rs, a_cs] = [a.strides()[0], a.strides()[1]];
+        let [b_rs, b_cs] = [b.strides()[0], b.strides()[1]];
+        let [c_rs, c_cs] = [c.strides()[0], c.strides()[1]];
+        // Indices stay inside the views (shapes checked by the caller, strides from ndarray);
+        // the processor was checked for AVX2 and FMA above.
+        unsafe {
+            if b_cs == 1 && c_cs == 1 {
+                broadcast(m, n, k, a.as_ptr(), a_rs, a_cs, b.as_ptr(), b_rs, c.as_mut_ptr(), c_rs, accumulate);
+                return true;
+            }
+            if a_cs == 1 && b_rs == 1 {
+                dot(m, n, k, a.as_ptr(), a_rs, b.as_ptr(), b_cs, c.as_mut_ptr(), c_rs, c_cs, accumulate);
+                return true;
+            }
+        }
+        false
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn broadcast(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        a_rs: isize,
+        a_cs: isize,
+        b: *const f32,
+        b_rs: isize,
+        c: *mut f32,
+        c_rs: isize,
+        accumulate: bool,
+    ) {
+        let mut i = 0;
+        while i < m {
+            let rows = (m - i).min(4);
+            let a_i = a.offset(i as isize * a_rs);
+            let c_i = c.offset(i as isize * c_rs);
+            match rows {
+                4 => broadcast_rows::<4>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate),
+                3 => broadcast_rows::<3>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate),
+                2 => broadcast_rows::<2>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate),
+                _ => broadcast_rows::<1>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate),
+            }
+            i += rows;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn broadcast_rows<const R: usize>(
+        n: usize,
+        k: usize,
+        a: *const f32,
+        a_rs: isize,
+        a_cs: isize,
+        b: *const f32,
+        b_rs: isize,
+        c: *mut f32,
+        c_rs: isize,
+        accumulate: bool,
+    ) {
+        let mut j = 0;
+        while j + 16 <= n {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            if accumulate {
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let p = c.offset(r as isize * c_rs).add(j);
+                    row[0] = _mm256_loadu_ps(p);
+                    row[1] = _mm256_loadu_ps(p.add(8));
+                }
+            }
+            let mut b_p = b.add(j);
+            let mut a_p = a;
+            for _ in 0..k {
+                let b0 = _mm256_loadu_ps(b_p);
+                let b1 = _mm256_loadu_ps(b_p.add(8));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let s = _mm256_set1_ps(*a_p.offset(r as isize * a_rs));
+                    row[0] = _mm256_fmadd_ps(s, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(s, b1, row[1]);
+                }
+                b_p = b_p.offset(b_rs);
+                a_p = a_p.offset(a_cs);
+            }
+            for (r, row) in acc.iter().enumerate() {
+                let p = c.offset(r as isize * c_rs).add(j);
+                _mm256_storeu_ps(p, row[0]);
+                _mm256_storeu_ps(p.add(8), row[1]);
+            }
+            j += 16;
+        }
+        while j + 8 <= n {
+            let mut acc = [_mm256_setzero_ps(); R];
+            if accumulate {
+                for (r, v) in acc.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(c.offset(r as isize * c_rs).add(j));
+                }
+            }
+            for p in 0..k {
+                let bv = _mm256_loadu_ps(b.offset(p as isize * b_rs).add(j));
+                for (r, v) in acc.iter_mut().enumerate() {
+                    *v = _mm256_fmadd_ps(_mm256_set1_ps(*a.offset(r as isize * a_rs + p as isize * a_cs)), bv, *v);
+                }
+            }
+            for (r, v) in acc.iter().enumerate() {
+                _mm256_storeu_ps(c.offset(r as isize * c_rs).add(j), *v);
+            }
+            j += 8;
+        }
+        while j < n {
+            for r in 0..R {
+                let mut s = if accumulate { *c.offset(r as isize * c_rs).add(j) } else { 0.0 };
+                for p in 0..k {
+                    s += *a.offset(r as isize * a_rs + p as isize * a_cs) * *b.offset(p as isize * b_rs).add(j);
+                }
+                *c.offset(r as isize * c_rs).add(j) = s;
+            }
+            j += 1;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        a_rs: isize,
+        b: *const f32,
+        b_cs: isize,
+        c: *mut f32,
+        c_rs: isize,
+        c_cs: isize,
+        accumulate: bool,
+    ) {
+        let k8 = k / 8 * 8;
+        let mut i = 0;
+        while i < m {
+            let rows = (m - i).min(2);
+            let mut j = 0;
+            while j < n {
+                let cols = (n - j).min(4);
+                let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+                let mut tail = [[0.0f32; 4]; 2];
+                let a_rows = [a.offset(i as isize * a_rs), a.offset((i + rows - 1) as isize * a_rs)];
+                let b_rows = [0, 1, 2, 3].map(|q| b.offset((j + q.min(cols - 1)) as isize * b_cs));
+                let mut p = 0;
+                while p < k8 {
+                    let a0 = _mm256_loadu_ps(a_rows[0].add(p));
+                    let a1 = _mm256_loadu_ps(a_rows[1].add(p));
+                    for q in 0..4 {
+                        let bv = _mm256_loadu_ps(b_rows[q].add(p));
+                        acc[0][q] = _mm256_fmadd_ps(a0, bv, acc[0][q]);
+                        acc[1][q] = _mm256_fmadd_ps(a1, bv, acc[1][q]);
+                    }
+                    p += 8;
+                }
+                while p < k {
+                    for q in 0..4 {
+                        let bq = *b_rows[q].add(p);
+                        tail[0][q] += *a_rows[0].add(p) * bq;
+                        tail[1][q] += *a_rows[1].add(p) * bq;
+                    }
+                    p += 1;
+                }
+                for r in 0..rows {
+                    for q in 0..cols {
+                        let mut lanes = [0.0f32; 8];
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), acc[r][q]);
+                        let sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+                            + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
                             + tail[r][q];
                         let out = c.offset((i + r) as isize * c_rs + (j + q) as isize * c_cs);
                         *out = if accumulate { *out + sum } else { sum };

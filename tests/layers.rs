@@ -8,6 +8,8 @@
 //! perturbation changes a window's maximum.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use lenet::layers::{relu, relu_backward, Conv2d, Conv2dCache, Conv2dGrads, Linear, LinearGrads, MaxPool2d, MaxPool2dCache};
 use lenet::loss::{cross_entropy, cross_entropy_backward, softmax};
 use ndarray::{arr2, Array, Array1, Array2, Array4, Dimension};
@@ -352,4 +354,9 @@ fn cross_entropy_gradient_matches_finite_differences() {
     cross_entropy_backward(logits.view(), &labels, &mut grad).unwrap();
     let num = numeric_gradient(&mut logits, 1e-2, |l| f64::from(cross_entropy(l.view(), &labels).unwrap()));
     assert_close("cross_entropy", &grad, &num, 2e-3);
+}
+
+#[test]
+fn matrix_kernels_match_the_reference_for_every_layout() {
+    common::check_gemm_against_reference();
 }

@@ -181,34 +181,61 @@ fn benchmark_predict_one_image() {
 
 #[wasm_bindgen_test]
 fn simd_kernels_match_the_reference_for_every_layout() {
-    use lenet::gemm::{gemm, gemm_reference};
-    use ndarray::Array2;
-    let mut seed = 7u32;
-    let mut random = |shape: (usize, usize)| {
-        Array2::from_shape_fn(shape, |_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            (seed % 2001) as f32 / 1000.0 - 1.0
-        })
+    common::check_gemm_against_reference();
+}
+
+fn memory_bytes() -> f64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    let buffer: js_sys::ArrayBuffer = memory.buffer().unchecked_into();
+    buffer.byte_length() as f64
+}
+
+/// Gives the browser its event loop back for a moment: a test that holds the main thread for
+/// minutes is taken for a hung page by the WebDriver that runs it.
+async fn yield_to_browser() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0).unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn twenty_thousand_steps_and_ten_thousand_predictions_do_not_grow_memory() {
+    let train = common::small_train();
+    let all = train.images.as_slice().unwrap();
+    let mut model = Model::new(4.0).unwrap();
+    let batches = train.len() / 64;
+    let mut step = |model: &mut Model, i: usize| {
+        let b = i % batches;
+        let loss = model.train_step(&all[b * 64 * 784..(b + 1) * 64 * 784], &train.labels[b * 64..(b + 1) * 64]).unwrap();
+        assert!(loss.is_finite(), "step {i}: loss {loss}");
     };
-    // (M, K, N): odd sizes exercise every tail of the blocked loops.
-    for (m, k, n) in [(6, 25, 784), (16, 150, 100), (5, 7, 13), (1, 1, 1), (3, 9, 4), (7, 3, 9)] {
-        let a = random((m, k));
-        let at = random((k, m));
-        let b = random((k, n));
-        let bt = random((n, k));
-        for accumulate in [false, true] {
-            let layouts: [(&str, ndarray::ArrayView2<f32>, ndarray::ArrayView2<f32>); 4] =
-                [("A·B", a.view(), b.view()), ("Aᵀ·B", at.t(), b.view()), ("A·Bᵀ", a.view(), bt.t()), ("Aᵀ·Bᵀ", at.t(), bt.t())];
-            for (what, x, y) in layouts {
-                let start = random((m, n));
-                let (mut fast, mut slow) = (start.clone(), start.clone());
-                gemm(x, y, accumulate, fast.view_mut());
-                gemm_reference(x, y, accumulate, slow.view_mut());
-                let worst = (&fast - &slow).iter().fold(0.0f32, |w, d| w.max(d.abs()));
-                assert!(worst <= 1e-4, "{what} ({m}, {k}, {n}) accumulate {accumulate}: largest difference {worst}");
-            }
+    for i in 0..100 {
+        step(&mut model, i);
+    }
+    let after_100 = memory_bytes();
+    for i in 100..20_000 {
+        step(&mut model, i);
+        if i % 500 == 0 {
+            yield_to_browser().await;
         }
     }
+    assert_eq!(memory_bytes(), after_100, "wasm memory grew between step 100 and step 20,000");
+
+    let image = &all[..784];
+    model.predict(image).unwrap();
+    let before = memory_bytes();
+    for _ in 0..10_000 {
+        model.predict(image).unwrap();
+    }
+    assert_eq!(memory_bytes(), before, "wasm memory grew over 10,000 predictions");
+
+    // Models made and dropped (JavaScript's `free()`) give their memory back for the next.
+    let before = memory_bytes();
+    for seed in 0..200 {
+        let mut m = Model::new(f64::from(seed)).unwrap();
+        m.train_step(image, &train.labels[..1]).unwrap();
+        drop(m);
+    }
+    assert_eq!(memory_bytes(), before, "wasm memory grew over 200 models made and freed");
 }

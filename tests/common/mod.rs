@@ -28,3 +28,40 @@ pub const SEED0_PROBABILITIES: [[f32; 10]; 2] = [
     [6.504087e-2, 1.8643588e-1, 6.723722e-2, 3.0862387e-2, 1.7085485e-1, 2.6320046e-1, 4.112972e-2, 3.9145432e-2, 8.1264734e-2, 5.482844e-2],
     [1.4528029e-2, 1.7151882e-1, 9.202022e-2, 3.179257e-2, 1.4075725e-1, 2.7757892e-1, 2.3589376e-2, 1.1564007e-1, 1.0661423e-1, 2.596054e-2],
 ];
+
+/// Holds the fast matrix product to the plain-loop reference for every operand layout the
+/// kernels distinguish (plain and transposed A and B, overwrite and accumulate) and for sizes
+/// that exercise every tail of their blocked loops. Runs the SIMD128 kernels under wasm and
+/// the AVX2 ones natively.
+pub fn check_gemm_against_reference() {
+    use lenet::gemm::{gemm, gemm_reference};
+    use ndarray::Array2;
+    let mut seed = 7u32;
+    let mut random = |shape: (usize, usize)| {
+        Array2::from_shape_fn(shape, |_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed % 2001) as f32 / 1000.0 - 1.0
+        })
+    };
+    // (M, K, N): odd sizes exercise every tail of the blocked loops.
+    for (m, k, n) in [(6, 25, 784), (16, 150, 100), (5, 7, 13), (1, 1, 1), (3, 9, 4), (7, 3, 9)] {
+        let a = random((m, k));
+        let at = random((k, m));
+        let b = random((k, n));
+        let bt = random((n, k));
+        for accumulate in [false, true] {
+            let layouts: [(&str, ndarray::ArrayView2<f32>, ndarray::ArrayView2<f32>); 4] =
+                [("A·B", a.view(), b.view()), ("Aᵀ·B", at.t(), b.view()), ("A·Bᵀ", a.view(), bt.t()), ("Aᵀ·Bᵀ", at.t(), bt.t())];
+            for (what, x, y) in layouts {
+                let start = random((m, n));
+                let (mut fast, mut slow) = (start.clone(), start.clone());
+                gemm(x, y, accumulate, fast.view_mut());
+                gemm_reference(x, y, accumulate, slow.view_mut());
+                let worst = (&fast - &slow).iter().fold(0.0f32, |w, d| w.max(d.abs()));
+                assert!(worst <= 1e-4, "{what} ({m}, {k}, {n}) accumulate {accumulate}: largest difference {worst}");
+            }
+        }
+    }
+}
