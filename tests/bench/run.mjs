@@ -9,7 +9,7 @@
 // pkg/ holds our wasm package. The server must send COOP/COEP headers (serve.json): only a
 // cross-origin-isolated page gets a clock fine enough to time a single predict in microseconds.
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -128,9 +128,10 @@ for (const name of args.browsers.split(',')) {
     continue;
   }
   log(`== ${name}: ${pageUrl.href}`);
+  const loadBefore = loadavg()[0];
   try {
     const run = await runners[name]();
-    runs.push(run);
+    runs.push({ ...run, load_before: loadBefore });
     for (const e of run.errors) failures.push(`${name} / ${e.key}: ${e.error.split('\n')[0]}`);
   } catch (error) {
     failures.push(`${name}: ${error.message.split('\n')[0]}`);
@@ -205,9 +206,11 @@ const notes = [
   `- Machine: ${cpu}. Browsers: ${runs.map((r) => `${r.browser} ${r.version}`).join(', ') || 'none'} (headless).`,
   `- Data: ${dataSource}. Batch 64, momentum SGD (lr 0.01, momentum 0.9, no weight decay) everywhere; ConvNetJS takes one example per call and updates every 64.`,
   `- Each implementation runs in its own dedicated module Web Worker, one thread (TF.js's wasm backend is kept to its single-threaded SIMD build).`,
+  `- The page is cross-origin isolated (COOP/COEP), for a 5 µs clock in Chromium; Firefox's profile turns off its timer coarsening (privacy.reduceTimerPrecision), which changes the clock, not the speed.`,
   `- Training: ${args.warmup} s warm-up, then timed for ${args.train} s and at least 2 steps. predict: 1,000 one-image calls, each timed, median; predict_batch: 1,000 images per call, median of repeated calls. Every figure includes copying images in and probabilities out.`,
-  `- TF.js wasm: 4.22 registers no Conv2DBackpropFilter for its wasm backend, so it cannot train a conv net as shipped; the benchmark adds that kernel (page/tfjs.worker.mjs) on top of the backend's native Conv3DBackpropFilterV2.`,
+  `- TF.js wasm: 4.22 registers no Conv2DBackpropFilter for its wasm backend, so it cannot train a conv net as shipped; the benchmark adds that kernel (page/tfjs-conv2d-backprop-filter.mjs): im2col in JavaScript, then the backend's own BatchMatMul.`,
   first ? `- Clock: performance.now() resolution in the worker ${fmt(first.timer_resolution_ms * 1000, 1)} µs (${runs.map((r) => `${r.browser}: ${fmt((r.results[0]?.timer_resolution_ms ?? NaN) * 1000, 1)} µs`).join(', ')}); cross-origin isolated: ${first.cross_origin_isolated}.` : null,
+  `- 1-minute load average before each browser: ${runs.map((r) => `${r.browser} ${fmt(r.load_before, 2)}`).join(', ')} on ${cpus().length} cores; well above 0 means other work shared the CPU and every figure is lower for it.`,
   oursFirefox ? `- Firefox, ours: ${fmt(oursFirefox.train, 0)} training examples/s, predict ${predictMs(oursFirefox.predict)} ms, predict_batch ${fmt(oursFirefox.batch, 0)} images/s.` : null,
 ].filter(Boolean);
 

@@ -1,6 +1,7 @@
 // TensorFlow.js 4.22 with its wasm backend (SIMD, one thread) or its cpu backend (plain JS),
 // the same LeNet-5 written with tf.layers and trained with momentum SGD.
 import { serve } from './harness.mjs';
+import { checkConv2DBackpropFilter, registerConv2DBackpropFilter } from './tfjs-conv2d-backprop-filter.mjs';
 
 const modules = new URL('../node_modules/', import.meta.url);
 
@@ -12,37 +13,6 @@ async function loadScript(path) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   (0, eval)(`${await response.text()}\n//# sourceURL=${url}`);
-}
-
-// The wasm backend of 4.22 registers no Conv2DBackpropFilter, so a conv net cannot train on
-// it. This one adds it on top of the backend's own native Conv3DBackpropFilterV2: a 2-D
-// convolution is a 3-D one of depth 1, and wasm tensors are flat buffers, so x and dy are
-// passed with a depth axis of 1 and the filter gradient comes back as [1, fh, fw, c, o].
-function registerConv2DBackpropFilter(tf) {
-  const conv3dFilter = tf.getKernel('Conv3DBackpropFilterV2', 'wasm').kernelFunc;
-  tf.registerKernel({
-    kernelName: 'Conv2DBackpropFilter',
-    backendName: 'wasm',
-    kernelFunc({ inputs: { x, dy }, backend, attrs }) {
-      const { strides, pad, dataFormat, filterShape } = attrs;
-      if (dataFormat !== 'NHWC') throw new Error(`Conv2DBackpropFilter (added): only NHWC, got ${dataFormat}`);
-      if (typeof pad !== 'number' && pad !== 'same' && pad !== 'valid') {
-        throw new Error(`Conv2DBackpropFilter (added): explicit padding is not supported`);
-      }
-      const [sh, sw] = typeof strides === 'number' ? [strides, strides] : strides;
-      const [n, h, w, c] = x.shape;
-      const [, oh, ow, o] = dy.shape;
-      const dw = conv3dFilter({
-        inputs: {
-          x: { dataId: x.dataId, dtype: x.dtype, shape: [n, 1, h, w, c] },
-          dy: { dataId: dy.dataId, dtype: dy.dtype, shape: [n, 1, oh, ow, o] },
-        },
-        backend,
-        attrs: { strides: [1, sh, sw], pad, filterShape: [1, ...filterShape] },
-      });
-      return { dataId: dw.dataId, dtype: dw.dtype, shape: filterShape };
-    },
-  });
 }
 
 serve(async ({ backend }) => {
@@ -60,6 +30,7 @@ serve(async ({ backend }) => {
   }
   if (!(await tf.setBackend(backend))) throw new Error(`TF.js backend ${backend} failed to start`);
   await tf.ready();
+  if (backend === 'wasm') checkConv2DBackpropFilter(tf);
 
   const model = tf.sequential({
     layers: [
