@@ -25,7 +25,7 @@ fn js_error(error: Error) -> JsError {
 
 /// Images per forward pass in `predict_batch`: large enough to fill the matrix kernels, small
 /// enough for the activations to stay in cache.
-const PREDICT_CHUNK: usize = 64;
+const PREDICT_CHUNK: usize = 16;
 
 /// Views `images` (n × 784 values) as `(n, 1, 28, 28)`.
 fn image_batch(images: &[f32]) -> Result<ArrayView4<'_, f32>, JsError> {
