@@ -3,7 +3,7 @@
 // every implementation and writes it to results/latest.md and results/latest.json.
 //
 //   node run.mjs --url http://127.0.0.1:PORT [--browsers chromium,firefox]
-//                [--only lenet,tfjs-wasm,tfjs-cpu,convnetjs] [--train 5] [--timeout 600]
+//                [--only lenet,tfjs-wasm,tfjs-cpu,convnetjs] [--train 5] [--timeout 300]
 //
 // The static server is started by .ci/bench; the URL is that of the repository root, whose
 // pkg/ holds our wasm package. The server must send COOP/COEP headers (serve.json): only a
@@ -22,7 +22,7 @@ const { values: args } = parseArgs({
     only: { type: 'string', default: 'lenet,tfjs-wasm,tfjs-cpu,convnetjs' },
     train: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
-    timeout: { type: 'string', default: '600' },
+    timeout: { type: 'string', default: '300' },
     chromium: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
     firefox: { type: 'string', default: process.env.FIREFOX ?? '/usr/bin/firefox-esr' },
     out: { type: 'string', default: join(here, 'results') },
@@ -100,9 +100,11 @@ async function runFirefox() {
         'toolkit.telemetry.enabled': false,
         'services.settings.server': 'http://127.0.0.1:9/',
         'network.captive-portal-service.enabled': false,
-        // Firefox coarsens performance.now() to 20 µs even when cross-origin isolated, and adds
-        // jitter: too coarse to time a predict of tens of µs. Chromium's isolated clock is 5 µs.
+        // Firefox coarsens performance.now() to 20 µs even when cross-origin isolated (the
+        // "unconditional" clamp): too coarse to time a predict of tens of µs. Chromium's
+        // isolated clock is 5 µs.
         'privacy.reduceTimerPrecision': false,
+        'privacy.reduceTimerPrecision.unconditional': false,
       },
     });
     try {
@@ -206,7 +208,7 @@ const notes = [
   `- Machine: ${cpu}. Browsers: ${runs.map((r) => `${r.browser} ${r.version}`).join(', ') || 'none'} (headless).`,
   `- Data: ${dataSource}. Batch 64, momentum SGD (lr 0.01, momentum 0.9, no weight decay) everywhere; ConvNetJS takes one example per call and updates every 64.`,
   `- Each implementation runs in its own dedicated module Web Worker, one thread (TF.js's wasm backend is kept to its single-threaded SIMD build).`,
-  `- The page is cross-origin isolated (COOP/COEP), for a 5 µs clock in Chromium; Firefox's profile turns off its timer coarsening (privacy.reduceTimerPrecision), which changes the clock, not the speed.`,
+  `- The page is cross-origin isolated (COOP/COEP), for a 5 µs clock in Chromium; Firefox's profile turns off its timer coarsening (privacy.reduceTimerPrecision and its unconditional 20 µs clamp), which changes the clock, not the speed.`,
   `- Training: ${args.warmup} s warm-up, then timed for ${args.train} s and at least 2 steps. predict: 1,000 one-image calls, each timed, median; predict_batch: 1,000 images per call, median of repeated calls. Every figure includes copying images in and probabilities out.`,
   `- TF.js wasm: 4.22 registers no Conv2DBackpropFilter for its wasm backend, so it cannot train a conv net as shipped; the benchmark adds that kernel (page/tfjs-conv2d-backprop-filter.mjs): im2col in JavaScript, then the backend's own BatchMatMul.`,
   first ? `- Clock: performance.now() resolution in the worker ${fmt(first.timer_resolution_ms * 1000, 1)} µs (${runs.map((r) => `${r.browser}: ${fmt((r.results[0]?.timer_resolution_ms ?? NaN) * 1000, 1)} µs`).join(', ')}); cross-origin isolated: ${first.cross_origin_isolated}.` : null,
