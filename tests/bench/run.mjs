@@ -8,7 +8,7 @@
 // The static server is started by .ci/bench; the URL is that of the repository root, whose
 // pkg/ holds our wasm package. The server must send COOP/COEP headers (serve.json): only a
 // cross-origin-isolated page gets a clock fine enough to time a single predict in microseconds.
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,12 +38,48 @@ const pageUrl = new URL('tests/bench/page/index.html', args.url.endsWith('/') ? 
 pageUrl.search = new URLSearchParams({ only: args.only, train: args.train, warmup: args.warmup }).toString();
 const log = (text) => console.error(text);
 
-async function withTempDir(prefix, fn) {
+// Every browser gets a fresh profile in a temporary folder whose unique path is on its command
+// line: that path finds its processes to kill, whatever state the driver is in.
+const profiles = new Set();
+
+function killByProfile(dir) {
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) process.kill(Number(pid), 'SIGKILL');
+    } catch {}
+  }
+}
+
+function cleanUp(dir) {
+  killByProfile(dir);
+  rmSync(dir, { recursive: true, force: true });
+  profiles.delete(dir);
+}
+
+// The drivers' own signal handling closes the browser gracefully, which can itself hang while a
+// worker computes; on a signal (from .ci/bench's timeout, or Ctrl-C) kill outright and leave.
+for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130], ['SIGHUP', 129]]) {
+  process.on(signal, () => {
+    for (const dir of [...profiles]) cleanUp(dir);
+    process.exit(code);
+  });
+}
+const noSignals = { handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false };
+
+async function withBrowser(prefix, launch, use) {
   const dir = mkdtempSync(join(tmpdir(), prefix));
+  profiles.add(dir);
   try {
-    return await fn(dir);
+    const browser = await launch(dir);
+    try {
+      return await use(browser);
+    } finally {
+      // A close that hangs is cut short: the processes are killed below either way.
+      await Promise.race([browser.close().catch(() => {}), new Promise((r) => setTimeout(r, 15_000))]);
+    }
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    cleanUp(dir);
   }
 }
 
@@ -63,51 +99,56 @@ const readState = () => (window.bench ? JSON.parse(JSON.stringify(window.bench))
 
 async function runChromium() {
   const { chromium } = await import('playwright-core');
-  return withTempDir('bench-chromium-', async (profile) => {
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: args.chromium,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      timeout: 60_000,
-    });
-    try {
+  return withBrowser(
+    'bench-chromium-',
+    (profile) =>
+      chromium.launchPersistentContext(profile, {
+        executablePath: args.chromium,
+        headless: true,
+        args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+        timeout: 60_000,
+        ...noSignals,
+      }),
+    async (context) => {
       const page = context.pages()[0] ?? (await context.newPage());
       page.on('console', (m) => log(`  chromium | ${m.text()}`));
       page.on('pageerror', (e) => log(`  chromium | page error: ${e.message}`));
       await page.goto(pageUrl.href, { timeout: 60_000 });
       const state = await collect(() => page.evaluate(readState), 'chromium');
-      return { ...state, browser: 'Chromium', version: context.browser()?.version() ?? '' };
-    } finally {
-      await context.close();
-    }
-  });
+      const version = (await page.evaluate(() => navigator.userAgent)).match(/Chrom(?:e|ium)\/([\d.]+)/)?.[1] ?? '';
+      return { ...state, browser: 'Chromium', version };
+    },
+  );
 }
 
 async function runFirefox() {
   const { default: puppeteer } = await import('puppeteer-core');
-  return withTempDir('bench-firefox-', async (profile) => {
-    const browser = await puppeteer.launch({
-      browser: 'firefox',
-      executablePath: args.firefox,
-      headless: true,
-      userDataDir: profile,
-      timeout: 60_000,
-      protocolTimeout: timeoutMs + 60_000,
-      extraPrefsFirefox: {
-        // No update checks, telemetry or remote settings during the measurement.
-        'app.update.enabled': false,
-        'datareporting.policy.dataSubmissionEnabled': false,
-        'toolkit.telemetry.enabled': false,
-        'services.settings.server': 'http://127.0.0.1:9/',
-        'network.captive-portal-service.enabled': false,
-        // Firefox coarsens performance.now() to 20 µs even when cross-origin isolated (the
-        // "unconditional" clamp): too coarse to time a predict of tens of µs. Chromium's
-        // isolated clock is 5 µs.
-        'privacy.reduceTimerPrecision': false,
-        'privacy.reduceTimerPrecision.unconditional': false,
-      },
-    });
-    try {
+  return withBrowser(
+    'bench-firefox-',
+    (profile) =>
+      puppeteer.launch({
+        browser: 'firefox',
+        executablePath: args.firefox,
+        headless: true,
+        userDataDir: profile,
+        timeout: 60_000,
+        protocolTimeout: timeoutMs + 60_000,
+        ...noSignals,
+        extraPrefsFirefox: {
+          // No update checks, telemetry or remote settings during the measurement.
+          'app.update.enabled': false,
+          'datareporting.policy.dataSubmissionEnabled': false,
+          'toolkit.telemetry.enabled': false,
+          'services.settings.server': 'http://127.0.0.1:9/',
+          'network.captive-portal-service.enabled': false,
+          // Firefox coarsens performance.now() to 20 µs even when cross-origin isolated (the
+          // "unconditional" clamp): too coarse to time a predict of tens of µs. Chromium's
+          // isolated clock is 5 µs.
+          'privacy.reduceTimerPrecision': false,
+          'privacy.reduceTimerPrecision.unconditional': false,
+        },
+      }),
+    async (browser) => {
       const page = await browser.newPage();
       page.on('console', (m) => log(`  firefox  | ${m.text()}`));
       page.on('pageerror', (e) => log(`  firefox  | page error: ${e.message}`));
@@ -115,10 +156,8 @@ async function runFirefox() {
       const state = await collect(() => page.evaluate(readState), 'firefox');
       const version = (await browser.version()).replace(/^firefox\//i, '');
       return { ...state, browser: 'Firefox', version };
-    } finally {
-      await browser.close();
-    }
-  });
+    },
+  );
 }
 
 const runners = { chromium: runChromium, firefox: runFirefox };
