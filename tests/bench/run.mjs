@@ -3,7 +3,7 @@
 // every implementation and writes it to results/latest.md and results/latest.json.
 //
 //   node run.mjs --url http://127.0.0.1:PORT [--browsers chromium,firefox]
-//                [--only lenet,tfjs-wasm,tfjs-cpu,convnetjs] [--train 5] [--timeout 300]
+//                [--only lenet,tfjs-wasm,tfjs-cpu,convnetjs] [--rounds 5] [--round 1] [--timeout 300]
 //
 // The static server is started by .ci/bench; the URL is that of the repository root, whose
 // pkg/ holds our wasm package. The server must send COOP/COEP headers (serve.json): only a
@@ -20,7 +20,8 @@ const { values: args } = parseArgs({
     url: { type: 'string' },
     browsers: { type: 'string', default: 'chromium,firefox' },
     only: { type: 'string', default: 'lenet,tfjs-wasm,tfjs-cpu,convnetjs' },
-    train: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '5' },
+    round: { type: 'string', default: '1' },
     warmup: { type: 'string', default: '1' },
     timeout: { type: 'string', default: '300' },
     chromium: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
@@ -35,7 +36,7 @@ if (!args.url) {
 }
 const timeoutMs = Number(args.timeout) * 1000;
 const pageUrl = new URL('tests/bench/page/index.html', args.url.endsWith('/') ? args.url : `${args.url}/`);
-pageUrl.search = new URLSearchParams({ only: args.only, train: args.train, warmup: args.warmup }).toString();
+pageUrl.search = new URLSearchParams({ only: args.only, rounds: args.rounds, round: args.round, warmup: args.warmup }).toString();
 const log = (text) => console.error(text);
 
 // Every browser gets a fresh profile in a temporary folder whose unique path is on its command
@@ -169,14 +170,18 @@ for (const name of args.browsers.split(',')) {
     continue;
   }
   log(`== ${name}: ${pageUrl.href}`);
-  const loadBefore = loadavg()[0];
+  // The load average tells afterwards whether other work shared the CPU during the run.
+  const load = [loadavg()[0]];
+  const sampler = setInterval(() => load.push(loadavg()[0]), 2000);
   try {
     const run = await runners[name]();
-    runs.push({ ...run, load_before: loadBefore });
+    runs.push({ ...run, load_average: { mean: load.reduce((a, b) => a + b, 0) / load.length, max: Math.max(...load) } });
     for (const e of run.errors) failures.push(`${name} / ${e.key}: ${e.error.split('\n')[0]}`);
   } catch (error) {
     failures.push(`${name}: ${error.message.split('\n')[0]}`);
     log(`${name} failed: ${error.stack}`);
+  } finally {
+    clearInterval(sampler);
   }
 }
 
@@ -248,10 +253,10 @@ const notes = [
   `- Data: ${dataSource}. Batch 64, momentum SGD (lr 0.01, momentum 0.9, no weight decay) everywhere; ConvNetJS takes one example per call and updates every 64.`,
   `- Each implementation runs in its own dedicated module Web Worker, one thread (TF.js's wasm backend is kept to its single-threaded SIMD build).`,
   `- The page is cross-origin isolated (COOP/COEP), for a 5 µs clock in Chromium; Firefox's profile turns off its timer coarsening (privacy.reduceTimerPrecision and its unconditional 20 µs clamp), which changes the clock, not the speed.`,
-  `- Training: ${args.warmup} s warm-up, then timed for ${args.train} s and at least 2 steps. predict: 1,000 one-image calls, each timed, median; predict_batch: 1,000 images per call, median of repeated calls. Every figure includes copying images in and probabilities out.`,
+  `- Training: ${args.warmup} s warm-up, then ${args.rounds} timed rounds of at least ${args.round} s and one step each; the table gives the fastest round (latest.json also has the mean over all rounds), since on a shared machine other work only slows a round down. predict: 1,000 one-image calls, each timed, median. predict_batch: 1,000 images per call, fastest of at least 3 calls and 2 s. Every figure includes copying images in and probabilities out.`,
   `- TF.js wasm: 4.22 registers no Conv2DBackpropFilter for its wasm backend, so it cannot train a conv net as shipped; the benchmark adds that kernel (page/tfjs-conv2d-backprop-filter.mjs): im2col in JavaScript, then the backend's own BatchMatMul.`,
   first ? `- Clock: performance.now() resolution in the worker ${fmt(first.timer_resolution_ms * 1000, 1)} µs (${runs.map((r) => `${r.browser}: ${fmt((r.results[0]?.timer_resolution_ms ?? NaN) * 1000, 1)} µs`).join(', ')}); cross-origin isolated: ${first.cross_origin_isolated}.` : null,
-  `- 1-minute load average before each browser: ${runs.map((r) => `${r.browser} ${fmt(r.load_before, 2)}`).join(', ')} on ${cpus().length} cores; well above 0 means other work shared the CPU and every figure is lower for it.`,
+  `- 1-minute load average while each browser ran (mean, max): ${runs.map((r) => `${r.browser} ${fmt(r.load_average.mean, 1)}, ${fmt(r.load_average.max, 1)}`).join('; ')}, on ${cpus().length} cores. The benchmark itself keeps about one core busy; much more means other work shared the CPU and the figures are lower for it.`,
   oursFirefox ? `- Firefox, ours: ${fmt(oursFirefox.train, 0)} training examples/s, predict ${predictMs(oursFirefox.predict)} ms, predict_batch ${fmt(oursFirefox.batch, 0)} images/s.` : null,
 ].filter(Boolean);
 

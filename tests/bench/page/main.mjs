@@ -11,10 +11,10 @@ const params = new URLSearchParams(location.search);
 const number = (name, fallback) => (params.has(name) ? Number(params.get(name)) : fallback);
 const options = {
   warmupSeconds: number('warmup', 1),
-  trainSeconds: number('train', 5),
-  minSteps: number('minsteps', 2),
+  rounds: number('rounds', 5),
+  roundSeconds: number('round', 1),
   batchSeconds: number('batch', 2),
-  minBatchReps: number('batchreps', 2),
+  minBatchReps: number('batchreps', 3),
 };
 const only = (params.get('only') ?? Object.keys(IMPLEMENTATIONS).join(',')).split(',');
 
