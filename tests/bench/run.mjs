@@ -116,7 +116,8 @@ async function runChromium() {
       page.on('pageerror', (e) => log(`  chromium | page error: ${e.message}`));
       await page.goto(pageUrl.href, { timeout: 60_000 });
       const state = await collect(() => page.evaluate(readState), 'chromium');
-      const version = (await page.evaluate(() => navigator.userAgent)).match(/Chrom(?:e|ium)\/([\d.]+)/)?.[1] ?? '';
+      // The user agent string hides the minor version numbers; the driver knows them.
+      const version = context.browser()?.version() ?? (await page.evaluate(() => navigator.userAgent)).match(/Chrom(?:e|ium)\/([\d.]+)/)?.[1] ?? '';
       return { ...state, browser: 'Chromium', version };
     },
   );
