@@ -1,0 +1,165 @@
+// Live charts of the training run, drawn with uPlot.
+//
+// Data arrive many times a second; the charts are redrawn at most a few times a second, on an
+// animation frame, so that drawing them never holds the main thread for long.
+import uPlot from 'uplot';
+
+const REDRAW_MS = 250;
+// Exponential moving average of the loss, debiased at the start as TensorBoard does.
+const SMOOTHING = 0.95;
+
+const COLORS = { raw: 'rgba(99, 102, 241, 0.35)', smooth: '#4338ca', bad: '#dc2626', acc: '#059669' };
+
+function sizeOf(el) {
+  const width = Math.max(240, Math.floor(el.clientWidth));
+  return { width, height: Math.round(Math.min(260, Math.max(180, width * 0.5))) };
+}
+
+export class TrainingCharts {
+  constructor(lossEl, accEl) {
+    this.lossEl = lossEl;
+    this.accEl = accEl;
+    this.reset();
+
+    const common = {
+      ...sizeOf(lossEl),
+      legend: { live: true },
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: false } },
+    };
+    this.loss = new uPlot(
+      {
+        ...common,
+        series: [
+          { label: 'step' },
+          { label: 'loss', stroke: COLORS.raw, width: 1, points: { show: false }, value: (_, v) => fmt(v, 4) },
+          { label: 'smoothed', stroke: COLORS.smooth, width: 2, points: { show: false }, value: (_, v) => fmt(v, 4) },
+          {
+            label: 'non-finite',
+            stroke: COLORS.bad,
+            fill: COLORS.bad,
+            width: 0,
+            paths: () => null,
+            points: { show: true, size: 9, stroke: COLORS.bad, fill: COLORS.bad },
+            value: (_, v) => (v == null ? '–' : 'NaN/∞'),
+          },
+        ],
+        axes: [
+          { label: 'step', size: 40 },
+          { label: 'cross-entropy', size: 56, values: (_, ticks) => ticks.map((t) => fmt(t, 2)) },
+        ],
+        scales: { x: { time: false }, y: { distr: 3, log: 10 } },
+      },
+      this.lossData(),
+      lossEl,
+    );
+    this.acc = new uPlot(
+      {
+        ...common,
+        series: [
+          { label: 'step' },
+          {
+            label: 'accuracy',
+            stroke: COLORS.acc,
+            width: 2,
+            points: { show: true, size: 5 },
+            value: (_, v) => (v == null ? '–' : `${(v * 100).toFixed(1)} %`),
+          },
+        ],
+        axes: [
+          { label: 'step', size: 40 },
+          { label: 'accuracy', size: 56, values: (_, ticks) => ticks.map((t) => `${Math.round(t * 100)} %`) },
+        ],
+        scales: { x: { time: false }, y: { range: [0, 1] } },
+      },
+      [[], []],
+      accEl,
+    );
+    new ResizeObserver(() => {
+      this.loss.setSize(sizeOf(this.lossEl));
+      this.acc.setSize(sizeOf(this.accEl));
+    }).observe(lossEl.parentElement.parentElement);
+  }
+
+  reset() {
+    this.steps = [];
+    this.raw = [];
+    this.smooth = [];
+    this.bad = [];
+    this.ema = 0;
+    this.emaWeight = 0;
+    this.evalSteps = [];
+    this.accuracy = [];
+    this.nonFinite = 0;
+    this.dirty = true;
+    this.schedule();
+  }
+
+  /** Losses of consecutive steps; a NaN or infinite loss is plotted as a red marker. */
+  addSteps(steps) {
+    for (const { step, loss } of steps) {
+      this.steps.push(step);
+      if (Number.isFinite(loss)) {
+        this.ema = SMOOTHING * this.ema + (1 - SMOOTHING) * loss;
+        this.emaWeight = SMOOTHING * this.emaWeight + (1 - SMOOTHING);
+        this.raw.push(loss);
+        this.smooth.push(this.ema / this.emaWeight);
+        this.bad.push(null);
+      } else {
+        this.nonFinite++;
+        this.raw.push(null);
+        this.smooth.push(this.smooth.length ? this.smooth[this.smooth.length - 1] : null);
+        this.bad.push(Number.NaN); // placed on the chart at draw time, where the y range is known
+      }
+    }
+    this.dirty = true;
+    this.schedule();
+  }
+
+  addEval(step, accuracy) {
+    // A reset can follow an evaluation of step 0 of the previous run; keep steps increasing.
+    while (this.evalSteps.length && this.evalSteps[this.evalSteps.length - 1] >= step) {
+      this.evalSteps.pop();
+      this.accuracy.pop();
+    }
+    this.evalSteps.push(step);
+    this.accuracy.push(accuracy);
+    this.dirty = true;
+    this.schedule();
+  }
+
+  get smoothedLoss() {
+    return this.emaWeight ? this.ema / this.emaWeight : null;
+  }
+
+  lossData() {
+    if (!this.loss && !this.steps) return [[], [], [], []];
+    // Non-finite losses sit at the top of the current range, where they cannot be missed.
+    let top = 0;
+    for (const v of this.raw) if (v != null && v > top) top = v;
+    const bad = this.nonFinite ? this.bad.map((v) => (v == null ? null : top || 1)) : this.bad;
+    return [this.steps, this.raw, this.smooth, bad];
+  }
+
+  schedule() {
+    if (this.pending || !this.loss) return;
+    this.pending = true;
+    const wait = Math.max(0, REDRAW_MS - (performance.now() - (this.lastDraw ?? 0)));
+    setTimeout(() => requestAnimationFrame(() => this.draw()), wait);
+  }
+
+  draw() {
+    this.pending = false;
+    if (!this.dirty) return;
+    this.dirty = false;
+    this.lastDraw = performance.now();
+    this.loss.setData(this.lossData());
+    this.acc.setData([this.evalSteps, this.accuracy]);
+  }
+}
+
+function fmt(v, digits) {
+  if (v == null) return '–';
+  if (!Number.isFinite(v)) return String(v);
+  return v >= 100 ? v.toFixed(0) : Number(v.toPrecision(digits)).toString();
+}

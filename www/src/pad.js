@@ -1,0 +1,157 @@
+// A square drawing pad for mouse, touch and pen, through pointer events.
+//
+// Strokes are kept as point lists in CSS pixels, so the backing store can follow
+// devicePixelRatio (sharp on high-DPI screens) and be redrawn at any time, and undo is a pop.
+// Ink is opaque black on a transparent backing store: the alpha channel is the ink.
+
+// Relative to the pad's side: with a digit drawn across most of the pad, this gives strokes as
+// thick, relative to the digit, as MNIST's (about 2–3 px of the 20 px box).
+const STROKE = 0.075;
+
+export class DrawingPad extends EventTarget {
+  constructor(canvas) {
+    super();
+    this.canvas = canvas;
+    this.ctx = canvas.getContext('2d', { willReadFrequently: true });
+    this.strokes = [];
+    this.active = null; // { pointerId, points }
+    this.size = 0;
+    this.dpr = 1;
+
+    canvas.style.touchAction = 'none';
+    canvas.addEventListener('pointerdown', (e) => this.#down(e));
+    canvas.addEventListener('pointermove', (e) => this.#move(e));
+    for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) {
+      canvas.addEventListener(type, (e) => this.#up(e));
+    }
+    // Touch and pen must draw, never scroll, zoom or open a menu.
+    canvas.addEventListener('touchstart', (e) => e.preventDefault(), { passive: false });
+    canvas.addEventListener('contextmenu', (e) => e.preventDefault());
+
+    new ResizeObserver(() => this.#resize()).observe(canvas);
+    this.#watchDpr();
+    this.#resize();
+  }
+
+  get empty() {
+    return this.strokes.length === 0 && !this.active;
+  }
+
+  clear() {
+    this.strokes = [];
+    this.active = null;
+    this.#redraw();
+    this.#changed(true);
+  }
+
+  undo() {
+    if (this.active) this.active = null;
+    else this.strokes.pop();
+    this.#redraw();
+    this.#changed(true);
+  }
+
+  /** The backing store's pixels, for the model's preprocessing. */
+  pixels() {
+    const { width, height } = this.canvas;
+    return { rgba: this.ctx.getImageData(0, 0, width, height).data, width, height };
+  }
+
+  #watchDpr() {
+    const query = matchMedia(`(resolution: ${devicePixelRatio}dppx)`);
+    query.addEventListener(
+      'change',
+      () => {
+        this.#resize();
+        this.#watchDpr();
+      },
+      { once: true },
+    );
+  }
+
+  #resize() {
+    const rect = this.canvas.getBoundingClientRect();
+    const size = rect.width;
+    const dpr = window.devicePixelRatio || 1;
+    if (size === 0 || (size === this.size && dpr === this.dpr)) return;
+    this.size = size;
+    this.dpr = dpr;
+    this.canvas.width = Math.round(size * dpr);
+    this.canvas.height = Math.round(size * dpr);
+    this.#redraw();
+    if (!this.empty) this.#changed(true);
+  }
+
+  #point(e) {
+    const rect = this.canvas.getBoundingClientRect();
+    // Scale by the displayed size, which CSS transforms or zoom may make differ from this.size.
+    return [((e.clientX - rect.left) * this.size) / rect.width, ((e.clientY - rect.top) * this.size) / rect.height];
+  }
+
+  #down(e) {
+    if (this.active || (e.pointerType === 'mouse' && e.button !== 0)) return;
+    e.preventDefault();
+    this.canvas.setPointerCapture(e.pointerId);
+    this.active = { pointerId: e.pointerId, points: [this.#point(e)] };
+    this.#drawSegment(this.active.points, 0);
+    this.#changed(false);
+  }
+
+  #move(e) {
+    if (!this.active || e.pointerId !== this.active.pointerId) return;
+    e.preventDefault();
+    // Coalesced events keep fast strokes smooth: the browser may fire one event per frame.
+    const events = e.getCoalescedEvents?.() ?? [];
+    const points = this.active.points;
+    const from = points.length - 1;
+    for (const ev of events.length ? events : [e]) points.push(this.#point(ev));
+    this.#drawSegment(points, from);
+    this.#changed(false);
+  }
+
+  #up(e) {
+    if (!this.active || e.pointerId !== this.active.pointerId) return;
+    // A lifted, cancelled or lost pointer all end the stroke; none leaves the pen down.
+    const stroke = this.active.points;
+    this.active = null;
+    if (this.canvas.hasPointerCapture(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
+    this.strokes.push(stroke);
+    this.#changed(true);
+  }
+
+  #style() {
+    const ctx = this.ctx;
+    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+    ctx.lineCap = 'round';
+    ctx.lineJoin = 'round';
+    ctx.lineWidth = this.size * STROKE;
+    ctx.strokeStyle = '#000';
+    ctx.fillStyle = '#000';
+  }
+
+  #drawSegment(points, from) {
+    const ctx = this.ctx;
+    this.#style();
+    if (points.length === 1) {
+      ctx.beginPath();
+      ctx.arc(points[0][0], points[0][1], ctx.lineWidth / 2, 0, 2 * Math.PI);
+      ctx.fill();
+      return;
+    }
+    ctx.beginPath();
+    ctx.moveTo(points[from][0], points[from][1]);
+    for (let i = from + 1; i < points.length; i++) ctx.lineTo(points[i][0], points[i][1]);
+    ctx.stroke();
+  }
+
+  #redraw() {
+    this.ctx.setTransform(1, 0, 0, 1, 0, 0);
+    this.ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    for (const stroke of this.strokes) this.#drawSegment(stroke, 0);
+    if (this.active) this.#drawSegment(this.active.points, 0);
+  }
+
+  #changed(final) {
+    this.dispatchEvent(new CustomEvent('change', { detail: { final } }));
+  }
+}
