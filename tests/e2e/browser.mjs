@@ -20,7 +20,7 @@ export const ARGS = [
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
 /** A fresh browser profile and one page; `close()` removes the profile. */
-export async function openBrowser({ viewport = { width: 1280, height: 1000 }, deviceScaleFactor = 1 } = {}) {
+export async function openBrowser({ viewport = { width: 1280, height: 1000 }, deviceScaleFactor = 1, hasTouch = false } = {}) {
   const profile = await mkdtemp(join(tmpdir(), 'lenet-e2e-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -28,6 +28,7 @@ export async function openBrowser({ viewport = { width: 1280, height: 1000 }, de
     headless: true,
     viewport,
     deviceScaleFactor,
+    hasTouch,
     acceptDownloads: true,
     timeout: 60_000,
   });

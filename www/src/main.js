@@ -229,6 +229,8 @@ function flash(text) {
 
 const pad = new DrawingPad(ui.pad);
 const charts = new TrainingCharts($('loss-chart'), $('acc-chart'));
+// What the charts plot, for the end-to-end tests to read.
+window.lenetPage = Object.freeze({ charts });
 const seenCtx = ui.seen.getContext('2d');
 const seenImage = seenCtx.createImageData(28, 28);
 

@@ -6,7 +6,7 @@
 
 // Relative to the pad's side: with a digit drawn across most of the pad, this gives strokes as
 // thick, relative to the digit, as MNIST's (about 2–3 px of the 20 px box).
-const STROKE = 0.075;
+const STROKE = 0.085;
 
 export class DrawingPad extends EventTarget {
   constructor(canvas) {
@@ -91,7 +91,12 @@ export class DrawingPad extends EventTarget {
   #down(e) {
     if (this.active || (e.pointerType === 'mouse' && e.button !== 0)) return;
     e.preventDefault();
-    this.canvas.setPointerCapture(e.pointerId);
+    try {
+      // Keeps the stroke alive when the pointer leaves the pad, and brings the pointerup back.
+      this.canvas.setPointerCapture(e.pointerId);
+    } catch {
+      // A pointer that is already gone: its pointerup or pointercancel ends the stroke.
+    }
     this.active = { pointerId: e.pointerId, points: [this.#point(e)] };
     this.#drawSegment(this.active.points, 0);
     this.#changed(false);
