@@ -320,7 +320,7 @@ function showProbabilities(probabilities) {
     for (const bar of barEls) {
       bar.fill.style.width = '0%';
       bar.value.textContent = '–';
-      bar.li.classList.remove('top');
+      bar.li.classList.remove('best');
     }
     document.body.dataset.probabilities = '';
     return;
@@ -334,7 +334,7 @@ function showProbabilities(probabilities) {
     const p = probabilities[d];
     bar.fill.style.width = `${(p * 100).toFixed(1)}%`;
     bar.value.textContent = `${(p * 100).toFixed(1)} %`;
-    bar.li.classList.toggle('top', d === best);
+    bar.li.classList.toggle('best', d === best);
   });
   // Exact values for tests and tools that read the page.
   document.body.dataset.probabilities = Array.from(probabilities, (p) => p.toFixed(6)).join(',');
