@@ -5,6 +5,8 @@
 import uPlot from 'uplot';
 
 const REDRAW_MS = 250;
+// Beyond this many steps the loss chart plots a thinned copy.
+const MAX_POINTS = 4000;
 // Exponential moving average of the loss, debiased at the start as TensorBoard does.
 const SMOOTHING = 0.95;
 
@@ -133,12 +135,35 @@ export class TrainingCharts {
   }
 
   lossData() {
-    if (!this.loss && !this.steps) return [[], [], [], []];
     // Non-finite losses sit at the top of the current range, where they cannot be missed.
     let top = 0;
     for (const v of this.raw) if (v != null && v > top) top = v;
-    const bad = this.nonFinite ? this.bad.map((v) => (v == null ? null : top || 1)) : this.bad;
-    return [this.steps, this.raw, this.smooth, bad];
+    top = top || 1;
+    const n = this.steps.length;
+    if (n <= MAX_POINTS) {
+      const bad = this.nonFinite ? this.bad.map((v) => (v == null ? null : top)) : this.bad;
+      return [this.steps, this.raw, this.smooth, bad];
+    }
+    // A long run is thinned to one point per bucket, so a redraw stays cheap; a bucket that holds
+    // a non-finite loss is represented by it, so no warning marker is ever thinned away.
+    const stride = Math.ceil(n / MAX_POINTS);
+    const out = [[], [], [], []];
+    for (let start = 0; start < n; start += stride) {
+      let pick = Math.min(n, start + stride) - 1;
+      if (this.nonFinite) {
+        for (let i = start; i < start + stride && i < n; i++) {
+          if (this.bad[i] != null) {
+            pick = i;
+            break;
+          }
+        }
+      }
+      out[0].push(this.steps[pick]);
+      out[1].push(this.raw[pick]);
+      out[2].push(this.smooth[pick]);
+      out[3].push(this.bad[pick] == null ? null : top);
+    }
+    return out;
   }
 
   schedule() {
