@@ -51,20 +51,10 @@ export class DrawingPad extends EventTarget {
     this.#changed(true);
   }
 
-  /**
-   * The backing store's pixels, for the model's preprocessing: black ink on white, with the ink
-   * also in the alpha channel, so that ink reads the same as darkness and as opacity.
-   */
+  /** The backing store's pixels, for the model's preprocessing (ink is opaque on transparent). */
   pixels() {
     const { width, height } = this.canvas;
-    const rgba = this.ctx.getImageData(0, 0, width, height).data;
-    for (let i = 0; i < rgba.length; i += 4) {
-      const paper = 255 - rgba[i + 3];
-      rgba[i] = paper;
-      rgba[i + 1] = paper;
-      rgba[i + 2] = paper;
-    }
-    return { rgba, width, height };
+    return { rgba: this.ctx.getImageData(0, 0, width, height).data, width, height };
   }
 
   #watchDpr() {
