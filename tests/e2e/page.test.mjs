@@ -226,7 +226,7 @@ test('a Start pressed before the worker is ready is not lost', async () => {
   try {
     const { page } = browser;
     await page.goto(BASE_URL, { waitUntil: 'commit' });
-    await page.waitForSelector('#run', { state: 'attached' });
+    await page.waitForSelector('body[data-page="interactive"]', { state: 'attached' });
     const early = await page.evaluate(() => {
       const ready = document.body.dataset.worker === 'ready';
       document.querySelector('#run').click();

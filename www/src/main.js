@@ -358,6 +358,8 @@ function showWeightsStatus() {
 // ---------- start ----------
 
 let wasmReady = false;
+// The controls work from here on, even while wasm, the weights and the data still load.
+document.body.dataset.page = 'interactive';
 async function start() {
   await init();
   wasmReady = true;
