@@ -60,7 +60,7 @@ export async function drawWithMouse(page, strokes, selector = '#pad') {
     const path = spline(stroke).map(at);
     await page.mouse.move(...path[0]);
     await page.mouse.down();
-    for (const point of path.slice(1)) await page.mouse.move(...point, { steps: 2 });
+    for (const point of path.slice(1)) await page.mouse.move(...point);
     await page.mouse.up();
   }
 }
