@@ -1,0 +1,404 @@
+//! 2-D convolution over NCHW tensors, by im2col and one matrix product per pass.
+
+use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4, Ix4};
+
+use super::{ensure_shape, kaiming_uniform};
+use crate::error::{fmt_shape, shape_error, Error, Result};
+use crate::gemm::gemm;
+
+/// A 2-D convolution layer with square kernels, zero padding and a bias per output channel.
+///
+/// It computes the **cross-correlation** `y[n, o, i, j] = b[o] + Σ_{c, u, v} w[o, c, u, v] ·
+/// x[n, c, i·s + u − p, j·s + v − p]`, as PyTorch's `nn.Conv2d` and Caffe do. The textbook
+/// convolution flips the kernel: it equals this layer with every `w[o, c]` rotated by 180°
+/// (`w[o, c, k−1−u, k−1−v]`). For a learned kernel the two are the same family of functions,
+/// so the flip only matters when weights are exchanged with a library that flips: PyTorch does
+/// not, so its weights load here unchanged.
+///
+/// # Shapes
+/// - `weight`: `(out_channels, in_channels, kernel_size, kernel_size)`, PyTorch's layout;
+/// - `bias`: `(out_channels)`;
+/// - input: `(N, in_channels, H, W)`;
+/// - output: `(N, out_channels, H_out, W_out)` with `H_out = (H + 2·padding − kernel_size) /
+///   stride + 1`, likewise `W_out` (integer division, as PyTorch).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2d {
+    /// `(out_channels, in_channels, kernel_size, kernel_size)`, standard (row-major) layout.
+    pub weight: Array4<f32>,
+    /// `(out_channels)`.
+    pub bias: Array1<f32>,
+    /// Step between neighbouring windows, in input pixels, ≥ 1.
+    pub stride: usize,
+    /// Zeros added on every side of the input, in pixels.
+    pub padding: usize,
+}
+
+/// Gradients of a loss with respect to a [`Conv2d`]'s parameters; same shapes as the layer's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2dGrads {
+    /// `(out_channels, in_channels, kernel_size, kernel_size)`.
+    pub weight: Array4<f32>,
+    /// `(out_channels)`.
+    pub bias: Array1<f32>,
+}
+
+/// What [`Conv2d::forward`] keeps for [`Conv2d::backward`], plus scratch buffers reused from
+/// step to step.
+///
+/// `cols` is the batch-wide im2col matrix, `(in_channels·k·k, N·H_out·W_out)`: row
+/// `(c·k + u)·k + v`, column `n·H_out·W_out + i·W_out + j` holds `x[n, c, i·s + u − p, j·s + v − p]`
+/// (0 outside the input). Forward is then one product `weight · cols`, and backward two.
+#[derive(Clone, Debug, Default)]
+pub struct Conv2dCache {
+    cols: Array2<f32>,
+    input_dim: (usize, usize, usize, usize),
+    output_hw: (usize, usize),
+    /// `(out_channels, N·H_out·W_out)`: the forward product, then the output gradient.
+    mat: Array2<f32>,
+    /// `(in_channels·k·k, N·H_out·W_out)`: the gradient of `cols`.
+    grad_cols: Array2<f32>,
+}
+
+impl Conv2dGrads {
+    /// Zero gradients shaped like `layer`'s parameters.
+    pub fn zeros_like(layer: &Conv2d) -> Self {
+        Conv2dGrads { weight: Array4::zeros(layer.weight.raw_dim()), bias: Array1::zeros(layer.bias.raw_dim()) }
+    }
+}
+
+impl Conv2d {
+    /// A layer with all weights and biases zero.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when a size or the stride is zero.
+    pub fn new(in_channels: usize, out_channels: usize, kernel_size: usize, stride: usize, padding: usize) -> Result<Self> {
+        if in_channels == 0 || out_channels == 0 || kernel_size == 0 || stride == 0 {
+            return Err(Error::InvalidInput(format!(
+                "Conv2d needs in_channels, out_channels, kernel_size and stride ≥ 1, got {in_channels}, {out_channels}, {kernel_size}, {stride}"
+            )));
+        }
+        Ok(Conv2d {
+            weight: Array4::zeros((out_channels, in_channels, kernel_size, kernel_size)),
+            bias: Array1::zeros(out_channels),
+            stride,
+            padding,
+        })
+    }
+
+    /// Like [`Conv2d::new`], with weights drawn by uniform He initialisation
+    /// (fan_in = in_channels · kernel_size²) and zero biases.
+    ///
+    /// # Errors
+    /// As [`Conv2d::new`].
+    pub fn kaiming(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: usize,
+        stride: usize,
+        padding: usize,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Self> {
+        let mut layer = Self::new(in_channels, out_channels, kernel_size, stride, padding)?;
+        let fan_in = in_channels * kernel_size * kernel_size;
+        kaiming_uniform(layer.weight.as_slice_mut().expect("fresh array is contiguous"), fan_in, rng);
+        Ok(layer)
+    }
+
+    /// Number of input channels.
+    pub fn in_channels(&self) -> usize {
+        self.weight.dim().1
+    }
+
+    /// Number of output channels.
+    pub fn out_channels(&self) -> usize {
+        self.weight.dim().0
+    }
+
+    /// Side of the square kernel, in pixels.
+    pub fn kernel_size(&self) -> usize {
+        self.weight.dim().2
+    }
+
+    /// Output height and width for an input of `height` × `width` pixels.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the padded input is smaller than the kernel.
+    pub fn output_size(&self, height: usize, width: usize) -> Result<(usize, usize)> {
+        let (k, s, p) = (self.kernel_size(), self.stride, self.padding);
+        if height + 2 * p < k || width + 2 * p < k {
+            return Err(Error::InvalidInput(format!(
+                "Conv2d input of {height}×{width} pixels with padding {p} is smaller than the {k}×{k} kernel"
+            )));
+        }
+        Ok(((height + 2 * p - k) / s + 1, (width + 2 * p - k) / s + 1))
+    }
+
+    fn check_input(&self, input: &ArrayView4<f32>) -> Result<(usize, usize)> {
+        let (n, c, h, w) = input.dim();
+        if c != self.in_channels() || n == 0 {
+            return Err(shape_error("Conv2d input", format!("(N ≥ 1, {}, H, W)", self.in_channels()), input.shape()));
+        }
+        self.check_parameters()?;
+        self.output_size(h, w)
+    }
+
+    fn check_parameters(&self) -> Result<()> {
+        let (o, c, kh, kw) = self.weight.dim();
+        if kh != kw || self.bias.len() != o || self.stride == 0 || !self.weight.is_standard_layout() {
+            return Err(Error::InvalidInput(format!(
+                "Conv2d parameters: weight {} (square kernel, row-major), bias {} (expected ({o})), stride {}",
+                fmt_shape(&[o, c, kh, kw]),
+                fmt_shape(self.bias.shape()),
+                self.stride
+            )));
+        }
+        Ok(())
+    }
+
+    fn weight_matrix(&self) -> ArrayView2<'_, f32> {
+        let (o, c, k, _) = self.weight.dim();
+        self.weight.view().into_shape_with_order((o, c * k * k)).expect("checked: standard layout")
+    }
+
+    /// Forward pass: writes the output into `output` (reshaped to `(N, out_channels, H_out,
+    /// W_out)` if needed) and keeps in `cache` what [`Conv2d::backward`] needs.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the input is not `(N ≥ 1, in_channels, H, W)`;
+    /// [`Error::InvalidInput`] when it is smaller than the kernel.
+    pub fn forward(&self, input: ArrayView4<f32>, cache: &mut Conv2dCache, output: &mut Array4<f32>) -> Result<()> {
+        let (ho, wo) = self.check_input(&input)?;
+        let (n, _, _, _) = input.dim();
+        let o = self.out_channels();
+        let plane = ho * wo;
+        cache.input_dim = input.dim();
+        cache.output_hw = (ho, wo);
+        self.im2col(input, &mut cache.cols);
+        ensure_shape(&mut cache.mat, ndarray::Ix2(o, n * plane));
+        gemm(1.0, self.weight_matrix(), cache.cols.view(), 0.0, cache.mat.view_mut());
+
+        // (out_channels, N·P) → (N, out_channels, P), adding the bias on the way.
+        ensure_shape(output, Ix4(n, o, ho, wo));
+        let mat = cache.mat.as_slice().expect("standard layout");
+        let out = output.as_slice_mut().expect("standard layout");
+        for (ch, &b) in self.bias.iter().enumerate() {
+            let row = &mat[ch * n * plane..(ch + 1) * n * plane];
+            for s in 0..n {
+                let dst = &mut out[(s * o + ch) * plane..][..plane];
+                for (d, &v) in dst.iter_mut().zip(&row[s * plane..(s + 1) * plane]) {
+                    *d = v + b;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Backward pass: from `grad_output` (the loss's gradient with respect to this layer's
+    /// output), writes the parameters' gradients into `grads` (overwriting them) and, when
+    /// `grad_input` is given, the gradient with respect to the input (the first layer of a
+    /// network does not need it, and skipping it saves a third of the work).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `grad_output` does not have the shape of the last forward output,
+    /// or `grads` not that of the parameters.
+    pub fn backward(
+        &self,
+        cache: &mut Conv2dCache,
+        grad_output: ArrayView4<f32>,
+        grads: &mut Conv2dGrads,
+        grad_input: Option<&mut Array4<f32>>,
+    ) -> Result<()> {
+        let (n, c, h, w) = cache.input_dim;
+        let (ho, wo) = cache.output_hw;
+        let o = self.out_channels();
+        let plane = ho * wo;
+        if grad_output.dim() != (n, o, ho, wo) || n == 0 {
+            return Err(shape_error("Conv2d grad_output", fmt_shape(&[n, o, ho, wo]), grad_output.shape()));
+        }
+        if grads.weight.dim() != self.weight.dim() || grads.bias.dim() != self.bias.dim() {
+            return Err(shape_error("Conv2d grads.weight", fmt_shape(self.weight.shape()), grads.weight.shape()));
+        }
+        // (N, out_channels, P) → (out_channels, N·P), the layout of the forward product.
+        ensure_shape(&mut cache.mat, ndarray::Ix2(o, n * plane));
+        {
+            let go = grad_output.as_standard_layout();
+            let go = go.as_slice().expect("standard layout");
+            let mat = cache.mat.as_slice_mut().expect("standard layout");
+            for ch in 0..o {
+                let mut sum = 0.0f64;
+                for s in 0..n {
+                    let src = &go[(s * o + ch) * plane..][..plane];
+                    mat[ch * n * plane + s * plane..][..plane].copy_from_slice(src);
+                    sum += src.iter().map(|&v| f64::from(v)).sum::<f64>();
+                }
+                grads.bias[ch] = sum as f32;
+            }
+        }
+        let k = c * self.kernel_size() * self.kernel_size();
+        let grad_w = grads.weight.view_mut().into_shape_with_order((o, k)).map_err(|_| {
+            Error::InvalidInput("Conv2d grads.weight must be in standard (row-major) layout".into())
+        })?;
+        gemm(1.0, cache.mat.view(), cache.cols.t(), 0.0, grad_w);
+
+        if let Some(grad_input) = grad_input {
+            ensure_shape(&mut cache.grad_cols, ndarray::Ix2(k, n * plane));
+            gemm(1.0, self.weight_matrix().t(), cache.mat.view(), 0.0, cache.grad_cols.view_mut());
+            ensure_shape(grad_input, Ix4(n, c, h, w));
+            self.col2im(&cache.grad_cols, (n, c, h, w), (ho, wo), grad_input);
+        }
+        Ok(())
+    }
+
+    /// For kernel offset `u` (or `v`), the range of output positions whose input position
+    /// `i·s + u − p` falls inside `0..size`.
+    fn valid_range(&self, offset: usize, size: usize, out: usize) -> (usize, usize) {
+        let (s, p) = (self.stride, self.padding);
+        let lo = if p > offset { (p - offset).div_ceil(s) } else { 0 };
+        let hi = if size + p > offset { (size + p - offset).div_ceil(s).min(out) } else { 0 };
+        (lo.min(hi), hi)
+    }
+
+    fn im2col(&self, input: ArrayView4<f32>, cols: &mut Array2<f32>) {
+        let (n, c, h, w) = input.dim();
+        let k = self.kernel_size();
+        let (ho, wo) = self.output_size(h, w).expect("checked by the caller");
+        let (s, p) = (self.stride, self.padding);
+        let plane = ho * wo;
+        ensure_shape(cols, ndarray::Ix2(c * k * k, n * plane));
+        let x = input.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        let cols = cols.as_slice_mut().expect("standard layout");
+        for ch in 0..c {
+            for u in 0..k {
+                let (ylo, yhi) = self.valid_range(u, h, ho);
+                for v in 0..k {
+                    let (xlo, xhi) = self.valid_range(v, w, wo);
+                    let row = (ch * k + u) * k + v;
+                    for b in 0..n {
+                        let src = &x[(b * c + ch) * h * w..][..h * w];
+                        let dst = &mut cols[row * n * plane + b * plane..][..plane];
+                        for i in 0..ho {
+                            let line = &mut dst[i * wo..(i + 1) * wo];
+                            if i < ylo || i >= yhi || xlo >= xhi {
+                                line.fill(0.0);
+                                continue;
+                            }
+                            let y = i * s + u - p;
+                            line[..xlo].fill(0.0);
+                            line[xhi..].fill(0.0);
+                            let start = y * w + xlo * s + v - p;
+                            if s == 1 {
+                                line[xlo..xhi].copy_from_slice(&src[start..start + (xhi - xlo)]);
+                            } else {
+                                for (j, d) in line[xlo..xhi].iter_mut().enumerate() {
+                                    *d = src[start + j * s];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of [`Self::im2col`]: adds every column entry back onto the input pixel it was
+    /// copied from. Pixels under several windows receive the sum of their gradients.
+    fn col2im(&self, grad_cols: &Array2<f32>, input_dim: (usize, usize, usize, usize), output_hw: (usize, usize), grad_input: &mut Array4<f32>) {
+        let (n, c, h, w) = input_dim;
+        let (ho, wo) = output_hw;
+        let k = self.kernel_size();
+        let (s, p) = (self.stride, self.padding);
+        let plane = ho * wo;
+        let cols = grad_cols.as_slice().expect("standard layout");
+        let dx = grad_input.as_slice_mut().expect("standard layout");
+        dx.fill(0.0);
+        for ch in 0..c {
+            for u in 0..k {
+                let (ylo, yhi) = self.valid_range(u, h, ho);
+                for v in 0..k {
+                    let (xlo, xhi) = self.valid_range(v, w, wo);
+                    if xlo >= xhi {
+                        continue;
+                    }
+                    let row = (ch * k + u) * k + v;
+                    for b in 0..n {
+                        let dst = &mut dx[(b * c + ch) * h * w..][..h * w];
+                        let src = &cols[row * n * plane + b * plane..][..plane];
+                        for i in ylo..yhi {
+                            let y = i * s + u - p;
+                            let start = y * w + xlo * s + v - p;
+                            for (j, &g) in src[i * wo + xlo..i * wo + xhi].iter().enumerate() {
+                                dst[start + j * s] += g;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The definition of the forward pass as plain loops, accumulating in f64: the reference
+    /// the fast [`Conv2d::forward`] is tested against. Slow.
+    ///
+    /// # Errors
+    /// As [`Conv2d::forward`].
+    pub fn forward_reference(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let (ho, wo) = self.check_input(&input)?;
+        let (n, c, h, w) = input.dim();
+        let (k, s, p) = (self.kernel_size(), self.stride as isize, self.padding as isize);
+        let mut out = Array4::zeros((n, self.out_channels(), ho, wo));
+        for ((b, o, i, j), y) in out.indexed_iter_mut() {
+            let mut acc = f64::from(self.bias[o]);
+            for ch in 0..c {
+                for u in 0..k {
+                    for v in 0..k {
+                        let yy = i as isize * s + u as isize - p;
+                        let xx = j as isize * s + v as isize - p;
+                        if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < w {
+                            acc += f64::from(self.weight[[o, ch, u, v]]) * f64::from(input[[b, ch, yy as usize, xx as usize]]);
+                        }
+                    }
+                }
+            }
+            *y = acc as f32;
+        }
+        Ok(out)
+    }
+
+    /// The backward pass as plain loops in f64: returns the input gradient and the parameter
+    /// gradients for `grad_output`. The reference for [`Conv2d::backward`]. Slow.
+    ///
+    /// # Errors
+    /// As [`Conv2d::forward`], and [`Error::Shape`] when `grad_output` has the wrong shape.
+    pub fn backward_reference(&self, input: ArrayView4<f32>, grad_output: ArrayView4<f32>) -> Result<(Array4<f32>, Conv2dGrads)> {
+        let (ho, wo) = self.check_input(&input)?;
+        let (n, c, h, w) = input.dim();
+        let o = self.out_channels();
+        if grad_output.dim() != (n, o, ho, wo) {
+            return Err(shape_error("Conv2d grad_output", fmt_shape(&[n, o, ho, wo]), grad_output.shape()));
+        }
+        let (k, s, p) = (self.kernel_size(), self.stride as isize, self.padding as isize);
+        let mut dx = ndarray::Array4::<f64>::zeros((n, c, h, w));
+        let mut dw = ndarray::Array4::<f64>::zeros(self.weight.raw_dim());
+        let mut db = ndarray::Array1::<f64>::zeros(o);
+        for ((b, oc, i, j), &g) in grad_output.indexed_iter() {
+            let g = f64::from(g);
+            db[oc] += g;
+            for ch in 0..c {
+                for u in 0..k {
+                    for v in 0..k {
+                        let yy = i as isize * s + u as isize - p;
+                        let xx = j as isize * s + v as isize - p;
+                        if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < w {
+                            let (yy, xx) = (yy as usize, xx as usize);
+                            dw[[oc, ch, u, v]] += g * f64::from(input[[b, ch, yy, xx]]);
+                            dx[[b, ch, yy, xx]] += g * f64::from(self.weight[[oc, ch, u, v]]);
+                        }
+                    }
+                }
+            }
+        }
+        let grads = Conv2dGrads { weight: dw.mapv(|v| v as f32), bias: db.mapv(|v| v as f32) };
+        Ok((dx.mapv(|v| v as f32), grads))
+    }
+}

@@ -1,0 +1,416 @@
+//! LeNet-5: the network, its forward and backward passes over a whole batch.
+
+use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Ix4};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{shape_error, Error, Result};
+use crate::layers::{
+    ensure_shape, relu, relu_backward, Conv2d, Conv2dCache, Conv2dGrads, Linear, LinearGrads, MaxPool2d, MaxPool2dCache,
+};
+use crate::loss::{cross_entropy_backward, softmax};
+
+/// Side of the model's square input image, in pixels.
+pub const IMAGE_SIDE: usize = 28;
+/// Pixels in one input image, 28 × 28.
+pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
+/// Number of classes: the digits 0 to 9.
+pub const NUM_CLASSES: usize = 10;
+/// Mean pixel of MNIST's training set (pixels in `[0, 1]`): the default `input_mean`.
+pub const MNIST_MEAN: f32 = 0.1307;
+/// Standard deviation of MNIST's training pixels: the default `input_std`.
+pub const MNIST_STD: f32 = 0.3081;
+/// The parameter tensors, in the order of [`LeNet5::parameters`], named as PyTorch names the
+/// `state_dict` of a module with attributes `conv1`, `conv2`, `fc1`, `fc2`, `fc3`.
+pub const PARAMETER_NAMES: [&str; 10] = [
+    "conv1.weight",
+    "conv1.bias",
+    "conv2.weight",
+    "conv2.bias",
+    "fc1.weight",
+    "fc1.bias",
+    "fc2.weight",
+    "fc2.bias",
+    "fc3.weight",
+    "fc3.bias",
+];
+
+/// LeNet-5 (LeCun, Bottou, Bengio and Haffner, "Gradient-based learning applied to document
+/// recognition", Proc. IEEE, 1998) as modern re-implementations define it:
+///
+/// ```text
+/// (N,1,28,28) → normalise → conv1 Conv2d(1, 6, 5, padding 2) → ReLU → MaxPool2d(2, 2)   (N,6,14,14)
+///             → conv2 Conv2d(6, 16, 5) → ReLU → MaxPool2d(2, 2)                        (N,16,5,5)
+///             → flatten (N,400) → fc1 Linear(400, 120) → ReLU → fc2 Linear(120, 84) → ReLU
+///             → fc3 Linear(84, 10) → logits (N,10)
+/// ```
+/// 61,706 parameters. Inputs are always pixels in `[0, 1]`; the normalisation
+/// `(x − input_mean) / input_std` belongs to the model (its constants travel in the weights
+/// file), so no caller ever normalises.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeNet5 {
+    /// `Conv2d(1, 6, 5, stride 1, padding 2)`.
+    pub conv1: Conv2d,
+    /// `Conv2d(6, 16, 5, stride 1, padding 0)`.
+    pub conv2: Conv2d,
+    /// `MaxPool2d(2, 2)`, used after both convolutions.
+    pub pool: MaxPool2d,
+    /// `Linear(400, 120)`.
+    pub fc1: Linear,
+    /// `Linear(120, 84)`.
+    pub fc2: Linear,
+    /// `Linear(84, 10)`.
+    pub fc3: Linear,
+    /// Subtracted from every pixel before the first layer.
+    pub input_mean: f32,
+    /// Every pixel is divided by this after subtracting `input_mean`; > 0.
+    pub input_std: f32,
+}
+
+/// Gradients of a loss with respect to every parameter of a [`LeNet5`], same shapes; also
+/// used for SGD's momentum buffers, so the optimiser is one loop over matching tensors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gradients {
+    /// For `conv1`.
+    pub conv1: Conv2dGrads,
+    /// For `conv2`.
+    pub conv2: Conv2dGrads,
+    /// For `fc1`.
+    pub fc1: LinearGrads,
+    /// For `fc2`.
+    pub fc2: LinearGrads,
+    /// For `fc3`.
+    pub fc3: LinearGrads,
+}
+
+impl Gradients {
+    /// Zeros shaped like `model`'s parameters.
+    pub fn zeros_like(model: &LeNet5) -> Self {
+        Gradients {
+            conv1: Conv2dGrads::zeros_like(&model.conv1),
+            conv2: Conv2dGrads::zeros_like(&model.conv2),
+            fc1: LinearGrads::zeros_like(&model.fc1),
+            fc2: LinearGrads::zeros_like(&model.fc2),
+            fc3: LinearGrads::zeros_like(&model.fc3),
+        }
+    }
+
+    /// The ten tensors, flattened, in the order of [`PARAMETER_NAMES`].
+    pub fn tensors(&self) -> [&[f32]; 10] {
+        fn s(a: Option<&[f32]>) -> &[f32] {
+            a.expect("gradients are contiguous")
+        }
+        [
+            s(self.conv1.weight.as_slice()),
+            s(self.conv1.bias.as_slice()),
+            s(self.conv2.weight.as_slice()),
+            s(self.conv2.bias.as_slice()),
+            s(self.fc1.weight.as_slice()),
+            s(self.fc1.bias.as_slice()),
+            s(self.fc2.weight.as_slice()),
+            s(self.fc2.bias.as_slice()),
+            s(self.fc3.weight.as_slice()),
+            s(self.fc3.bias.as_slice()),
+        ]
+    }
+
+    /// The ten tensors, flattened and mutable, in the order of [`PARAMETER_NAMES`].
+    pub fn tensors_mut(&mut self) -> [&mut [f32]; 10] {
+        fn s(a: Option<&mut [f32]>) -> &mut [f32] {
+            a.expect("gradients are contiguous")
+        }
+        [
+            s(self.conv1.weight.as_slice_mut()),
+            s(self.conv1.bias.as_slice_mut()),
+            s(self.conv2.weight.as_slice_mut()),
+            s(self.conv2.bias.as_slice_mut()),
+            s(self.fc1.weight.as_slice_mut()),
+            s(self.fc1.bias.as_slice_mut()),
+            s(self.fc2.weight.as_slice_mut()),
+            s(self.fc2.bias.as_slice_mut()),
+            s(self.fc3.weight.as_slice_mut()),
+            s(self.fc3.bias.as_slice_mut()),
+        ]
+    }
+}
+
+/// The activations of one batch and their gradients, kept between [`LeNet5::forward`] and
+/// [`LeNet5::backward`] and reused from batch to batch: after the first batch of a given size
+/// the passes allocate nothing. One workspace serves one batch at a time.
+#[derive(Clone, Debug, Default)]
+pub struct Workspace {
+    input: Array4<f32>,
+    conv1_cache: Conv2dCache,
+    conv1_out: Array4<f32>,
+    pool1_cache: MaxPool2dCache,
+    pool1_out: Array4<f32>,
+    conv2_cache: Conv2dCache,
+    conv2_out: Array4<f32>,
+    pool2_cache: MaxPool2dCache,
+    pool2_out: Array4<f32>,
+    fc1_out: Array2<f32>,
+    fc2_out: Array2<f32>,
+    logits: Array2<f32>,
+    grad_logits: Array2<f32>,
+    grad_fc2: Array2<f32>,
+    grad_fc1: Array2<f32>,
+    grad_flat: Array2<f32>,
+    grad_conv2: Array4<f32>,
+    grad_pool1: Array4<f32>,
+    grad_conv1: Array4<f32>,
+}
+
+impl Workspace {
+    /// The logits of the last forward pass, `(N, 10)` (empty before the first).
+    pub fn logits(&self) -> ArrayView2<'_, f32> {
+        self.logits.view()
+    }
+}
+
+/// Checks that `images` is `(N ≥ 1, 1, 28, 28)` with every pixel finite and in `[0, 1]`.
+///
+/// # Errors
+/// [`Error::Shape`] naming the expected and the given shape; [`Error::InvalidInput`] naming the
+/// first bad pixel (image, row, column) and its value.
+pub fn check_images(images: &ArrayView4<f32>) -> Result<()> {
+    let (n, c, h, w) = images.dim();
+    if n == 0 || c != 1 || h != IMAGE_SIDE || w != IMAGE_SIDE {
+        return Err(shape_error("LeNet5 input images", "(N ≥ 1, 1, 28, 28)", images.shape()));
+    }
+    if let Some(((i, _, y, x), v)) = images.indexed_iter().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
+        return Err(Error::InvalidInput(format!(
+            "pixel (row {y}, column {x}) of image {i} is {v}; pixels must be finite numbers in [0, 1]"
+        )));
+    }
+    Ok(())
+}
+
+impl LeNet5 {
+    /// A freshly initialised network: uniform He initialisation of every weight, zero biases,
+    /// drawn in the order conv1, conv2, fc1, fc2, fc3 from ChaCha8 seeded with `seed`
+    /// (no OS entropy), so the same seed gives bit-identical weights on every platform,
+    /// wasm included. Normalisation constants are MNIST's ([`MNIST_MEAN`], [`MNIST_STD`]).
+    pub fn new(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let built = (|| -> Result<LeNet5> {
+            Ok(LeNet5 {
+                conv1: Conv2d::kaiming(1, 6, 5, 1, 2, &mut rng)?,
+                conv2: Conv2d::kaiming(6, 16, 5, 1, 0, &mut rng)?,
+                pool: MaxPool2d::new(2, 2)?,
+                fc1: Linear::kaiming(400, 120, &mut rng)?,
+                fc2: Linear::kaiming(120, 84, &mut rng)?,
+                fc3: Linear::kaiming(84, 10, &mut rng)?,
+                input_mean: MNIST_MEAN,
+                input_std: MNIST_STD,
+            })
+        })();
+        built.expect("LeNet-5's sizes are valid")
+    }
+
+    /// Total number of trainable parameters: 61,706.
+    pub fn num_parameters(&self) -> usize {
+        self.parameters().iter().map(|t| t.len()).sum()
+    }
+
+    /// The shapes of the ten parameter tensors, in the order of [`PARAMETER_NAMES`]
+    /// (PyTorch's layouts).
+    pub fn parameter_shapes(&self) -> [Vec<usize>; 10] {
+        [
+            self.conv1.weight.shape().to_vec(),
+            self.conv1.bias.shape().to_vec(),
+            self.conv2.weight.shape().to_vec(),
+            self.conv2.bias.shape().to_vec(),
+            self.fc1.weight.shape().to_vec(),
+            self.fc1.bias.shape().to_vec(),
+            self.fc2.weight.shape().to_vec(),
+            self.fc2.bias.shape().to_vec(),
+            self.fc3.weight.shape().to_vec(),
+            self.fc3.bias.shape().to_vec(),
+        ]
+    }
+
+    /// The ten parameter tensors, flattened row-major, in the order of [`PARAMETER_NAMES`].
+    ///
+    /// # Panics
+    /// If a parameter array was replaced by one that is not in standard layout.
+    pub fn parameters(&self) -> [&[f32]; 10] {
+        fn s(a: Option<&[f32]>) -> &[f32] {
+            a.expect("parameters are in standard layout")
+        }
+        [
+            s(self.conv1.weight.as_slice()),
+            s(self.conv1.bias.as_slice()),
+            s(self.conv2.weight.as_slice()),
+            s(self.conv2.bias.as_slice()),
+            s(self.fc1.weight.as_slice()),
+            s(self.fc1.bias.as_slice()),
+            s(self.fc2.weight.as_slice()),
+            s(self.fc2.bias.as_slice()),
+            s(self.fc3.weight.as_slice()),
+            s(self.fc3.bias.as_slice()),
+        ]
+    }
+
+    /// The ten parameter tensors, flattened and mutable, in the order of [`PARAMETER_NAMES`].
+    ///
+    /// # Panics
+    /// As [`LeNet5::parameters`].
+    pub fn parameters_mut(&mut self) -> [&mut [f32]; 10] {
+        fn s(a: Option<&mut [f32]>) -> &mut [f32] {
+            a.expect("parameters are in standard layout")
+        }
+        [
+            s(self.conv1.weight.as_slice_mut()),
+            s(self.conv1.bias.as_slice_mut()),
+            s(self.conv2.weight.as_slice_mut()),
+            s(self.conv2.bias.as_slice_mut()),
+            s(self.fc1.weight.as_slice_mut()),
+            s(self.fc1.bias.as_slice_mut()),
+            s(self.fc2.weight.as_slice_mut()),
+            s(self.fc2.bias.as_slice_mut()),
+            s(self.fc3.weight.as_slice_mut()),
+            s(self.fc3.bias.as_slice_mut()),
+        ]
+    }
+
+    /// Whether every parameter and both normalisation constants are finite.
+    pub fn is_finite(&self) -> bool {
+        self.input_mean.is_finite()
+            && self.input_std.is_finite()
+            && self.parameters().iter().all(|t| t.iter().all(|v| v.is_finite()))
+    }
+
+    /// Forward pass over a batch: returns the logits `(N, 10)`, kept in `workspace` with
+    /// everything [`LeNet5::backward`] needs.
+    ///
+    /// # Errors
+    /// As [`check_images`]: images must be `(N ≥ 1, 1, 28, 28)`, pixels finite in `[0, 1]`.
+    pub fn forward<'w>(&self, images: ArrayView4<f32>, workspace: &'w mut Workspace) -> Result<ArrayView2<'w, f32>> {
+        check_images(&images)?;
+        if !(self.input_std > 0.0 && self.input_std.is_finite() && self.input_mean.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "input_std must be a positive finite number and input_mean finite, got {} and {}",
+                self.input_std, self.input_mean
+            )));
+        }
+        let n = images.dim().0;
+        let ws = workspace;
+        ensure_shape(&mut ws.input, Ix4(n, 1, IMAGE_SIDE, IMAGE_SIDE));
+        let (mean, inv_std) = (self.input_mean, 1.0 / self.input_std);
+        ndarray::Zip::from(&mut ws.input).and(&images).for_each(|d, &x| *d = (x - mean) * inv_std);
+
+        self.conv1.forward(ws.input.view(), &mut ws.conv1_cache, &mut ws.conv1_out)?;
+        relu(ws.conv1_out.view_mut());
+        self.pool.forward(ws.conv1_out.view(), &mut ws.pool1_cache, &mut ws.pool1_out)?;
+        self.conv2.forward(ws.pool1_out.view(), &mut ws.conv2_cache, &mut ws.conv2_out)?;
+        relu(ws.conv2_out.view_mut());
+        self.pool.forward(ws.conv2_out.view(), &mut ws.pool2_cache, &mut ws.pool2_out)?;
+        let flat = flatten(&ws.pool2_out)?;
+        self.fc1.forward(flat, &mut ws.fc1_out)?;
+        relu(ws.fc1_out.view_mut());
+        self.fc2.forward(ws.fc1_out.view(), &mut ws.fc2_out)?;
+        relu(ws.fc2_out.view_mut());
+        self.fc3.forward(ws.fc2_out.view(), &mut ws.logits)?;
+        Ok(ws.logits.view())
+    }
+
+    /// Backward pass after [`LeNet5::forward`] on the same `workspace`: computes the mean
+    /// softmax cross-entropy of the batch against `labels` (returned, in nats) and writes the
+    /// gradient of that loss with respect to every parameter into `grads`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `labels` does not hold one label per image of the forward batch,
+    /// [`Error::InvalidInput`] for a label above 9.
+    pub fn backward(&self, workspace: &mut Workspace, labels: &[u8], grads: &mut Gradients) -> Result<f32> {
+        let ws = workspace;
+        let loss = cross_entropy_backward(ws.logits.view(), labels, &mut ws.grad_logits)?;
+        self.fc3.backward(ws.fc2_out.view(), ws.grad_logits.view(), &mut grads.fc3, Some(&mut ws.grad_fc2))?;
+        relu_backward(ws.fc2_out.view(), ws.grad_fc2.view_mut())?;
+        self.fc2.backward(ws.fc1_out.view(), ws.grad_fc2.view(), &mut grads.fc2, Some(&mut ws.grad_fc1))?;
+        relu_backward(ws.fc1_out.view(), ws.grad_fc1.view_mut())?;
+        self.fc1.backward(flatten(&ws.pool2_out)?, ws.grad_fc1.view(), &mut grads.fc1, Some(&mut ws.grad_flat))?;
+        let grad_pool2 = ws.grad_flat.view().into_shape_with_order(ws.pool2_out.raw_dim()).map_err(|_| {
+            shape_error("LeNet5 fc1 input gradient", "(N, 400)", ws.grad_flat.shape())
+        })?;
+        self.pool.backward(&ws.pool2_cache, grad_pool2, &mut ws.grad_conv2)?;
+        relu_backward(ws.conv2_out.view(), ws.grad_conv2.view_mut())?;
+        self.conv2.backward(&mut ws.conv2_cache, ws.grad_conv2.view(), &mut grads.conv2, Some(&mut ws.grad_pool1))?;
+        self.pool.backward(&ws.pool1_cache, ws.grad_pool1.view(), &mut ws.grad_conv1)?;
+        relu_backward(ws.conv1_out.view(), ws.grad_conv1.view_mut())?;
+        self.conv1.backward(&mut ws.conv1_cache, ws.grad_conv1.view(), &mut grads.conv1, None)?;
+        Ok(loss)
+    }
+
+    /// The logits `(N, 10)` of a batch of images `(N, 1, 28, 28)`; allocates a workspace.
+    ///
+    /// # Errors
+    /// As [`LeNet5::forward`].
+    pub fn logits(&self, images: ArrayView4<f32>) -> Result<Array2<f32>> {
+        let mut workspace = Workspace::default();
+        Ok(self.forward(images, &mut workspace)?.to_owned())
+    }
+
+    /// The probabilities `(N, 10)` (softmax of the logits, each row sums to 1) of a batch of
+    /// images `(N, 1, 28, 28)`; allocates a workspace.
+    ///
+    /// # Errors
+    /// As [`LeNet5::forward`].
+    pub fn predict(&self, images: ArrayView4<f32>) -> Result<Array2<f32>> {
+        let mut workspace = Workspace::default();
+        Ok(softmax(self.forward(images, &mut workspace)?))
+    }
+}
+
+fn flatten(pooled: &Array4<f32>) -> Result<ArrayView2<'_, f32>> {
+    let (n, c, h, w) = pooled.dim();
+    pooled
+        .view()
+        .into_shape_with_order((n, c * h * w))
+        .map_err(|_| shape_error("LeNet5 flatten", "a contiguous (N, 16, 5, 5)", pooled.shape()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn has_61706_parameters_with_pytorch_shapes() {
+        let model = LeNet5::new(0);
+        assert_eq!(model.num_parameters(), 61_706);
+        assert_eq!(model.parameter_shapes()[0], vec![6, 1, 5, 5]);
+        assert_eq!(model.parameter_shapes()[4], vec![120, 400]);
+    }
+
+    #[test]
+    fn same_seed_same_weights_other_seed_other_weights() {
+        assert_eq!(LeNet5::new(7), LeNet5::new(7));
+        assert_ne!(LeNet5::new(7).conv1.weight, LeNet5::new(8).conv1.weight);
+    }
+
+    #[test]
+    fn kaiming_bounds_hold() {
+        let model = LeNet5::new(1);
+        let bound = (6.0f32 / 400.0).sqrt();
+        let w = &model.fc1.weight;
+        assert!(w.iter().all(|v| v.abs() <= bound));
+        // 48,000 uniform draws: the largest is within 1 % of the bound.
+        assert!(w.iter().fold(0.0f32, |m, v| m.max(v.abs())) > 0.99 * bound);
+        assert!(model.fc1.bias.iter().all(|&b| b == 0.0));
+    }
+
+    #[test]
+    fn wrong_input_shape_names_expected_and_given() {
+        let model = LeNet5::new(0);
+        let err = model.logits(Array4::zeros((2, 3, 28, 28)).view()).unwrap_err().to_string();
+        assert!(err.contains("(N ≥ 1, 1, 28, 28)") && err.contains("(2, 3, 28, 28)"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_pixel_is_named() {
+        let model = LeNet5::new(0);
+        let mut x = Array4::zeros((1, 1, 28, 28));
+        x[[0, 0, 3, 4]] = f32::NAN;
+        let err = model.logits(x.view()).unwrap_err().to_string();
+        assert!(err.contains("row 3, column 4") && err.contains("NaN"), "{err}");
+    }
+}

@@ -1,0 +1,293 @@
+//! Training: one SGD step on a batch, divergence recovery, evaluation, schedules, shuffling.
+
+use ndarray::{Array2, ArrayView4, Axis};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::loss::cross_entropy;
+use crate::model::{Gradients, LeNet5, Workspace, NUM_CLASSES};
+use crate::optim::{sgd_update, SgdConfig};
+
+/// A model together with everything one SGD step needs: gradients, momentum buffers, a
+/// workspace for the activations, and a copy of the last finite weights.
+///
+/// A step whose loss is NaN or infinite, or whose update would make any weight non-finite,
+/// changes nothing: the weights and momentum stay as they were and the step returns
+/// [`Error::Diverged`]. So a diverging run always keeps its last good weights.
+#[derive(Clone, Debug)]
+pub struct Trainer {
+    model: LeNet5,
+    config: SgdConfig,
+    grads: Gradients,
+    velocity: Gradients,
+    backup: Gradients,
+    backup_velocity: Gradients,
+    workspace: Workspace,
+    steps: u64,
+}
+
+/// Accuracy and mean loss of a model over a set of labelled images.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Fraction of images whose most probable class is their label, in `[0, 1]`.
+    pub accuracy: f32,
+    /// Mean softmax cross-entropy, in nats.
+    pub loss: f32,
+    /// Number of images classified correctly.
+    pub correct: usize,
+    /// Number of images evaluated.
+    pub count: usize,
+}
+
+impl Trainer {
+    /// A trainer for `model` with SGD settings `config`; momentum starts at zero.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when a setting is out of range (see [`SgdConfig::validate`]).
+    pub fn new(model: LeNet5, config: SgdConfig) -> Result<Self> {
+        config.validate()?;
+        let zeros = Gradients::zeros_like(&model);
+        Ok(Trainer {
+            grads: zeros.clone(),
+            velocity: zeros.clone(),
+            backup: zeros.clone(),
+            backup_velocity: zeros,
+            model,
+            config,
+            workspace: Workspace::default(),
+            steps: 0,
+        })
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &LeNet5 {
+        &self.model
+    }
+
+    /// Replaces the model (for instance with weights loaded from a file) and clears momentum.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the new model has non-finite weights; nothing changes then.
+    pub fn set_model(&mut self, model: LeNet5) -> Result<()> {
+        if !model.is_finite() {
+            return Err(Error::InvalidInput("the new model has non-finite weights".into()));
+        }
+        self.model = model;
+        for v in self.velocity.tensors_mut() {
+            v.fill(0.0);
+        }
+        Ok(())
+    }
+
+    /// Consumes the trainer, giving back its model.
+    pub fn into_model(self) -> LeNet5 {
+        self.model
+    }
+
+    /// The SGD settings.
+    pub fn config(&self) -> SgdConfig {
+        self.config
+    }
+
+    /// Changes the SGD settings; takes effect at the next step; momentum is kept.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the bad setting; the settings stay as they were.
+    pub fn set_config(&mut self, config: SgdConfig) -> Result<()> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Number of successful steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The workspace of the last step or evaluation, e.g. to read its logits.
+    pub fn workspace(&self) -> &Workspace {
+        &self.workspace
+    }
+
+    /// One SGD step on a batch: forward, backward, update. Returns the batch's mean
+    /// cross-entropy computed *before* the update, in nats.
+    ///
+    /// # Shapes
+    /// `images`: `(N, 1, 28, 28)`, pixels in `[0, 1]`; `labels`: `N` digits.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] / [`Error::InvalidInput`] for bad images or labels (nothing changes);
+    /// [`Error::Diverged`] when the loss or the updated weights are not finite (the weights and
+    /// momentum are restored to what they were before the step).
+    pub fn train_step(&mut self, images: ArrayView4<f32>, labels: &[u8]) -> Result<f32> {
+        if labels.len() != images.dim().0 {
+            return Err(Error::InvalidInput(format!(
+                "{} images but {} labels: there must be one label per image",
+                images.dim().0,
+                labels.len()
+            )));
+        }
+        self.model.forward(images, &mut self.workspace)?;
+        let loss = self.model.backward(&mut self.workspace, labels, &mut self.grads)?;
+        if !loss.is_finite() {
+            return Err(Error::Diverged(format!(
+                "the loss is {loss} at step {}; the weights were left as they were",
+                self.steps + 1
+            )));
+        }
+        for (dst, src) in self.backup.tensors_mut().into_iter().zip(self.model.parameters()) {
+            dst.copy_from_slice(src);
+        }
+        for (dst, src) in self.backup_velocity.tensors_mut().into_iter().zip(self.velocity.tensors()) {
+            dst.copy_from_slice(src);
+        }
+        let mut finite = true;
+        for ((param, grad), velocity) in
+            self.model.parameters_mut().into_iter().zip(self.grads.tensors()).zip(self.velocity.tensors_mut())
+        {
+            sgd_update(&self.config, param, grad, velocity);
+            finite &= param.iter().all(|v| v.is_finite());
+        }
+        if !finite {
+            for (dst, src) in self.model.parameters_mut().into_iter().zip(self.backup.tensors()) {
+                dst.copy_from_slice(src);
+            }
+            for (dst, src) in self.velocity.tensors_mut().into_iter().zip(self.backup_velocity.tensors()) {
+                dst.copy_from_slice(src);
+            }
+            return Err(Error::Diverged(format!(
+                "step {} would make weights non-finite (learning rate {}); the last finite weights were restored",
+                self.steps + 1,
+                self.config.learning_rate
+            )));
+        }
+        self.steps += 1;
+        Ok(loss)
+    }
+
+    /// Accuracy and mean loss of the model over `images` `(N, 1, 28, 28)` and `labels`,
+    /// in batches of `batch_size`; changes no weight.
+    ///
+    /// # Errors
+    /// As [`evaluate`].
+    pub fn evaluate(&mut self, images: ArrayView4<f32>, labels: &[u8], batch_size: usize) -> Result<Evaluation> {
+        evaluate(&self.model, &mut self.workspace, images, labels, batch_size, None)
+    }
+}
+
+/// Accuracy and mean loss of `model` over `images` `(N, 1, 28, 28)` and `labels`, in batches
+/// of `batch_size` (memory grows with it; 1,000 is a good size). When `confusion` is given it
+/// must be `(10, 10)` and receives, added, the count of each (label, prediction) pair.
+///
+/// # Errors
+/// [`Error::InvalidInput`] when `batch_size` is 0, or the counts of images and labels differ,
+/// or a label is above 9; [`Error::Shape`] for images of the wrong shape or a confusion matrix
+/// that is not `(10, 10)`.
+pub fn evaluate(
+    model: &LeNet5,
+    workspace: &mut Workspace,
+    images: ArrayView4<f32>,
+    labels: &[u8],
+    batch_size: usize,
+    mut confusion: Option<&mut Array2<u64>>,
+) -> Result<Evaluation> {
+    let n = images.dim().0;
+    if batch_size == 0 {
+        return Err(Error::InvalidInput("batch_size must be at least 1".into()));
+    }
+    if n != labels.len() || n == 0 {
+        return Err(Error::InvalidInput(format!(
+            "{n} images and {} labels: there must be one label per image, and at least one",
+            labels.len()
+        )));
+    }
+    if let Some(c) = confusion.as_deref() {
+        if c.dim() != (NUM_CLASSES, NUM_CLASSES) {
+            return Err(crate::error::shape_error("confusion matrix", "(10, 10)", c.shape()));
+        }
+    }
+    let (mut correct, mut total_loss) = (0usize, 0.0f64);
+    for start in (0..n).step_by(batch_size) {
+        let end = (start + batch_size).min(n);
+        let batch_labels = &labels[start..end];
+        let logits = model.forward(images.slice_axis(Axis(0), (start..end).into()), workspace)?;
+        total_loss += f64::from(cross_entropy(logits, batch_labels)?) * (end - start) as f64;
+        for (row, &label) in logits.rows().into_iter().zip(batch_labels) {
+            let predicted = argmax(row.as_slice().unwrap_or(&row.to_vec()));
+            correct += usize::from(predicted == usize::from(label));
+            if let Some(c) = confusion.as_deref_mut() {
+                c[[usize::from(label), predicted]] += 1;
+            }
+        }
+    }
+    Ok(Evaluation { accuracy: correct as f32 / n as f32, loss: (total_loss / n as f64) as f32, correct, count: n })
+}
+
+/// Index of the largest value; the first on ties; 0 for an empty slice. NaN never wins.
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] || values[best].is_nan() {
+            best = i;
+        }
+    }
+    best
+}
+
+/// How the learning rate changes over a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The base rate throughout.
+    Constant,
+    /// Cosine decay from the base rate to 0 over the run, after a linear warm-up over the first
+    /// 2 % of steps (Loshchilov and Hutter, "SGDR", ICLR 2017, without restarts).
+    #[default]
+    Cosine,
+    /// The base rate divided by 10 after 50 % and again after 75 % of the run.
+    Step,
+}
+
+impl LrSchedule {
+    /// The learning rate at `step` (0-based) of a run of `total_steps`, for base rate `base`.
+    pub fn rate(self, base: f32, step: u64, total_steps: u64) -> f32 {
+        let total = total_steps.max(1) as f64;
+        let t = (step as f64 / total).min(1.0);
+        let factor = match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine => {
+                let warmup = 0.02;
+                if t < warmup {
+                    (step as f64 + 1.0) / (warmup * total).max(1.0)
+                } else {
+                    0.5 * (1.0 + (std::f64::consts::PI * (t - warmup) / (1.0 - warmup)).cos())
+                }
+            }
+            LrSchedule::Step => {
+                if t < 0.5 {
+                    1.0
+                } else if t < 0.75 {
+                    0.1
+                } else {
+                    0.01
+                }
+            }
+        };
+        (f64::from(base) * factor.min(1.0)) as f32
+    }
+}
+
+/// A permutation of `0..n` drawn by Fisher–Yates from a ChaCha8 generator: the same `seed` and
+/// `epoch` give the same order on every platform.
+pub fn shuffled_indices(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        // u32 draws, not usize: usize is 32 bits in wasm and 64 natively.
+        let j = rng.random_range(0..=i as u32) as usize;
+        order.swap(i, j);
+    }
+    order
+}
