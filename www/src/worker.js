@@ -131,8 +131,7 @@ async function boot() {
     }
   }
   state.model = new Model(state.seed);
-  state.learningRate = state.model.settings().learning_rate;
-  applyLearningRate(state.learningRate);
+  applyLearningRate(state.model.settings().learning_rate);
   shuffle();
   post({
     type: MSG.READY,
@@ -300,7 +299,8 @@ function schedule() {
 function applyLearningRate(learningRate) {
   const settings = state.model.settings();
   state.model.set_settings({ ...settings, learning_rate: learningRate });
-  state.learningRate = learningRate;
+  // The model keeps an f32: report the value as the person typed it, not 0.05000000074505806.
+  state.learningRate = Number(learningRate.toPrecision(6));
 }
 
 function reset(from, seed) {
