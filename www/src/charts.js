@@ -110,7 +110,7 @@ export class TrainingCharts {
       } else {
         this.nonFinite++;
         this.raw.push(null);
-        this.smooth.push(this.smooth.length ? this.smooth[this.smooth.length - 1] : null);
+        this.smooth.push(null);
         this.bad.push(Number.NaN); // placed on the chart at draw time, where the y range is known
       }
     }
@@ -183,8 +183,10 @@ export class TrainingCharts {
   }
 }
 
-function fmt(v, digits) {
+export function fmt(v, digits = 4) {
   if (v == null) return '–';
   if (!Number.isFinite(v)) return String(v);
-  return v >= 100 ? v.toFixed(0) : Number(v.toPrecision(digits)).toString();
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e4 || a < 1e-3)) return v.toExponential(1);
+  return a >= 100 ? v.toFixed(0) : Number(v.toPrecision(digits)).toString();
 }

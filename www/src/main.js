@@ -2,7 +2,7 @@
 // controls and charts of the network that the worker trains.
 import init, { Model, preprocess_canvas } from 'lenet-wasm';
 import { DrawingPad } from './pad.js';
-import { TrainingCharts } from './charts.js';
+import { TrainingCharts, fmt } from './charts.js';
 import { MSG } from './protocol.js';
 
 const $ = (id) => document.getElementById(id);
@@ -144,7 +144,7 @@ function showState(s) {
   ui.speed.textContent = s.examplesPerSec ? Math.round(s.examplesPerSec).toLocaleString('en') : '–';
   ui.speed.dataset.value = String(s.examplesPerSec || 0);
   const loss = charts.smoothedLoss;
-  ui.loss.textContent = loss == null ? '–' : loss.toFixed(4);
+  ui.loss.textContent = fmt(loss, 4);
   if (s.step === 0) ui.acc.textContent = '–';
 }
 
