@@ -10,7 +10,7 @@
 //   --force                                    rewrite even when the manifest says it is current
 import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
 
@@ -79,7 +79,7 @@ function fromIdx(dir) {
     if (labels.data.some((l) => l > 9)) fail(`${prefix}: a label is not a digit 0-9`);
     return { images: images.data, labels: labels.data, count: n };
   };
-  return { source: `MNIST IDX files (${abs})`, train: split('train'), test: split('t10k') };
+  return { source: `full MNIST (IDX files in ${basename(abs)}/)`, train: split('train'), test: split('t10k') };
 }
 
 function fromNpm() {

@@ -81,7 +81,10 @@ worker.onmessage = ({ data: msg }) => {
     case MSG.READY:
       app.workerReady = true;
       ui.dataSource.textContent = `${msg.data.source} · ${msg.data.train.toLocaleString('en')} training digits`;
-      ui.accCaption.textContent = `Accuracy on ${msg.data.evaluated.toLocaleString('en')} held-out digits`;
+      ui.accCaption.textContent =
+        msg.data.evaluated < msg.data.test
+          ? `Accuracy on ${msg.data.evaluated.toLocaleString('en')} of the ${msg.data.test.toLocaleString('en')} held-out digits`
+          : `Accuracy on ${msg.data.evaluated.toLocaleString('en')} held-out digits`;
       ui.resetFrom.querySelector('[value=pretrained]').disabled = !msg.pretrained;
       if (document.activeElement !== ui.lr) ui.lr.value = String(msg.settings.learningRate);
       // The page's own choices, made while the worker was loading, win over its defaults.
