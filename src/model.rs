@@ -186,7 +186,10 @@ pub fn check_images(images: &ArrayView4<f32>) -> Result<()> {
 }
 
 impl LeNet5 {
-    /// A freshly initialised network: uniform He initialisation of every weight, zero biases,
+    /// A freshly initialised network: uniform He initialisation of every weight that feeds a
+    /// ReLU, LeCun's uniform initialisation (bound 1/√fan_in) for the output layer, which feeds
+    /// the softmax (so the first predictions are near-uniform and the first loss near ln 10),
+    /// zero biases,
     /// drawn in the order conv1, conv2, fc1, fc2, fc3 from ChaCha8 seeded with `seed`
     /// (no OS entropy), so the same seed gives bit-identical weights on every platform,
     /// wasm included. Normalisation constants are MNIST's ([`MNIST_MEAN`], [`MNIST_STD`]).
@@ -199,7 +202,7 @@ impl LeNet5 {
                 pool: MaxPool2d::new(2, 2)?,
                 fc1: Linear::kaiming(400, 120, &mut rng)?,
                 fc2: Linear::kaiming(120, 84, &mut rng)?,
-                fc3: Linear::kaiming(84, 10, &mut rng)?,
+                fc3: Linear::lecun(84, 10, &mut rng)?,
                 input_mean: MNIST_MEAN,
                 input_std: MNIST_STD,
             })

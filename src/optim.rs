@@ -19,10 +19,10 @@ pub struct SgdConfig {
 }
 
 impl Default for SgdConfig {
-    /// The recipe of the `lenet train` command: learning rate 0.05, momentum 0.9, weight
-    /// decay 5·10⁻⁴.
+    /// The recipe of the `lenet train` command (with batches of 32): learning rate 0.02,
+    /// momentum 0.9, weight decay 5·10⁻⁴.
     fn default() -> Self {
-        SgdConfig { learning_rate: 0.05, momentum: 0.9, weight_decay: 5e-4 }
+        SgdConfig { learning_rate: 0.02, momentum: 0.9, weight_decay: 5e-4 }
     }
 }
 

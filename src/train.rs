@@ -5,17 +5,27 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::data::idx::Dataset;
 use crate::error::{Error, Result};
 use crate::loss::cross_entropy;
 use crate::model::{Gradients, LeNet5, Workspace, NUM_CLASSES};
 use crate::optim::{sgd_update, SgdConfig};
 
+/// Largest weight magnitude a step may leave. Trained LeNet-5 weights stay below 1; beyond 10⁴
+/// the run has diverged, and five layers on, logits would overflow f32.
+pub const MAX_WEIGHT: f32 = 1e4;
+
 /// A model together with everything one SGD step needs: gradients, momentum buffers, a
 /// workspace for the activations, and a copy of the last finite weights.
 ///
-/// A step whose loss is NaN or infinite, or whose update would make any weight non-finite,
-/// changes nothing: the weights and momentum stay as they were and the step returns
-/// [`Error::Diverged`]. So a diverging run always keeps its last good weights.
+/// Divergence is caught in two places, and either way the step returns [`Error::Diverged`]:
+/// - an update that would make any weight non-finite, or larger in magnitude than
+///   [`MAX_WEIGHT`], is undone;
+/// - a step whose loss is NaN or infinite means the *previous* update already broke the model
+///   (finite weights can still overflow the logits), so the weights and momentum go back to
+///   what they were before that update: the last weights known to give a finite loss.
+///
+/// So a diverging run always keeps good weights, and predictions keep working.
 #[derive(Clone, Debug)]
 pub struct Trainer {
     model: LeNet5,
@@ -24,6 +34,8 @@ pub struct Trainer {
     velocity: Gradients,
     backup: Gradients,
     backup_velocity: Gradients,
+    /// Whether `backup` holds the weights before the last successful update.
+    backup_valid: bool,
     workspace: Workspace,
     steps: u64,
 }
@@ -54,6 +66,7 @@ impl Trainer {
             velocity: zeros.clone(),
             backup: zeros.clone(),
             backup_velocity: zeros,
+            backup_valid: false,
             model,
             config,
             workspace: Workspace::default(),
@@ -78,6 +91,7 @@ impl Trainer {
         for v in self.velocity.tensors_mut() {
             v.fill(0.0);
         }
+        self.backup_valid = false;
         Ok(())
     }
 
@@ -132,10 +146,14 @@ impl Trainer {
         self.model.forward(images, &mut self.workspace)?;
         let loss = self.model.backward(&mut self.workspace, labels, &mut self.grads)?;
         if !loss.is_finite() {
-            return Err(Error::Diverged(format!(
-                "the loss is {loss} at step {}; the weights were left as they were",
-                self.steps + 1
-            )));
+            let restored = if self.backup_valid {
+                self.restore_backup();
+                self.backup_valid = false;
+                "the weights before the previous update were restored"
+            } else {
+                "the weights were left as they were"
+            };
+            return Err(Error::Diverged(format!("the loss is {loss} at step {}; {restored}", self.steps + 1)));
         }
         for (dst, src) in self.backup.tensors_mut().into_iter().zip(self.model.parameters()) {
             dst.copy_from_slice(src);
@@ -148,23 +166,30 @@ impl Trainer {
             self.model.parameters_mut().into_iter().zip(self.grads.tensors()).zip(self.velocity.tensors_mut())
         {
             sgd_update(&self.config, param, grad, velocity);
-            finite &= param.iter().all(|v| v.is_finite());
+            // NaN fails the comparison too.
+            finite &= param.iter().all(|v| v.abs() <= MAX_WEIGHT);
         }
         if !finite {
-            for (dst, src) in self.model.parameters_mut().into_iter().zip(self.backup.tensors()) {
-                dst.copy_from_slice(src);
-            }
-            for (dst, src) in self.velocity.tensors_mut().into_iter().zip(self.backup_velocity.tensors()) {
-                dst.copy_from_slice(src);
-            }
+            self.restore_backup();
+            self.backup_valid = false;
             return Err(Error::Diverged(format!(
-                "step {} would make weights non-finite (learning rate {}); the last finite weights were restored",
+                "step {} would make weights non-finite or larger than {MAX_WEIGHT} (learning rate {}); the last good weights were restored",
                 self.steps + 1,
                 self.config.learning_rate
             )));
         }
+        self.backup_valid = true;
         self.steps += 1;
         Ok(loss)
+    }
+
+    fn restore_backup(&mut self) {
+        for (dst, src) in self.model.parameters_mut().into_iter().zip(self.backup.tensors()) {
+            dst.copy_from_slice(src);
+        }
+        for (dst, src) in self.velocity.tensors_mut().into_iter().zip(self.backup_velocity.tensors()) {
+            dst.copy_from_slice(src);
+        }
     }
 
     /// Accuracy and mean loss of the model over `images` `(N, 1, 28, 28)` and `labels`,
@@ -290,4 +315,90 @@ pub fn shuffled_indices(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
         order.swap(i, j);
     }
     order
+}
+
+/// A training recipe: everything that decides a run besides the data.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per SGD step.
+    pub batch_size: usize,
+    /// SGD settings; `learning_rate` is the schedule's base rate.
+    pub sgd: SgdConfig,
+    /// How the learning rate changes over the run.
+    pub schedule: LrSchedule,
+    /// Seed of the initial weights and of the shuffling.
+    pub seed: u64,
+}
+
+impl Default for Recipe {
+    /// The default recipe: 10 epochs of batches of 32, SGD with learning rate 0.02 under a
+    /// cosine schedule, momentum 0.9, weight decay 5·10⁻⁴, seed 0. On MNIST it reaches
+    /// 98.5 % test accuracy after one epoch and 99 % within ten (README).
+    fn default() -> Self {
+        Recipe { epochs: 10, batch_size: 32, sgd: SgdConfig::default(), schedule: LrSchedule::Cosine, seed: 0 }
+    }
+}
+
+/// What [`train_epoch`] reports after each step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepReport {
+    /// Step number within the whole run, from 0.
+    pub step: u64,
+    /// Images of the epoch seen so far, this step's included.
+    pub seen: usize,
+    /// The batch's loss before the update, in nats.
+    pub loss: f32,
+    /// The learning rate used.
+    pub learning_rate: f32,
+}
+
+/// One epoch of `recipe` over `data`: shuffles it (the order depends on the seed and the
+/// epoch only), sets each step's learning rate from the schedule and calls `on_step` after each
+/// step. `epoch` counts from 0.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for a batch size or epoch count of 0 or an empty data set;
+/// [`Error::Diverged`] as [`Trainer::train_step`], which ends the epoch with the trainer holding
+/// the last good weights.
+pub fn train_epoch(
+    trainer: &mut Trainer,
+    data: &Dataset,
+    recipe: &Recipe,
+    epoch: usize,
+    mut on_step: impl FnMut(&StepReport),
+) -> Result<()> {
+    if recipe.batch_size == 0 || recipe.epochs == 0 || data.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "training needs a batch size and epoch count of at least 1 and some data, got {}, {} and {} images",
+            recipe.batch_size,
+            recipe.epochs,
+            data.len()
+        )));
+    }
+    let n = data.len();
+    let steps_per_epoch = n.div_ceil(recipe.batch_size);
+    let total_steps = (recipe.epochs * steps_per_epoch) as u64;
+    let order = shuffled_indices(n, recipe.seed, epoch as u64);
+    let mut images = ndarray::Array4::zeros((recipe.batch_size, 1, 28, 28));
+    let mut labels = Vec::with_capacity(recipe.batch_size);
+    let mut seen = 0;
+    for (i, chunk) in order.chunks(recipe.batch_size).enumerate() {
+        let step = (epoch * steps_per_epoch + i) as u64;
+        let learning_rate = recipe.schedule.rate(recipe.sgd.learning_rate, step, total_steps);
+        trainer.set_config(SgdConfig { learning_rate, ..recipe.sgd })?;
+        if chunk.len() != images.dim().0 {
+            images = ndarray::Array4::zeros((chunk.len(), 1, 28, 28));
+        }
+        labels.clear();
+        for (slot, &index) in chunk.iter().enumerate() {
+            images.index_axis_mut(Axis(0), slot).assign(&data.images.index_axis(Axis(0), index));
+            labels.push(data.labels[index]);
+        }
+        let loss = trainer.train_step(images.view(), &labels)?;
+        seen += chunk.len();
+        on_step(&StepReport { step, seen, loss, learning_rate });
+    }
+    Ok(())
 }

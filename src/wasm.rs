@@ -7,6 +7,7 @@
 use ndarray::ArrayView4;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::model::{Workspace, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
 use crate::optim::SgdConfig;
@@ -97,7 +98,7 @@ impl Model {
 impl Model {
     /// A fresh LeNet-5, He-initialised from `seed` (an integer from 0 to 2³² − 1): the same
     /// seed gives the same weights here and natively. SGD settings start at learning rate
-    /// 0.05, momentum 0.9, weight decay 5·10⁻⁴.
+    /// 0.02, momentum 0.9, weight decay 5·10⁻⁴.
     #[wasm_bindgen(constructor)]
     pub fn new(seed: f64) -> Result<Model, JsError> {
         if !(seed.is_finite() && seed.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&seed)) {
@@ -187,6 +188,18 @@ impl Model {
             learning_rate: Option<f64>,
             momentum: Option<f64>,
             weight_decay: Option<f64>,
+        }
+        // serde's deny_unknown_fields does not see a JavaScript object's extra keys: check them
+        // here, so that a misspelt setting is an error, not silently ignored.
+        let object: &js_sys::Object =
+            settings.dyn_ref().ok_or_else(|| JsError::new("settings must be an object { learning_rate, momentum, weight_decay }"))?;
+        for key in js_sys::Object::keys(object).iter() {
+            let key = key.as_string().unwrap_or_default();
+            if !["learning_rate", "momentum", "weight_decay"].contains(&key.as_str()) {
+                return Err(JsError::new(&format!(
+                    "unknown setting `{key}`: the settings are learning_rate, momentum and weight_decay"
+                )));
+            }
         }
         let partial: Partial = serde_wasm_bindgen::from_value(settings)
             .map_err(|e| JsError::new(&format!("settings must be {{ learning_rate, momentum, weight_decay }}: {e}")))?;

@@ -61,6 +61,19 @@ impl Linear {
         Ok(layer)
     }
 
+    /// Like [`Linear::new`], with weights drawn from U(−b, b), b = 1/√in_features (LeCun,
+    /// Bottou, Orr and Müller, "Efficient BackProp", 1998; PyTorch's default for `nn.Linear`),
+    /// and zero biases: for a layer that no ReLU follows, such as the one giving the logits.
+    ///
+    /// # Errors
+    /// As [`Linear::new`].
+    pub fn lecun(in_features: usize, out_features: usize, rng: &mut impl rand::Rng) -> Result<Self> {
+        let mut layer = Self::new(in_features, out_features)?;
+        // kaiming_uniform's bound is √(6 / fan_in); a fan_in six times larger gives 1/√fan_in.
+        kaiming_uniform(layer.weight.as_slice_mut().expect("fresh array is contiguous"), 6 * in_features, rng);
+        Ok(layer)
+    }
+
     /// Number of input features.
     pub fn in_features(&self) -> usize {
         self.weight.dim().1

@@ -1,0 +1,30 @@
+//! Shared by the native and the wasm tests: the small real-MNIST fixture and golden values.
+#![allow(dead_code)]
+
+use lenet::data::idx::{parse_dataset, Dataset};
+
+/// The first 2,500 digits of MNIST's training set (tests/fixtures/mnist-small/README.md).
+pub fn small_train() -> Dataset {
+    parse_dataset(
+        include_bytes!("../fixtures/mnist-small/train-images-idx3-ubyte.gz"),
+        include_bytes!("../fixtures/mnist-small/train-labels-idx1-ubyte.gz"),
+    )
+    .expect("the committed fixture parses")
+}
+
+/// The first 500 digits of MNIST's test set, held out from training.
+pub fn small_test() -> Dataset {
+    parse_dataset(
+        include_bytes!("../fixtures/mnist-small/t10k-images-idx3-ubyte.gz"),
+        include_bytes!("../fixtures/mnist-small/t10k-labels-idx1-ubyte.gz"),
+    )
+    .expect("the committed fixture parses")
+}
+
+/// Probabilities that `LeNet5::new(0)` gives the first two digits of `small_test()` (a 7 and
+/// a 2), as computed natively on x86-64. The native test holds the model to them to 10⁻⁶, the
+/// wasm test to 10⁻⁵: the same seed must give the same network everywhere.
+pub const SEED0_PROBABILITIES: [[f32; 10]; 2] = [
+    [6.504087e-2, 1.8643588e-1, 6.723722e-2, 3.0862387e-2, 1.7085485e-1, 2.6320046e-1, 4.112972e-2, 3.9145432e-2, 8.1264734e-2, 5.482844e-2],
+    [1.4528029e-2, 1.7151882e-1, 9.202022e-2, 3.179257e-2, 1.4075725e-1, 2.7757892e-1, 2.3589376e-2, 1.1564007e-1, 1.0661423e-1, 2.596054e-2],
+];
