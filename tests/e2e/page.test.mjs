@@ -273,3 +273,40 @@ test('on a high-DPI screen the pad is sharp and strokes land under the pointer; 
     await browser.close();
   }
 });
+
+test('learning rate and batch size change while training runs; reset starts from scratch or from the pretrained weights', async () => {
+  const browser = await openPage();
+  try {
+    const { page } = browser;
+    const state = () => page.evaluate(() => window.lenetPage.trainingState());
+    await page.click('#run');
+    await page.waitForFunction(() => window.lenetPage.trainingState()?.step > 20);
+    await page.selectOption('#batch', '64');
+    await page.fill('#lr', '0.01');
+    await page.press('#lr', 'Enter');
+    await page.waitForFunction(() => {
+      const s = window.lenetPage.trainingState();
+      return s.running && s.batchSize === 64 && s.learningRate === 0.01;
+    });
+    const a = await state();
+    await page.waitForFunction((step) => window.lenetPage.trainingState().step > step + 10, a.step);
+    const b = await state();
+    assert.equal((b.seen - a.seen) / (b.step - a.step), 64, 'examples per step after the change');
+    await page.click('#run');
+    await page.waitForFunction(() => document.body.dataset.training === 'paused');
+
+    await page.selectOption('#reset-from', 'pretrained');
+    await page.click('#reset');
+    await page.waitForFunction(() => window.lenetPage.charts.accuracy.length === 1 && window.lenetPage.trainingState().step === 0);
+    const pretrained = await page.evaluate(() => window.lenetPage.charts.accuracy[0]);
+    assert.ok(pretrained >= 0.97, `reset from the pretrained weights: ${pretrained} on held-out digits`);
+
+    await page.selectOption('#reset-from', 'scratch');
+    await page.click('#reset');
+    await page.waitForFunction(() => window.lenetPage.charts.accuracy.length === 1 && window.lenetPage.charts.accuracy[0] < 0.5);
+    assert.equal(await page.textContent('#stat-step'), '0');
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});

@@ -48,7 +48,13 @@ export class TrainingCharts {
         ],
         axes: [
           { label: 'step', size: 40 },
-          { label: 'cross-entropy', size: 56, values: (_, ticks) => ticks.map((t) => fmt(t, 2)) },
+          {
+            label: 'cross-entropy',
+            size: 56,
+            // Decades only: a log axis with every minor tick is a wall of grey.
+            filter: (_, ticks) => ticks.map((t) => (Math.abs(Math.log10(t) - Math.round(Math.log10(t))) < 1e-9 ? t : null)),
+            values: (_, ticks) => ticks.map((t) => (t == null ? '' : fmt(t, 2))),
+          },
         ],
         scales: { x: { time: false }, y: { distr: 3, log: 10 } },
       },

@@ -86,7 +86,8 @@ worker.onmessage = ({ data: msg }) => {
           ? `Accuracy on ${msg.data.evaluated.toLocaleString('en')} of the ${msg.data.test.toLocaleString('en')} held-out digits`
           : `Accuracy on ${msg.data.evaluated.toLocaleString('en')} held-out digits`;
       ui.resetFrom.querySelector('[value=pretrained]').disabled = !msg.pretrained;
-      if (document.activeElement !== ui.lr) ui.lr.value = String(msg.settings.learningRate);
+      // The worker's default, unless the person already chose one while it loaded.
+      if (!ui.lr.dataset.edited) ui.lr.value = String(msg.settings.learningRate);
       // The page's own choices, made while the worker was loading, win over its defaults.
       configure();
       document.body.dataset.worker = 'ready';
@@ -176,6 +177,9 @@ ui.run.addEventListener('click', () => {
 ui.reset.addEventListener('click', () => {
   worker.postMessage({ type: MSG.RESET, from: ui.resetFrom.value });
 });
+ui.lr.addEventListener('input', () => {
+  ui.lr.dataset.edited = 'true';
+});
 ui.lr.addEventListener('change', configure);
 ui.batch.addEventListener('change', configure);
 
@@ -233,7 +237,7 @@ function flash(text) {
 const pad = new DrawingPad(ui.pad);
 const charts = new TrainingCharts($('loss-chart'), $('acc-chart'));
 // What the charts plot, for the end-to-end tests to read.
-window.lenetPage = Object.freeze({ charts });
+window.lenetPage = Object.freeze({ charts, trainingState: () => app.lastState });
 const seenCtx = ui.seen.getContext('2d');
 const seenImage = seenCtx.createImageData(28, 28);
 

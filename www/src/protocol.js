@@ -14,7 +14,7 @@ export const MSG = Object.freeze({
   STATUS: 'status', // { text }: while loading
   READY: 'ready', // { data: { source, train, test, evaluated }, pretrained, settings }
   FATAL: 'fatal', // { message }: the worker could not start
-  STATE: 'state', // { running, step, seen, epoch, epochProgress, examplesPerSec }
+  STATE: 'state', // { running, step, seen, epoch, epochProgress, examplesPerSec, batchSize, learningRate }
   WAS_RESET: 'was-reset', // { from, ...state }: a fresh model; the page clears its charts
   STEPS: 'steps', // { steps: [{ step, loss }], ...state }: the losses of the last slice, NaN kept
   EVAL: 'eval', // { step, accuracy, loss, count }: on the held-out digits

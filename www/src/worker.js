@@ -200,6 +200,8 @@ function progress() {
     epochProgress: state.cursor / state.train.count,
     examplesPerSec: state.speed,
     running: state.running,
+    batchSize: state.batchSize,
+    learningRate: state.learningRate,
   };
 }
 
