@@ -12,6 +12,8 @@ const SMOOTHING = 0.95;
 
 const COLORS = { raw: 'rgba(99, 102, 241, 0.35)', smooth: '#4338ca', bad: '#dc2626', acc: '#059669' };
 
+const decades = (_, ticks) => ticks.map((t) => (Math.abs(Math.log10(t) - Math.round(Math.log10(t))) < 1e-9 ? t : null));
+
 function sizeOf(el) {
   const width = Math.max(240, Math.floor(el.clientWidth));
   return { width, height: Math.round(Math.min(260, Math.max(180, width * 0.5))) };
@@ -52,8 +54,10 @@ export class TrainingCharts {
             label: 'cross-entropy',
             size: 56,
             // Decades only: a log axis with every minor tick is a wall of grey.
-            filter: (_, ticks) => ticks.map((t) => (Math.abs(Math.log10(t) - Math.round(Math.log10(t))) < 1e-9 ? t : null)),
-            values: (_, ticks) => ticks.map((t) => (t == null ? '' : fmt(t, 2))),
+            filter: decades,
+            grid: { filter: decades, stroke: 'rgba(0, 0, 0, 0.07)', width: 1 },
+            ticks: { filter: decades },
+            values: (_, ticks) => ticks.map((t) => (t == null ? '' : t < 1e-3 ? `1e${Math.round(Math.log10(t))}` : fmt(t, 2))),
           },
         ],
         scales: { x: { time: false }, y: { distr: 3, log: 10 } },
