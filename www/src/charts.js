@@ -60,7 +60,11 @@ export class TrainingCharts {
             values: (_, ticks) => ticks.map((t) => (t == null ? '' : t < 1e-3 ? `1e${Math.round(Math.log10(t))}` : fmt(t, 2))),
           },
         ],
-        scales: { x: { time: false }, y: { distr: 3, log: 10 } },
+        scales: {
+          x: { time: false, range: (_, min, max) => (min == null ? [0, 100] : min === max ? [min - 1, max + 1] : [min, max]) },
+          // Before the first step, an empty decade range keeps the axes on screen.
+          y: { distr: 3, log: 10, range: (_, min, max) => (min == null || !(max > 0) ? [0.01, 10] : uPlot.rangeLog(min, max, 10, true)) },
+        },
       },
       this.lossData(),
       lossEl,
