@@ -325,7 +325,7 @@ function showProbabilities(probabilities) {
     ui.predicted.dataset.digit = '';
     ui.confidence.textContent = 'Draw to see a prediction';
     for (const bar of barEls) {
-      bar.fill.style.width = '0%';
+      bar.fill.style.transform = 'scaleX(0)';
       bar.value.textContent = '–';
       bar.li.classList.remove('best');
     }
@@ -339,7 +339,7 @@ function showProbabilities(probabilities) {
   ui.confidence.textContent = `${(probabilities[best] * 100).toFixed(1)} % sure`;
   barEls.forEach((bar, d) => {
     const p = probabilities[d];
-    bar.fill.style.width = `${(p * 100).toFixed(1)}%`;
+    bar.fill.style.transform = `scaleX(${p.toFixed(4)})`;
     bar.value.textContent = `${(p * 100).toFixed(1)} %`;
     bar.li.classList.toggle('best', d === best);
   });

@@ -3,6 +3,8 @@
 // Strokes are kept as point lists in CSS pixels, so the backing store can follow
 // devicePixelRatio (sharp on high-DPI screens) and be redrawn at any time, and undo is a pop.
 // Ink is opaque black on a transparent backing store: the alpha channel is the ink.
+// The model reads a second copy drawn at one pixel per CSS pixel: the same input on every
+// screen, and preprocessing that costs the same on a 3× phone as on a desktop.
 
 // Relative to the pad's side: with a digit drawn across most of the pad, this gives strokes as
 // thick, relative to the digit, as MNIST's (about 2–3 px of the 20 px box).
@@ -12,7 +14,9 @@ export class DrawingPad extends EventTarget {
   constructor(canvas) {
     super();
     this.canvas = canvas;
-    this.ctx = canvas.getContext('2d', { willReadFrequently: true });
+    this.ctx = canvas.getContext('2d');
+    this.ink = new OffscreenCanvas(1, 1);
+    this.inkCtx = this.ink.getContext('2d', { willReadFrequently: true });
     this.strokes = [];
     this.active = null; // { pointerId, points }
     this.size = 0;
@@ -53,8 +57,8 @@ export class DrawingPad extends EventTarget {
 
   /** The backing store's pixels, for the model's preprocessing (ink is opaque on transparent). */
   pixels() {
-    const { width, height } = this.canvas;
-    return { rgba: this.ctx.getImageData(0, 0, width, height).data, width, height };
+    const { width, height } = this.ink;
+    return { rgba: this.inkCtx.getImageData(0, 0, width, height).data, width, height };
   }
 
   #watchDpr() {
@@ -78,6 +82,8 @@ export class DrawingPad extends EventTarget {
     this.dpr = dpr;
     this.canvas.width = Math.round(size * dpr);
     this.canvas.height = Math.round(size * dpr);
+    this.ink.width = Math.round(size);
+    this.ink.height = Math.round(size);
     this.#redraw();
     if (!this.empty) this.#changed(true);
   }
@@ -124,34 +130,34 @@ export class DrawingPad extends EventTarget {
     this.#changed(true);
   }
 
-  #style() {
-    const ctx = this.ctx;
-    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+  #drawSegment(points, from) {
+    this.#stroke(this.ctx, this.dpr, points, from);
+    this.#stroke(this.inkCtx, this.ink.width / this.size, points, from);
+  }
+
+  #stroke(ctx, scale, points, from) {
+    ctx.setTransform(scale, 0, 0, scale, 0, 0);
     ctx.lineCap = 'round';
     ctx.lineJoin = 'round';
     ctx.lineWidth = this.size * STROKE;
     ctx.strokeStyle = '#000';
     ctx.fillStyle = '#000';
-  }
-
-  #drawSegment(points, from) {
-    const ctx = this.ctx;
-    this.#style();
+    ctx.beginPath();
     if (points.length === 1) {
-      ctx.beginPath();
       ctx.arc(points[0][0], points[0][1], ctx.lineWidth / 2, 0, 2 * Math.PI);
       ctx.fill();
       return;
     }
-    ctx.beginPath();
     ctx.moveTo(points[from][0], points[from][1]);
     for (let i = from + 1; i < points.length; i++) ctx.lineTo(points[i][0], points[i][1]);
     ctx.stroke();
   }
 
   #redraw() {
-    this.ctx.setTransform(1, 0, 0, 1, 0, 0);
-    this.ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    for (const ctx of [this.ctx, this.inkCtx]) {
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
+    }
     for (const stroke of this.strokes) this.#drawSegment(stroke, 0);
     if (this.active) this.#drawSegment(this.active.points, 0);
   }
