@@ -302,11 +302,9 @@ impl LeNet5 {
         let (mean, inv_std) = (self.input_mean, 1.0 / self.input_std);
         ndarray::Zip::from(&mut ws.input).and(&images).for_each(|d, &x| *d = (x - mean) * inv_std);
 
-        self.conv1.forward(ws.input.view(), &mut ws.conv1_cache, &mut ws.conv1_out)?;
-        relu(ws.conv1_out.view_mut());
+        self.conv1.forward_relu(ws.input.view(), &mut ws.conv1_cache, &mut ws.conv1_out)?;
         self.pool.forward(ws.conv1_out.view(), &mut ws.pool1_cache, &mut ws.pool1_out)?;
-        self.conv2.forward(ws.pool1_out.view(), &mut ws.conv2_cache, &mut ws.conv2_out)?;
-        relu(ws.conv2_out.view_mut());
+        self.conv2.forward_relu(ws.pool1_out.view(), &mut ws.conv2_cache, &mut ws.conv2_out)?;
         self.pool.forward(ws.conv2_out.view(), &mut ws.pool2_cache, &mut ws.pool2_out)?;
         let flat = flatten(&ws.pool2_out)?;
         self.fc1.forward(flat, &mut ws.fc1_out)?;

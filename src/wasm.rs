@@ -23,6 +23,10 @@ fn js_error(error: Error) -> JsError {
     JsError::new(&error.to_string())
 }
 
+/// Images per forward pass in `predict_batch`: large enough to fill the matrix kernels, small
+/// enough for the activations to stay in cache.
+const PREDICT_CHUNK: usize = 64;
+
 /// Views `images` (n × 784 values) as `(n, 1, 28, 28)`.
 fn image_batch(images: &[f32]) -> Result<ArrayView4<'_, f32>, JsError> {
     if images.is_empty() || images.len() % IMAGE_PIXELS != 0 {
@@ -150,14 +154,27 @@ impl Model {
     /// Probabilities for n images: `Float32Array(n × 10)`, row i for image i.
     pub fn predict_batch(&mut self, images: &[f32]) -> Result<Vec<f32>, JsError> {
         let batch = image_batch(images)?;
-        let logits = self.trainer.model().forward(batch, &mut self.workspace).map_err(js_error)?;
-        let mut out = Vec::with_capacity(logits.len());
-        for row in logits.rows() {
-            let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let start = out.len();
-            out.extend(row.iter().map(|&v| (v - max).exp()));
-            let sum: f32 = out[start..].iter().sum();
-            out[start..].iter_mut().for_each(|p| *p /= sum);
+        // Validate everything before computing anything, then go in chunks whose activations
+        // stay in cache (and whose workspace is reused) however many images were sent.
+        crate::model::check_images(&batch).map_err(js_error)?;
+        let n = batch.dim().0;
+        let mut out = Vec::with_capacity(n * NUM_CLASSES);
+        for start in (0..n).step_by(PREDICT_CHUNK) {
+            let chunk = batch.slice_axis(ndarray::Axis(0), (start..(start + PREDICT_CHUNK).min(n)).into());
+            let logits = self.trainer.model().forward(chunk, &mut self.workspace).map_err(js_error)?;
+            for row in logits.rows() {
+                let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let first = out.len();
+                out.extend(row.iter().map(|&v| (v - max).exp()));
+                let sum: f32 = out[first..].iter().sum();
+                out[first..].iter_mut().for_each(|p| *p /= sum);
+            }
+        }
+        if let Some(i) = out.iter().position(|p| !p.is_finite()) {
+            return Err(JsError::new(&format!(
+                "the model's output for image {} is not finite: its weights have diverged",
+                i / NUM_CLASSES
+            )));
         }
         Ok(out)
     }

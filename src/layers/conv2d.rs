@@ -167,6 +167,19 @@ impl Conv2d {
     /// [`Error::Shape`] when the input is not `(N ≥ 1, in_channels, H, W)`;
     /// [`Error::InvalidInput`] when it is smaller than the kernel.
     pub fn forward(&self, input: ArrayView4<f32>, cache: &mut Conv2dCache, output: &mut Array4<f32>) -> Result<()> {
+        self.forward_impl(input, cache, output, false)
+    }
+
+    /// [`Conv2d::forward`] followed by ReLU, fused into the pass that lays out the output: the
+    /// same result as `forward` then [`crate::layers::relu`], one sweep over memory fewer.
+    ///
+    /// # Errors
+    /// As [`Conv2d::forward`].
+    pub fn forward_relu(&self, input: ArrayView4<f32>, cache: &mut Conv2dCache, output: &mut Array4<f32>) -> Result<()> {
+        self.forward_impl(input, cache, output, true)
+    }
+
+    fn forward_impl(&self, input: ArrayView4<f32>, cache: &mut Conv2dCache, output: &mut Array4<f32>, relu: bool) -> Result<()> {
         let (ho, wo) = self.check_input(&input)?;
         let (n, _, _, _) = input.dim();
         let o = self.out_channels();
@@ -175,7 +188,7 @@ impl Conv2d {
         cache.output_hw = (ho, wo);
         self.im2col(input, &mut cache.cols);
         ensure_shape(&mut cache.mat, ndarray::Ix2(o, n * plane));
-        gemm(1.0, self.weight_matrix(), cache.cols.view(), 0.0, cache.mat.view_mut());
+        gemm(self.weight_matrix(), cache.cols.view(), false, cache.mat.view_mut());
 
         // (out_channels, N·P) → (N, out_channels, P), adding the bias on the way.
         ensure_shape(output, Ix4(n, o, ho, wo));
@@ -185,8 +198,17 @@ impl Conv2d {
             let row = &mat[ch * n * plane..(ch + 1) * n * plane];
             for s in 0..n {
                 let dst = &mut out[(s * o + ch) * plane..][..plane];
-                for (d, &v) in dst.iter_mut().zip(&row[s * plane..(s + 1) * plane]) {
-                    *d = v + b;
+                let src = &row[s * plane..(s + 1) * plane];
+                if relu {
+                    // `if x < 0 { 0 } else { x }` keeps NaN, as `relu` does.
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        let x = v + b;
+                        *d = if x < 0.0 { 0.0 } else { x };
+                    }
+                } else {
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = v + b;
+                    }
                 }
             }
         }
@@ -238,11 +260,11 @@ impl Conv2d {
         let grad_w = grads.weight.view_mut().into_shape_with_order((o, k)).map_err(|_| {
             Error::InvalidInput("Conv2d grads.weight must be in standard (row-major) layout".into())
         })?;
-        gemm(1.0, cache.mat.view(), cache.cols.t(), 0.0, grad_w);
+        gemm(cache.mat.view(), cache.cols.t(), false, grad_w);
 
         if let Some(grad_input) = grad_input {
             ensure_shape(&mut cache.grad_cols, ndarray::Ix2(k, n * plane));
-            gemm(1.0, self.weight_matrix().t(), cache.mat.view(), 0.0, cache.grad_cols.view_mut());
+            gemm(self.weight_matrix().t(), cache.mat.view(), false, cache.grad_cols.view_mut());
             ensure_shape(grad_input, Ix4(n, c, h, w));
             self.col2im(&cache.grad_cols, (n, c, h, w), (ho, wo), grad_input);
         }

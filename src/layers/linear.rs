@@ -106,7 +106,7 @@ impl Linear {
         for mut row in output.rows_mut() {
             row.assign(&self.bias);
         }
-        gemm(1.0, input, self.weight.t(), 1.0, output.view_mut());
+        gemm(input, self.weight.t(), true, output.view_mut());
         Ok(())
     }
 
@@ -131,13 +131,13 @@ impl Linear {
         if grads.weight.dim() != self.weight.dim() || grads.bias.dim() != self.bias.dim() {
             return Err(shape_error("Linear grads.weight", fmt_shape(self.weight.shape()), grads.weight.shape()));
         }
-        gemm(1.0, grad_output.t(), input, 0.0, grads.weight.view_mut());
+        gemm(grad_output.t(), input, false, grads.weight.view_mut());
         for (b, column) in grads.bias.iter_mut().zip(grad_output.columns()) {
             *b = column.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
         }
         if let Some(grad_input) = grad_input {
             ensure_shape(grad_input, Ix2(input.nrows(), self.in_features()));
-            gemm(1.0, grad_output, self.weight.view(), 0.0, grad_input.view_mut());
+            gemm(grad_output, self.weight.view(), false, grad_input.view_mut());
         }
         Ok(())
     }

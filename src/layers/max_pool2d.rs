@@ -89,6 +89,10 @@ impl MaxPool2d {
             .chunks_exact(h * w)
             .zip(out.chunks_exact_mut(ho * wo).zip(cache.argmax.chunks_exact_mut(ho * wo)))
         {
+            if k == 2 && s == 2 {
+                pool_2x2(src, w, ho, wo, dst, arg);
+                continue;
+            }
             for i in 0..ho {
                 for j in 0..wo {
                     let first = i * s * w + j * s;
@@ -138,5 +142,30 @@ impl MaxPool2d {
             }
         }
         Ok(())
+    }
+}
+
+/// The common 2×2, stride-2 case of [`MaxPool2d::forward`] for one plane, unrolled: the same
+/// comparisons in the same order (row-major, strictly greater), so the same maxima and ties.
+fn pool_2x2(src: &[f32], w: usize, ho: usize, wo: usize, dst: &mut [f32], arg: &mut [u32]) {
+    for i in 0..ho {
+        let top = &src[2 * i * w..2 * i * w + 2 * wo];
+        let bottom = &src[(2 * i + 1) * w..(2 * i + 1) * w + 2 * wo];
+        let (dst, arg) = (&mut dst[i * wo..(i + 1) * wo], &mut arg[i * wo..(i + 1) * wo]);
+        for j in 0..wo {
+            let base = (2 * i * w + 2 * j) as u32;
+            let (mut best, mut at) = (top[2 * j], base);
+            if top[2 * j + 1] > best {
+                (best, at) = (top[2 * j + 1], base + 1);
+            }
+            if bottom[2 * j] > best {
+                (best, at) = (bottom[2 * j], base + w as u32);
+            }
+            if bottom[2 * j + 1] > best {
+                (best, at) = (bottom[2 * j + 1], base + w as u32 + 1);
+            }
+            dst[j] = best;
+            arg[j] = at;
+        }
     }
 }
