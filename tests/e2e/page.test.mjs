@@ -106,6 +106,18 @@ test(`${TRAIN_SECONDS} s of live training: the loss falls, held-out accuracy pas
       new PerformanceObserver((list) => {
         for (const entry of list.getEntries()) watch.longTasks.push([Math.round(entry.startTime), Math.round(entry.duration)]);
       }).observe({ type: 'longtask' });
+      // Which scripts ran in slow frames, to tell the page's own work from a busy machine.
+      watch.slowFrames = [];
+      new PerformanceObserver((list) => {
+        for (const f of list.getEntries()) {
+          watch.slowFrames.push({
+            start: Math.round(f.startTime),
+            duration: Math.round(f.duration),
+            blocking: Math.round(f.blockingDuration),
+            scripts: f.scripts.map((s) => `${s.invoker || s.invokerType} ${Math.round(s.duration)} ms`),
+          });
+        }
+      }).observe({ type: 'long-animation-frame' });
     });
     await page.click('#run');
     await page.waitForFunction(() => document.body.dataset.training === 'running');
@@ -143,6 +155,8 @@ test(`${TRAIN_SECONDS} s of live training: the loss falls, held-out accuracy pas
         `longest timer gap ${run.watch.maxGap.toFixed(1)} ms; long tasks ${JSON.stringify(run.watch.longTasks)}`,
     );
     await writeFile(join(ARTIFACTS, 'training.json'), JSON.stringify({ ...run, first, last }, null, 2));
+    const slow = run.watch.slowFrames.filter((f) => f.blocking > 0);
+    if (slow.length) console.log(`# frames with blocking time: ${JSON.stringify(slow)}`);
     assert.ok(run.steps >= 50, `only ${run.steps} steps were plotted`);
     assert.ok(last < first * 0.5, `the loss did not fall: ${first} → ${last}`);
     assert.ok(best > 0.9, `held-out accuracy reached only ${best}`);

@@ -107,7 +107,8 @@ export class TrainingCharts {
     this.evalSteps = [];
     this.accuracy = [];
     this.nonFinite = 0;
-    this.dirty = true;
+    this.lossDirty = true;
+    this.accDirty = true;
     this.schedule();
   }
 
@@ -128,7 +129,7 @@ export class TrainingCharts {
         this.bad.push(Number.NaN); // placed on the chart at draw time, where the y range is known
       }
     }
-    this.dirty = true;
+    this.lossDirty = true;
     this.schedule();
   }
 
@@ -140,7 +141,7 @@ export class TrainingCharts {
     }
     this.evalSteps.push(step);
     this.accuracy.push(accuracy);
-    this.dirty = true;
+    this.accDirty = true;
     this.schedule();
   }
 
@@ -189,11 +190,11 @@ export class TrainingCharts {
 
   draw() {
     this.pending = false;
-    if (!this.dirty) return;
-    this.dirty = false;
     this.lastDraw = performance.now();
-    this.loss.setData(this.lossData());
-    this.acc.setData([this.evalSteps, this.accuracy]);
+    if (this.lossDirty) this.loss.setData(this.lossData());
+    if (this.accDirty) this.acc.setData([this.evalSteps, this.accuracy]);
+    this.lossDirty = false;
+    this.accDirty = false;
   }
 }
 
