@@ -298,6 +298,7 @@ function refreshTrainingPrediction() {
     .then((msg) => {
       if (id === app.latestPrediction && app.pixels && (ui.useTraining.checked || !app.pretrained)) {
         showProbabilities(msg.probabilities);
+        ui.recognizerName.textContent = `network in training, step ${msg.step.toLocaleString('en')}`;
       }
     })
     .catch((error) => showError(`Prediction failed: ${error.message}`))
