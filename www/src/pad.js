@@ -3,8 +3,10 @@
 // Strokes are kept as point lists in CSS pixels, so the backing store can follow
 // devicePixelRatio (sharp on high-DPI screens) and be redrawn at any time, and undo is a pop.
 // Ink is opaque black on a transparent backing store: the alpha channel is the ink.
-// The model reads a second copy drawn at one pixel per CSS pixel: the same input on every
-// screen, and preprocessing that costs the same on a 3× phone as on a desktop.
+// The model reads a second copy drawn at a fixed 168 × 168 (6 × 28): the same input on every
+// screen and at every pad size, and preprocessing cheap enough to run on every frame while
+// training competes for the CPU; the digit is scaled down to 20 px anyway.
+const INK_SIDE = 168;
 
 // Relative to the pad's side: with a digit drawn across most of the pad, this gives strokes as
 // thick, relative to the digit, as MNIST's (about 2–3 px of the 20 px box).
@@ -82,8 +84,8 @@ export class DrawingPad extends EventTarget {
     this.dpr = dpr;
     this.canvas.width = Math.round(size * dpr);
     this.canvas.height = Math.round(size * dpr);
-    this.ink.width = Math.round(size);
-    this.ink.height = Math.round(size);
+    this.ink.width = INK_SIDE;
+    this.ink.height = INK_SIDE;
     this.#redraw();
     if (!this.empty) this.#changed(true);
   }
