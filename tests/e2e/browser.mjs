@@ -1,0 +1,59 @@
+// Starts Debian's chromium, headless, with a fresh profile, and watches every request the page
+// makes: the page must talk to nobody but the server under test.
+import { chromium } from 'playwright-core';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const BASE_URL = process.env.E2E_BASE_URL ?? 'http://127.0.0.1:5173/';
+export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+export const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/** A fresh browser profile and one page; `close()` removes the profile. */
+export async function openBrowser({ viewport = { width: 1280, height: 1000 }, deviceScaleFactor = 1, hasTouch = false } = {}) {
+  const profile = await mkdtemp(join(tmpdir(), 'lenet-e2e-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    args: ARGS,
+    headless: true,
+    viewport,
+    deviceScaleFactor,
+    hasTouch,
+    acceptDownloads: true,
+    timeout: 60_000,
+  });
+  const foreign = [];
+  const problems = [];
+  context.on('request', (request) => {
+    const url = new URL(request.url());
+    if (['data:', 'blob:'].includes(url.protocol)) return;
+    if (!LOCAL_HOSTS.has(url.hostname)) foreign.push(request.url());
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(30_000);
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`);
+    if (/Content.Security.Policy|Refused to/i.test(msg.text())) problems.push(`CSP: ${msg.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  return {
+    context,
+    page,
+    foreign,
+    problems,
+    async close() {
+      await context.close().catch(() => {});
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,326 @@
+// The page in Debian's headless chromium, used as a person would: drawing with pointer events,
+// training live, loading weights files. Every test also fails on a request to another origin,
+// a Content-Security-Policy violation, or an error in the console.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { openBrowser, BASE_URL } from './browser.mjs';
+import { DIGITS, drawWithMouse, drawWithTouch } from './digits.mjs';
+
+const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
+const TRAIN_SECONDS = Number(process.env.E2E_TRAIN_SECONDS ?? 20);
+
+before(async () => {
+  await mkdir(ARTIFACTS, { recursive: true });
+});
+
+/** Opens the page and waits until both the page's network and the worker are ready. */
+async function openPage(options) {
+  const browser = await openBrowser(options);
+  await browser.page.goto(BASE_URL);
+  await browser.page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+  await browser.page.waitForSelector('body[data-worker="ready"]', { timeout: 60_000 });
+  return browser;
+}
+
+function assertClean(browser) {
+  assert.deepEqual(browser.foreign, [], 'the page requested another origin');
+  assert.deepEqual(browser.problems, [], 'the page reported errors');
+}
+
+const probabilities = (page) => page.evaluate(() => document.body.dataset.probabilities);
+const predicted = (page) => page.evaluate(() => document.body.dataset.probabilities && document.querySelector('#predicted').dataset.digit);
+
+async function clearPad(page) {
+  if (await page.isEnabled('#clear')) await page.click('#clear');
+  await page.waitForFunction(() => !document.body.dataset.probabilities);
+}
+
+test('the page loads from its own origin only, under a tight Content-Security-Policy', async () => {
+  const browser = await openPage();
+  try {
+    const { page } = browser;
+    const csp = await page.getAttribute('meta[http-equiv="Content-Security-Policy"]', 'content');
+    assert.match(csp, /default-src 'self'/);
+    assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'(;|$)/);
+    assert.doesNotMatch(csp, /unsafe-inline|\*|https?:/);
+    assert.match(await page.textContent('#data-source'), /training digits/);
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('digits drawn with pointer events are recognized by the pretrained network', async () => {
+  const browser = await openPage({ hasTouch: true, viewport: { width: 1280, height: 700 } });
+  try {
+    const { page } = browser;
+    const status = await page.textContent('#weights-status');
+    assert.match(status, /Pretrained weights loaded/, 'www/public/lenet5-mnist.safetensors is needed for this test');
+    await page.screenshot({ path: join(ARTIFACTS, 'start.png'), fullPage: true });
+    const results = [];
+    for (const [digit, strokes] of Object.entries(DIGITS)) {
+      await clearPad(page);
+      await drawWithMouse(page, strokes);
+      await page.waitForFunction(() => document.body.dataset.probabilities);
+      const got = await predicted(page);
+      const p = (await probabilities(page)).split(',').map(Number);
+      results.push({ digit: Number(digit), got: Number(got), confidence: p[Number(got)] });
+      if (digit === '3') await page.screenshot({ path: join(ARTIFACTS, 'drawn-3.png') });
+    }
+    // One digit with a finger: touch must draw, not scroll the page.
+    await clearPad(page);
+    const scrollBefore = await page.evaluate(() => window.scrollY);
+    await drawWithTouch(page, DIGITS[7]);
+    await page.waitForFunction(() => document.body.dataset.probabilities);
+    const touched = Number(await predicted(page));
+    const scrollAfter = await page.evaluate(() => window.scrollY);
+
+    const table = results.map((r) => `${r.digit}→${r.got} (${(r.confidence * 100).toFixed(1)} %)`).join(', ');
+    console.log(`# recognized: ${table}; touch-drawn 7→${touched}`);
+    const right = results.filter((r) => r.digit === r.got).map((r) => r.digit);
+    assert.ok(right.length >= 6, `only ${right.length} of 10 digits recognized: ${table}`);
+    assert.equal(touched, 7, 'a 7 drawn by touch');
+    assert.equal(scrollAfter, scrollBefore, 'drawing by touch scrolled the page');
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
+
+test(`${TRAIN_SECONDS} s of live training: the loss falls, held-out accuracy passes 90 %, the page stays responsive`, async () => {
+  const browser = await openPage();
+  try {
+    const { page } = browser;
+    // A 16 ms timer and the long-task observer watch the main thread for the whole run.
+    await page.evaluate(() => {
+      const watch = { maxGap: 0, longTasks: [], last: performance.now() };
+      window.__watch = watch;
+      watch.timer = setInterval(() => {
+        const now = performance.now();
+        watch.maxGap = Math.max(watch.maxGap, now - watch.last);
+        watch.last = now;
+      }, 16);
+      new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) watch.longTasks.push([Math.round(entry.startTime), Math.round(entry.duration)]);
+      }).observe({ type: 'longtask' });
+      // Which scripts ran in slow frames, to tell the page's own work from a busy machine.
+      watch.slowFrames = [];
+      new PerformanceObserver((list) => {
+        for (const f of list.getEntries()) {
+          watch.slowFrames.push({
+            start: Math.round(f.startTime),
+            duration: Math.round(f.duration),
+            blocking: Math.round(f.blockingDuration),
+            scripts: f.scripts.map((s) => `${s.invoker || s.invokerType} ${Math.round(s.duration)} ms`),
+          });
+        }
+      }).observe({ type: 'long-animation-frame' });
+    });
+    await page.click('#run');
+    await page.waitForFunction(() => document.body.dataset.training === 'running');
+    const started = Date.now();
+    // Draw while it trains, to watch the network in training recognize it.
+    await page.check('#use-training', { force: true });
+    await drawWithMouse(page, DIGITS[7]);
+    await page.waitForTimeout(TRAIN_SECONDS * 1000 - (Date.now() - started));
+    await page.click('#run');
+    await page.waitForFunction(() => document.body.dataset.training === 'paused');
+    // The last evaluation of the run.
+    await page.waitForTimeout(2500);
+    await page.screenshot({ path: join(ARTIFACTS, 'after-training.png'), fullPage: true });
+
+    const run = await page.evaluate(() => {
+      clearInterval(window.__watch.timer);
+      const { charts } = window.lenetPage;
+      return {
+        watch: window.__watch,
+        losses: charts.raw.filter((v) => v != null),
+        accuracy: charts.accuracy,
+        speed: Number(document.querySelector('#stat-speed').dataset.value),
+        steps: charts.steps.length,
+        epoch: document.querySelector('#stat-epoch').textContent,
+      };
+    });
+    const mean = (a) => a.reduce((s, v) => s + v, 0) / a.length;
+    const k = Math.max(5, Math.floor(run.losses.length / 10));
+    const first = mean(run.losses.slice(0, k));
+    const last = mean(run.losses.slice(-k));
+    const best = Math.max(...run.accuracy);
+    console.log(
+      `# training: ${run.steps} steps in ${TRAIN_SECONDS} s, ${Math.round(run.speed)} examples/s, epoch ${run.epoch}; ` +
+        `loss ${first.toFixed(3)} → ${last.toFixed(3)}; accuracy ${run.accuracy.map((a) => (a * 100).toFixed(1)).join(' → ')} %; ` +
+        `longest timer gap ${run.watch.maxGap.toFixed(1)} ms; long tasks ${JSON.stringify(run.watch.longTasks)}`,
+    );
+    await writeFile(join(ARTIFACTS, 'training.json'), JSON.stringify({ ...run, first, last }, null, 2));
+    const slow = run.watch.slowFrames.filter((f) => f.blocking > 0);
+    if (slow.length) console.log(`# frames with blocking time: ${JSON.stringify(slow)}`);
+    assert.ok(run.steps >= 50, `only ${run.steps} steps were plotted`);
+    assert.ok(last < first * 0.5, `the loss did not fall: ${first} → ${last}`);
+    assert.ok(best > 0.9, `held-out accuracy reached only ${best}`);
+    assert.ok(run.watch.maxGap <= 100, `the main thread was blocked for ${run.watch.maxGap} ms`);
+    assert.deepEqual(run.watch.longTasks.filter(([, d]) => d > 50), [], 'main-thread tasks over 50 ms');
+    assert.match(await page.textContent('#recognizer-name'), /training/);
+    assert.ok(await predicted(page), 'the network in training recognized the drawing');
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a bad weights file shows an error and changes nothing; a downloaded file loads back', async () => {
+  const browser = await openPage();
+  try {
+    const { page } = browser;
+    await page.check('#use-training', { force: true });
+    await drawWithMouse(page, DIGITS[4]);
+    await page.waitForFunction(() => document.body.dataset.probabilities);
+    const before = await probabilities(page);
+
+    await page.setInputFiles('#load-file', {
+      name: 'broken.safetensors',
+      mimeType: 'application/octet-stream',
+      buffer: Buffer.from('this is not a safetensors file at all'),
+    });
+    await page.waitForSelector('#train-error:not([hidden])');
+    assert.match(await page.textContent('#train-error'), /broken\.safetensors was not loaded/);
+
+    // Recognize the same drawing again.
+    await clearPad(page);
+    await drawWithMouse(page, DIGITS[4]);
+    await page.waitForFunction(() => document.body.dataset.probabilities);
+    assert.equal(await probabilities(page), before, 'the predictions changed after a rejected file');
+
+    // A truncated real file is bad too.
+    const download = page.waitForEvent('download');
+    await page.click('#download');
+    const file = await (await download).path();
+    const { readFile } = await import('node:fs/promises');
+    const bytes = await readFile(file);
+    assert.ok(bytes.length > 100_000, `the weights file has only ${bytes.length} bytes`);
+    await page.setInputFiles('#load-file', { name: 'truncated.safetensors', mimeType: 'application/octet-stream', buffer: bytes.subarray(0, bytes.length - 1000) });
+    await page.waitForFunction(() => /truncated\.safetensors was not loaded/.test(document.querySelector('#train-error').textContent));
+    await page.setInputFiles('#load-file', { name: 'good.safetensors', mimeType: 'application/octet-stream', buffer: bytes });
+    await page.waitForSelector('#train-error', { state: 'hidden' });
+    await clearPad(page);
+    await drawWithMouse(page, DIGITS[4]);
+    await page.waitForFunction(() => document.body.dataset.probabilities);
+    assert.equal(await probabilities(page), before, 'the same weights loaded back predict the same');
+    browser.problems.splice(0); // the rejected files are reported in the console on purpose
+    assert.deepEqual(browser.foreign, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a diverging run is paused with a visible warning and the non-finite loss is plotted', async () => {
+  const browser = await openPage();
+  try {
+    const { page } = browser;
+    await page.fill('#lr', '1000000');
+    await page.press('#lr', 'Enter');
+    await page.click('#run');
+    await page.waitForSelector('#diverged:not([hidden])', { timeout: 30_000 });
+    assert.match(await page.textContent('#diverged'), /not a finite number/);
+    await page.waitForFunction(() => document.body.dataset.training === 'paused');
+    const nonFinite = await page.evaluate(() => window.lenetPage.charts.nonFinite);
+    assert.ok(nonFinite >= 1, 'the non-finite loss is on the chart');
+    await page.waitForTimeout(400);
+    await page.screenshot({ path: join(ARTIFACTS, 'diverged.png'), fullPage: true });
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a Start pressed before the worker is ready is not lost', async () => {
+  const browser = await openBrowser();
+  try {
+    const { page } = browser;
+    await page.goto(BASE_URL, { waitUntil: 'commit' });
+    await page.waitForSelector('body[data-page="interactive"]', { state: 'attached' });
+    const early = await page.evaluate(() => {
+      const ready = document.body.dataset.worker === 'ready';
+      document.querySelector('#run').click();
+      return !ready;
+    });
+    assert.ok(early, 'the worker was ready before the click');
+    await page.waitForFunction(() => Number(document.querySelector('#stat-step').textContent.replace(/,/g, '')) > 0, null, { timeout: 60_000 });
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('on a high-DPI screen the pad is sharp and strokes land under the pointer; a cancelled pointer lifts the pen', async () => {
+  const browser = await openPage({ deviceScaleFactor: 2 });
+  try {
+    const { page } = browser;
+    const size = await page.evaluate(() => {
+      const pad = document.querySelector('#pad');
+      return { css: pad.getBoundingClientRect().width, backing: pad.width };
+    });
+    assert.ok(Math.abs(size.backing - 2 * size.css) <= 1, `backing store ${size.backing} px for ${size.css} CSS px at 2×`);
+    const box = await page.locator('#pad').boundingBox();
+    const inkAt = (x, y) =>
+      page.evaluate(([x, y]) => {
+        const pad = document.querySelector('#pad');
+        const scale = pad.width / pad.getBoundingClientRect().width;
+        return pad.getContext('2d').getImageData(Math.round(x * scale), Math.round(y * scale), 1, 1).data[3];
+      }, [x, y]);
+    await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.3);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.3, { steps: 5 });
+    assert.ok((await inkAt(box.width * 0.4, box.height * 0.3)) > 200, 'ink under the pointer');
+    assert.equal(await inkAt(box.width * 0.4, box.height * 0.6), 0, 'no ink away from the stroke');
+    // The browser takes the pointer away (say, a gesture began): the pen must lift.
+    await page.dispatchEvent('#pad', 'pointercancel', { pointerId: 1, pointerType: 'mouse', isPrimary: true });
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.7, { steps: 5 });
+    assert.equal(await inkAt(box.width * 0.5, box.height * 0.6), 0, 'the pen kept drawing after pointercancel');
+    await page.mouse.up();
+    await page.mouse.move(box.x + box.width * 0.7, box.y + box.height * 0.7, { steps: 5 });
+    assert.equal(await inkAt(box.width * 0.6, box.height * 0.7), 0, 'the pen kept drawing after the button was released');
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('learning rate and batch size change while training runs; reset starts from scratch or from the pretrained weights', async () => {
+  const browser = await openPage();
+  try {
+    const { page } = browser;
+    const state = () => page.evaluate(() => window.lenetPage.trainingState());
+    await page.click('#run');
+    await page.waitForFunction(() => window.lenetPage.trainingState()?.step > 20);
+    await page.selectOption('#batch', '64');
+    await page.fill('#lr', '0.01');
+    await page.press('#lr', 'Enter');
+    await page.waitForFunction(() => {
+      const s = window.lenetPage.trainingState();
+      return s.running && s.batchSize === 64 && s.learningRate === 0.01;
+    });
+    const a = await state();
+    await page.waitForFunction((step) => window.lenetPage.trainingState().step > step + 10, a.step);
+    const b = await state();
+    assert.equal((b.seen - a.seen) / (b.step - a.step), 64, 'examples per step after the change');
+    await page.click('#run');
+    await page.waitForFunction(() => document.body.dataset.training === 'paused');
+
+    await page.selectOption('#reset-from', 'pretrained');
+    await page.click('#reset');
+    await page.waitForFunction(() => window.lenetPage.charts.accuracy.length === 1 && window.lenetPage.trainingState().step === 0);
+    const pretrained = await page.evaluate(() => window.lenetPage.charts.accuracy[0]);
+    assert.ok(pretrained >= 0.97, `reset from the pretrained weights: ${pretrained} on held-out digits`);
+
+    await page.selectOption('#reset-from', 'scratch');
+    await page.click('#reset');
+    await page.waitForFunction(() => window.lenetPage.charts.accuracy.length === 1 && window.lenetPage.charts.accuracy[0] < 0.5);
+    assert.equal(await page.textContent('#stat-step'), '0');
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
