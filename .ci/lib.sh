@@ -6,7 +6,13 @@ step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 build_wasm() {
   step "building the wasm package into pkg/ (release)"
-  wasm-pack --log-level warn build --release --target web --out-dir pkg
+  # --weak-refs: a Model that JavaScript forgets without free() is freed by the garbage
+  # collector (FinalizationRegistry) instead of leaking wasm memory.
+  wasm-pack --log-level warn build --release --target web --out-dir pkg --weak-refs
+  local raw gz
+  raw=$(wc -c <pkg/lenet_bg.wasm)
+  gz=$(gzip -9c pkg/lenet_bg.wasm | wc -c)
+  step "pkg/lenet_bg.wasm: $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzipped"
 }
 
 # npm ci wipes node_modules, so it only runs when the lock file changed since the last install.
