@@ -340,10 +340,10 @@ impl LeNet5 {
         })?;
         self.pool.backward(&ws.pool2_cache, grad_pool2, &mut ws.grad_conv2)?;
         relu_backward(ws.conv2_out.view(), ws.grad_conv2.view_mut())?;
-        self.conv2.backward(&mut ws.conv2_cache, ws.grad_conv2.view(), &mut grads.conv2, Some(&mut ws.grad_pool1))?;
+        self.conv2.backward(ws.pool1_out.view(), &mut ws.conv2_cache, ws.grad_conv2.view(), &mut grads.conv2, Some(&mut ws.grad_pool1))?;
         self.pool.backward(&ws.pool1_cache, ws.grad_pool1.view(), &mut ws.grad_conv1)?;
         relu_backward(ws.conv1_out.view(), ws.grad_conv1.view_mut())?;
-        self.conv1.backward(&mut ws.conv1_cache, ws.grad_conv1.view(), &mut grads.conv1, None)?;
+        self.conv1.backward(ws.input.view(), &mut ws.conv1_cache, ws.grad_conv1.view(), &mut grads.conv1, None)?;
         Ok(loss)
     }
 

@@ -42,22 +42,30 @@ pub struct Conv2dGrads {
     pub bias: Array1<f32>,
 }
 
-/// What [`Conv2d::forward`] keeps for [`Conv2d::backward`], plus scratch buffers reused from
-/// step to step.
+/// What [`Conv2d::forward`] keeps for [`Conv2d::backward`] (the shapes it saw), plus scratch
+/// buffers reused from step to step. Backward is given the forward input again.
 ///
-/// `cols` is the batch-wide im2col matrix, `(in_channels·k·k, N·H_out·W_out)`: row
-/// `(c·k + u)·k + v`, column `n·H_out·W_out + i·W_out + j` holds `x[n, c, i·s + u − p, j·s + v − p]`
-/// (0 outside the input). Forward is then one product `weight · cols`, and backward two.
+/// Both passes go through the batch a few images at a time (`chunk` images, chosen so that the
+/// chunk's im2col matrix stays in a core's L2 cache): `cols` is the chunk's im2col matrix,
+/// `(in_channels·k·k, chunk·H_out·W_out)`, whose row `(c·k + u)·k + v`, column
+/// `n·H_out·W_out + i·W_out + j` holds `x[n, c, i·s + u − p, j·s + v − p]` (0 outside the
+/// input). The forward pass is then one product `weight · cols` per chunk, and backward two;
+/// backward rebuilds `cols` from the input rather than keeping the whole batch's, which is
+/// k² times the input's size and would be read back from main memory.
 #[derive(Clone, Debug, Default)]
 pub struct Conv2dCache {
-    cols: Array2<f32>,
     input_dim: (usize, usize, usize, usize),
     output_hw: (usize, usize),
-    /// `(out_channels, N·H_out·W_out)`: the forward product, then the output gradient.
+    cols: Array2<f32>,
+    /// `(out_channels, chunk·H_out·W_out)`: the forward product, then the output gradient.
     mat: Array2<f32>,
-    /// `(in_channels·k·k, N·H_out·W_out)`: the gradient of `cols`.
+    /// `(in_channels·k·k, chunk·H_out·W_out)`: the gradient of `cols`.
     grad_cols: Array2<f32>,
 }
+
+/// Bytes of im2col matrix per chunk: well inside a core's L2 cache (512 KiB or more on current
+/// x86-64 processors), with room for the product and the kernel's other operand.
+const CHUNK_BYTES: usize = 256 * 1024;
 
 impl Conv2dGrads {
     /// Zero gradients shaped like `layer`'s parameters.
@@ -179,35 +187,49 @@ impl Conv2d {
         self.forward_impl(input, cache, output, true)
     }
 
+    /// Images per chunk for an input of `c` channels giving `plane` output pixels.
+    fn chunk_size(&self, c: usize, plane: usize) -> usize {
+        let k = self.kernel_size();
+        (CHUNK_BYTES / (4 * c * k * k * plane).max(1)).max(1)
+    }
+
     fn forward_impl(&self, input: ArrayView4<f32>, cache: &mut Conv2dCache, output: &mut Array4<f32>, relu: bool) -> Result<()> {
         let (ho, wo) = self.check_input(&input)?;
-        let (n, _, _, _) = input.dim();
+        let (n, c, h, w) = input.dim();
         let o = self.out_channels();
         let plane = ho * wo;
         cache.input_dim = input.dim();
         cache.output_hw = (ho, wo);
-        self.im2col(input, &mut cache.cols);
-        ensure_shape(&mut cache.mat, ndarray::Ix2(o, n * plane));
-        gemm(self.weight_matrix(), cache.cols.view(), false, cache.mat.view_mut());
-
-        // (out_channels, N·P) → (N, out_channels, P), adding the bias on the way.
         ensure_shape(output, Ix4(n, o, ho, wo));
-        let mat = cache.mat.as_slice().expect("standard layout");
+        let x = input.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
         let out = output.as_slice_mut().expect("standard layout");
-        for (ch, &b) in self.bias.iter().enumerate() {
-            let row = &mat[ch * n * plane..(ch + 1) * n * plane];
-            for s in 0..n {
-                let dst = &mut out[(s * o + ch) * plane..][..plane];
-                let src = &row[s * plane..(s + 1) * plane];
-                if relu {
-                    // `if x < 0 { 0 } else { x }` keeps NaN, as `relu` does.
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        let x = v + b;
-                        *d = if x < 0.0 { 0.0 } else { x };
-                    }
-                } else {
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = v + b;
+        let chunk = self.chunk_size(c, plane);
+        for first in (0..n).step_by(chunk) {
+            let count = chunk.min(n - first);
+            let images = &x[first * c * h * w..(first + count) * c * h * w];
+            self.im2col(images, (count, c, h, w), &mut cache.cols);
+            ensure_shape(&mut cache.mat, ndarray::Ix2(o, count * plane));
+            gemm(self.weight_matrix(), cache.cols.view(), false, cache.mat.view_mut());
+
+            // (out_channels, chunk·P) → (chunk, out_channels, P), adding the bias on the way.
+            let mat = cache.mat.as_slice().expect("standard layout");
+            let out = &mut out[first * o * plane..(first + count) * o * plane];
+            for (ch, &b) in self.bias.iter().enumerate() {
+                let row = &mat[ch * count * plane..(ch + 1) * count * plane];
+                for s in 0..count {
+                    let dst = &mut out[(s * o + ch) * plane..][..plane];
+                    let src = &row[s * plane..(s + 1) * plane];
+                    if relu {
+                        // `if x < 0 { 0 } else { x }` keeps NaN, as `relu` does.
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            let x = v + b;
+                            *d = if x < 0.0 { 0.0 } else { x };
+                        }
+                    } else {
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            *d = v + b;
+                        }
                     }
                 }
             }
@@ -215,58 +237,73 @@ impl Conv2d {
         Ok(())
     }
 
-    /// Backward pass: from `grad_output` (the loss's gradient with respect to this layer's
-    /// output), writes the parameters' gradients into `grads` (overwriting them) and, when
-    /// `grad_input` is given, the gradient with respect to the input (the first layer of a
-    /// network does not need it, and skipping it saves a third of the work).
+    /// Backward pass: given the `input` of the last forward pass and `grad_output` (the loss's
+    /// gradient with respect to this layer's output), writes the parameters' gradients into
+    /// `grads` (overwriting them) and, when `grad_input` is given, the gradient with respect to
+    /// the input (the first layer of a network does not need it, and skipping it saves a third
+    /// of the work).
     ///
     /// # Errors
-    /// [`Error::Shape`] when `grad_output` does not have the shape of the last forward output,
-    /// or `grads` not that of the parameters.
+    /// [`Error::Shape`] when `input` or `grad_output` does not have the shape of the last
+    /// forward pass, or `grads` not that of the parameters.
     pub fn backward(
         &self,
+        input: ArrayView4<f32>,
         cache: &mut Conv2dCache,
         grad_output: ArrayView4<f32>,
         grads: &mut Conv2dGrads,
-        grad_input: Option<&mut Array4<f32>>,
+        mut grad_input: Option<&mut Array4<f32>>,
     ) -> Result<()> {
         let (n, c, h, w) = cache.input_dim;
         let (ho, wo) = cache.output_hw;
         let o = self.out_channels();
         let plane = ho * wo;
-        if grad_output.dim() != (n, o, ho, wo) || n == 0 {
+        if input.dim() != cache.input_dim || n == 0 {
+            return Err(shape_error("Conv2d backward input (the forward pass's)", fmt_shape(&[n, c, h, w]), input.shape()));
+        }
+        if grad_output.dim() != (n, o, ho, wo) {
             return Err(shape_error("Conv2d grad_output", fmt_shape(&[n, o, ho, wo]), grad_output.shape()));
         }
         if grads.weight.dim() != self.weight.dim() || grads.bias.dim() != self.bias.dim() {
             return Err(shape_error("Conv2d grads.weight", fmt_shape(self.weight.shape()), grads.weight.shape()));
         }
-        // (N, out_channels, P) → (out_channels, N·P), the layout of the forward product.
-        ensure_shape(&mut cache.mat, ndarray::Ix2(o, n * plane));
-        {
-            let go = grad_output.as_standard_layout();
-            let go = go.as_slice().expect("standard layout");
+        let k = c * self.kernel_size() * self.kernel_size();
+        let x = input.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        let go = grad_output.as_standard_layout();
+        let go = go.as_slice().expect("standard layout");
+        if let Some(grad_input) = grad_input.as_deref_mut() {
+            ensure_shape(grad_input, Ix4(n, c, h, w));
+        }
+        let mut bias_sums = vec![0.0f64; 0];
+        bias_sums.resize(o, 0.0);
+        let chunk = self.chunk_size(c, plane);
+        for first in (0..n).step_by(chunk) {
+            let count = chunk.min(n - first);
+            self.im2col(&x[first * c * h * w..(first + count) * c * h * w], (count, c, h, w), &mut cache.cols);
+            // (chunk, out_channels, P) → (out_channels, chunk·P), the layout of the forward product.
+            ensure_shape(&mut cache.mat, ndarray::Ix2(o, count * plane));
             let mat = cache.mat.as_slice_mut().expect("standard layout");
-            for ch in 0..o {
-                let mut sum = 0.0f64;
-                for s in 0..n {
-                    let src = &go[(s * o + ch) * plane..][..plane];
-                    mat[ch * n * plane + s * plane..][..plane].copy_from_slice(src);
-                    sum += src.iter().map(|&v| f64::from(v)).sum::<f64>();
+            for (ch, sum) in bias_sums.iter_mut().enumerate() {
+                for s in 0..count {
+                    let src = &go[((first + s) * o + ch) * plane..][..plane];
+                    mat[ch * count * plane + s * plane..][..plane].copy_from_slice(src);
+                    *sum += src.iter().map(|&v| f64::from(v)).sum::<f64>();
                 }
-                grads.bias[ch] = sum as f32;
+            }
+            let grad_w = grads.weight.view_mut().into_shape_with_order((o, k)).map_err(|_| {
+                Error::InvalidInput("Conv2d grads.weight must be in standard (row-major) layout".into())
+            })?;
+            gemm(cache.mat.view(), cache.cols.t(), first > 0, grad_w);
+            if let Some(grad_input) = grad_input.as_deref_mut() {
+                ensure_shape(&mut cache.grad_cols, ndarray::Ix2(k, count * plane));
+                gemm(self.weight_matrix().t(), cache.mat.view(), false, cache.grad_cols.view_mut());
+                let dx = grad_input.as_slice_mut().expect("standard layout");
+                self.col2im(&cache.grad_cols, (count, c, h, w), (ho, wo), &mut dx[first * c * h * w..(first + count) * c * h * w]);
             }
         }
-        let k = c * self.kernel_size() * self.kernel_size();
-        let grad_w = grads.weight.view_mut().into_shape_with_order((o, k)).map_err(|_| {
-            Error::InvalidInput("Conv2d grads.weight must be in standard (row-major) layout".into())
-        })?;
-        gemm(cache.mat.view(), cache.cols.t(), false, grad_w);
-
-        if let Some(grad_input) = grad_input {
-            ensure_shape(&mut cache.grad_cols, ndarray::Ix2(k, n * plane));
-            gemm(self.weight_matrix().t(), cache.mat.view(), false, cache.grad_cols.view_mut());
-            ensure_shape(grad_input, Ix4(n, c, h, w));
-            self.col2im(&cache.grad_cols, (n, c, h, w), (ho, wo), grad_input);
+        for (b, sum) in grads.bias.iter_mut().zip(bias_sums) {
+            *b = sum as f32;
         }
         Ok(())
     }
@@ -280,15 +317,13 @@ impl Conv2d {
         (lo.min(hi), hi)
     }
 
-    fn im2col(&self, input: ArrayView4<f32>, cols: &mut Array2<f32>) {
-        let (n, c, h, w) = input.dim();
+    /// The im2col matrix of `count` images (`x`, row-major `(count, c, h, w)`) into `cols`.
+    fn im2col(&self, x: &[f32], (n, c, h, w): (usize, usize, usize, usize), cols: &mut Array2<f32>) {
         let k = self.kernel_size();
         let (ho, wo) = self.output_size(h, w).expect("checked by the caller");
         let (s, p) = (self.stride, self.padding);
         let plane = ho * wo;
         ensure_shape(cols, ndarray::Ix2(c * k * k, n * plane));
-        let x = input.as_standard_layout();
-        let x = x.as_slice().expect("standard layout");
         let cols = cols.as_slice_mut().expect("standard layout");
         for ch in 0..c {
             for u in 0..k {
@@ -325,14 +360,13 @@ impl Conv2d {
 
     /// The adjoint of [`Self::im2col`]: adds every column entry back onto the input pixel it was
     /// copied from. Pixels under several windows receive the sum of their gradients.
-    fn col2im(&self, grad_cols: &Array2<f32>, input_dim: (usize, usize, usize, usize), output_hw: (usize, usize), grad_input: &mut Array4<f32>) {
+    fn col2im(&self, grad_cols: &Array2<f32>, input_dim: (usize, usize, usize, usize), output_hw: (usize, usize), dx: &mut [f32]) {
         let (n, c, h, w) = input_dim;
         let (ho, wo) = output_hw;
         let k = self.kernel_size();
         let (s, p) = (self.stride, self.padding);
         let plane = ho * wo;
         let cols = grad_cols.as_slice().expect("standard layout");
-        let dx = grad_input.as_slice_mut().expect("standard layout");
         dx.fill(0.0);
         for ch in 0..c {
             for u in 0..k {
