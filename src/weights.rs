@@ -6,13 +6,25 @@
 //! so `safetensors.torch.load_file` followed by `load_state_dict` loads a file written here into
 //! an `nn.Module` of the same shape, and a file written that way loads here. The normalisation
 //! constants travel in the header's metadata as `input_mean` and `input_std`.
+//!
+//! A file is untrusted: the header's length is checked against [`MAX_HEADER_LEN`] and against
+//! the bytes present, and the tensors' claimed sizes against the data present, before anything
+//! is allocated for them; tensor data is only ever read in place.
 
 use std::collections::HashMap;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::model::{LeNet5, MNIST_MEAN, MNIST_STD, PARAMETER_NAMES};
+
+/// The longest JSON header accepted, in bytes. A LeNet-5 file's header is about 1 KB; the
+/// bound leaves room for any metadata a tool adds while capping what parsing a lying header can
+/// allocate (the safetensors crate alone accepts 100 MB).
+pub const MAX_HEADER_LEN: usize = 1 << 20;
+
+/// Length in bytes of the little-endian `u64` that starts a safetensors file: the header's length.
+const HEADER_LEN_BYTES: usize = 8;
 
 /// The model as a safetensors file, in bytes: the ten f32 tensors and the metadata
 /// `architecture = LeNet-5`, `input_mean`, `input_std`.
@@ -49,6 +61,7 @@ pub fn to_safetensors(model: &LeNet5) -> Result<Vec<u8>> {
 /// [`Error::Weights`] naming the problem: not a safetensors file, a truncated file, a missing
 /// or unexpected tensor, a wrong dtype or shape, a non-finite value, bad metadata.
 pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
+    let header = read_header(bytes)?;
     let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("not a valid safetensors file: {e}")))?;
     let mut model = LeNet5::new(0);
     let shapes = model.parameter_shapes();
@@ -79,7 +92,6 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
             return Err(Error::Weights(format!("tensor `{name}` holds a non-finite value ({}) at flat index {i}", dst[i])));
         }
     }
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| Error::Weights(e.to_string()))?;
     let metadata = header.metadata().clone().unwrap_or_default();
     model.input_mean = read_constant(&metadata, "input_mean", MNIST_MEAN)?;
     model.input_std = read_constant(&metadata, "input_std", MNIST_STD)?;
@@ -87,6 +99,51 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
         return Err(Error::Weights(format!("metadata input_std must be positive, got {}", model.input_std)));
     }
     Ok(model)
+}
+
+/// Parses the header of a safetensors file after checking every size it claims against the
+/// bytes present: its own length, and the total length of the tensors' data.
+///
+/// The safetensors crate checks these too, but adds the claimed data length to the header
+/// length unchecked (`tensor.rs`, `read_metadata`): tensors whose offsets sum to nearly
+/// `usize::MAX` overflow there, a panic wherever overflow checks are on (debug builds, tests,
+/// fuzzing) and, on wasm32, within reach of a 4 GB claim. Compared here first, the claim is an
+/// error with both sizes in its message.
+fn read_header(bytes: &[u8]) -> Result<Metadata> {
+    let Some((length, rest)) = bytes.split_first_chunk::<HEADER_LEN_BYTES>() else {
+        return Err(Error::Weights(format!(
+            "not a valid safetensors file: {} bytes, too short for the {HEADER_LEN_BYTES}-byte header length",
+            bytes.len()
+        )));
+    };
+    let claimed = u64::from_le_bytes(*length);
+    if claimed > MAX_HEADER_LEN as u64 {
+        return Err(Error::Weights(format!(
+            "the header claims {claimed} bytes, more than the {MAX_HEADER_LEN} accepted"
+        )));
+    }
+    // Cannot truncate: claimed <= MAX_HEADER_LEN, which fits even a 32-bit usize.
+    let header_len = claimed as usize;
+    if header_len > rest.len() {
+        return Err(Error::Weights(format!(
+            "truncated: the header claims {header_len} bytes, the file holds {} after the header length",
+            rest.len()
+        )));
+    }
+    let (text, data) = rest.split_at(header_len);
+    let text = std::str::from_utf8(text).map_err(|e| Error::Weights(format!("the header is not UTF-8: {e}")))?;
+    // Deserializing checks that the offsets are contiguous and match each shape, with checked
+    // arithmetic; only the tensor views are left to the safetensors crate, which reads in place.
+    let metadata: Metadata =
+        serde_json::from_str(text).map_err(|e| Error::Weights(format!("not a valid safetensors header: {e}")))?;
+    if metadata.data_len() != data.len() {
+        return Err(Error::Weights(format!(
+            "the header's tensors claim {} bytes of data, the file holds {}",
+            metadata.data_len(),
+            data.len()
+        )));
+    }
+    Ok(metadata)
 }
 
 fn read_constant(metadata: &HashMap<String, String>, key: &str, default: f32) -> Result<f32> {
@@ -193,6 +250,61 @@ mod tests {
         dtype[1].1 = Dtype::I32;
         let err = from_safetensors(&file_with(dtype)).unwrap_err().to_string();
         assert!(err.contains("`conv1.bias` has dtype I32, expected F32"), "{err}");
+    }
+
+    /// A safetensors file: the header length, `header`, then `data`.
+    fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    /// The message of the error `bytes` gives, which must be an [`Error::Weights`].
+    fn weights_error(bytes: &[u8]) -> String {
+        match from_safetensors(bytes) {
+            Err(Error::Weights(message)) => message,
+            other => panic!("expected Error::Weights, got {other:?}"),
+        }
+    }
+
+    // The sizes below are written for a 64-bit usize; on wasm32 most fail to parse instead.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn huge_claims_are_rejected_before_allocating() {
+        // 10¹² f32 values (4 TB) claimed by a 100-byte file.
+        let header = r#"{"conv1.weight":{"dtype":"F32","shape":[1000000,1000000],"data_offsets":[0,4000000000000]}}"#;
+        let file = raw_file(header, &[0; 4]);
+        assert!(file.len() < 110, "{}", file.len());
+        let message = weights_error(&file);
+        assert_eq!(message, "the header's tensors claim 4000000000000 bytes of data, the file holds 4");
+
+        // A header length far beyond the file, and beyond any header accepted.
+        let mut file = raw_file("{}", &[]);
+        file[..8].copy_from_slice(&200u64.to_le_bytes());
+        assert_eq!(weights_error(&file), "truncated: the header claims 200 bytes, the file holds 2 after the header length");
+        file[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let message = weights_error(&file);
+        assert!(message.contains("claims 18446744073709551615 bytes, more than the 1048576 accepted"), "{message}");
+
+        // A shape whose element count overflows usize.
+        let header = r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,0]}}"#;
+        let message = weights_error(&raw_file(header, &[]));
+        assert!(message.contains("not a valid safetensors header") && message.contains("overflow"), "{message}");
+    }
+
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn offsets_summing_to_nearly_usize_max_are_an_error_not_an_overflow() {
+        // Eight u8 tensors of 2⁶¹ − 1 bytes each: their offsets end at 2⁶⁴ − 8, which the
+        // safetensors crate alone adds to the header length without checking.
+        let size: u64 = (1 << 61) - 1;
+        let tensors: Vec<String> = (0..8u64)
+            .map(|i| format!(r#""t{i}":{{"dtype":"U8","shape":[{size}],"data_offsets":[{},{}]}}"#, i * size, (i + 1) * size))
+            .collect();
+        let header = format!("{{{}}}", tensors.join(","));
+        let message = weights_error(&raw_file(&header, &[]));
+        assert!(message.starts_with("the header's tensors claim 18446744073709551608 bytes"), "{message}");
     }
 
     #[test]
