@@ -21,6 +21,8 @@
 //! define it: ReLU instead of scaled tanh, max-pooling instead of trainable subsampling, a
 //! full C3 connection table and a softmax output instead of RBF units.
 
+#![warn(missing_docs)]
+
 pub mod data;
 pub mod error;
 pub mod gemm;

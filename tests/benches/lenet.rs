@@ -1,0 +1,56 @@
+//! Criterion benchmarks of the native training step and inference, on real digits from
+//! `tests/fixtures/mnist-small` (`cargo bench`). For the side-by-side figure with PyTorch, see
+//! `tests/pytorch/bench.sh`; for the browser, `.ci/bench`.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use lenet::data::idx::parse_dataset;
+use lenet::model::Workspace;
+use lenet::optim::SgdConfig;
+use lenet::train::Trainer;
+use lenet::LeNet5;
+use ndarray::s;
+
+fn benches(c: &mut Criterion) {
+    let data = parse_dataset(
+        include_bytes!("../fixtures/mnist-small/train-images-idx3-ubyte.gz"),
+        include_bytes!("../fixtures/mnist-small/train-labels-idx1-ubyte.gz"),
+    )
+    .expect("the committed fixture parses");
+
+    let mut group = c.benchmark_group("train_step");
+    group.throughput(Throughput::Elements(64));
+    let mut trainer = Trainer::new(LeNet5::new(0), SgdConfig { learning_rate: 0.01, ..SgdConfig::default() }).unwrap();
+    let mut offset = 0;
+    group.bench_function("batch 64", |b| {
+        b.iter_batched(
+            || {
+                offset = (offset + 64) % (data.len() - 64);
+                offset
+            },
+            |start| trainer.train_step(data.images.slice(s![start..start + 64, .., .., ..]), &data.labels[start..start + 64]).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let model = LeNet5::new(0);
+    let mut workspace = Workspace::default();
+    let mut group = c.benchmark_group("inference");
+    group.throughput(Throughput::Elements(1));
+    let one = data.images.slice(s![0..1, .., .., ..]);
+    group.bench_function("one image", |b| b.iter(|| model.forward(one, &mut workspace).unwrap()[[0, 0]]));
+    group.throughput(Throughput::Elements(1000));
+    let many = data.images.slice(s![0..1000, .., .., ..]);
+    group.bench_function("1,000 images in batches of 16", |b| {
+        b.iter(|| {
+            for start in (0..1000).step_by(16) {
+                let end = (start + 16).min(1000);
+                model.forward(many.slice(s![start..end, .., .., ..]), &mut workspace).unwrap();
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(lenet_benches, benches);
+criterion_main!(lenet_benches);
