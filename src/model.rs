@@ -35,6 +35,25 @@ pub const PARAMETER_NAMES: [&str; 10] = [
     "fc3.bias",
 ];
 
+/// The ten parameter tensors of a [`LeNet5`] or [`Gradients`] (same field names), each passed
+/// through the method `$get`, in the order of [`PARAMETER_NAMES`].
+macro_rules! ten_tensors {
+    ($s:expr, $get:ident) => {
+        [
+            $s.conv1.weight.$get(),
+            $s.conv1.bias.$get(),
+            $s.conv2.weight.$get(),
+            $s.conv2.bias.$get(),
+            $s.fc1.weight.$get(),
+            $s.fc1.bias.$get(),
+            $s.fc2.weight.$get(),
+            $s.fc2.bias.$get(),
+            $s.fc3.weight.$get(),
+            $s.fc3.bias.$get(),
+        ]
+    };
+}
+
 /// LeNet-5 (LeCun, Bottou, Bengio and Haffner, "Gradient-based learning applied to document
 /// recognition", Proc. IEEE, 1998) as modern re-implementations define it:
 ///
@@ -97,40 +116,12 @@ impl Gradients {
 
     /// The ten tensors, flattened, in the order of [`PARAMETER_NAMES`].
     pub fn tensors(&self) -> [&[f32]; 10] {
-        fn s(a: Option<&[f32]>) -> &[f32] {
-            a.expect("gradients are contiguous")
-        }
-        [
-            s(self.conv1.weight.as_slice()),
-            s(self.conv1.bias.as_slice()),
-            s(self.conv2.weight.as_slice()),
-            s(self.conv2.bias.as_slice()),
-            s(self.fc1.weight.as_slice()),
-            s(self.fc1.bias.as_slice()),
-            s(self.fc2.weight.as_slice()),
-            s(self.fc2.bias.as_slice()),
-            s(self.fc3.weight.as_slice()),
-            s(self.fc3.bias.as_slice()),
-        ]
+        ten_tensors!(self, as_slice).map(|t| t.expect("gradients are contiguous"))
     }
 
     /// The ten tensors, flattened and mutable, in the order of [`PARAMETER_NAMES`].
     pub fn tensors_mut(&mut self) -> [&mut [f32]; 10] {
-        fn s(a: Option<&mut [f32]>) -> &mut [f32] {
-            a.expect("gradients are contiguous")
-        }
-        [
-            s(self.conv1.weight.as_slice_mut()),
-            s(self.conv1.bias.as_slice_mut()),
-            s(self.conv2.weight.as_slice_mut()),
-            s(self.conv2.bias.as_slice_mut()),
-            s(self.fc1.weight.as_slice_mut()),
-            s(self.fc1.bias.as_slice_mut()),
-            s(self.fc2.weight.as_slice_mut()),
-            s(self.fc2.bias.as_slice_mut()),
-            s(self.fc3.weight.as_slice_mut()),
-            s(self.fc3.bias.as_slice_mut()),
-        ]
+        ten_tensors!(self, as_slice_mut).map(|t| t.expect("gradients are contiguous"))
     }
 }
 
@@ -223,18 +214,7 @@ impl LeNet5 {
     /// The shapes of the ten parameter tensors, in the order of [`PARAMETER_NAMES`]
     /// (PyTorch's layouts).
     pub fn parameter_shapes(&self) -> [Vec<usize>; 10] {
-        [
-            self.conv1.weight.shape().to_vec(),
-            self.conv1.bias.shape().to_vec(),
-            self.conv2.weight.shape().to_vec(),
-            self.conv2.bias.shape().to_vec(),
-            self.fc1.weight.shape().to_vec(),
-            self.fc1.bias.shape().to_vec(),
-            self.fc2.weight.shape().to_vec(),
-            self.fc2.bias.shape().to_vec(),
-            self.fc3.weight.shape().to_vec(),
-            self.fc3.bias.shape().to_vec(),
-        ]
+        ten_tensors!(self, shape).map(|shape| shape.to_vec())
     }
 
     /// The ten parameter tensors, flattened row-major, in the order of [`PARAMETER_NAMES`].
@@ -242,21 +222,7 @@ impl LeNet5 {
     /// # Panics
     /// If a parameter array was replaced by one that is not in standard layout.
     pub fn parameters(&self) -> [&[f32]; 10] {
-        fn s(a: Option<&[f32]>) -> &[f32] {
-            a.expect("parameters are in standard layout")
-        }
-        [
-            s(self.conv1.weight.as_slice()),
-            s(self.conv1.bias.as_slice()),
-            s(self.conv2.weight.as_slice()),
-            s(self.conv2.bias.as_slice()),
-            s(self.fc1.weight.as_slice()),
-            s(self.fc1.bias.as_slice()),
-            s(self.fc2.weight.as_slice()),
-            s(self.fc2.bias.as_slice()),
-            s(self.fc3.weight.as_slice()),
-            s(self.fc3.bias.as_slice()),
-        ]
+        ten_tensors!(self, as_slice).map(|t| t.expect("parameters are in standard layout"))
     }
 
     /// The ten parameter tensors, flattened and mutable, in the order of [`PARAMETER_NAMES`].
@@ -264,21 +230,7 @@ impl LeNet5 {
     /// # Panics
     /// As [`LeNet5::parameters`].
     pub fn parameters_mut(&mut self) -> [&mut [f32]; 10] {
-        fn s(a: Option<&mut [f32]>) -> &mut [f32] {
-            a.expect("parameters are in standard layout")
-        }
-        [
-            s(self.conv1.weight.as_slice_mut()),
-            s(self.conv1.bias.as_slice_mut()),
-            s(self.conv2.weight.as_slice_mut()),
-            s(self.conv2.bias.as_slice_mut()),
-            s(self.fc1.weight.as_slice_mut()),
-            s(self.fc1.bias.as_slice_mut()),
-            s(self.fc2.weight.as_slice_mut()),
-            s(self.fc2.bias.as_slice_mut()),
-            s(self.fc3.weight.as_slice_mut()),
-            s(self.fc3.bias.as_slice_mut()),
-        ]
+        ten_tensors!(self, as_slice_mut).map(|t| t.expect("parameters are in standard layout"))
     }
 
     /// Whether every parameter and both normalisation constants are finite.
