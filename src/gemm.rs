@@ -28,12 +28,8 @@ pub fn gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, accumulate: bool, mut c: Arr
     let (m, k) = a.dim();
     let (k2, n) = b.dim();
     assert!(k == k2 && c.dim() == (m, n), "gemm: ({m}, {k}) · ({k2}, {n}) into {:?}", c.dim());
-    #[cfg(target_arch = "wasm32")]
-    if simd128::gemm(&a, &b, accumulate, &mut c) {
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if avx2::gemm(&a, &b, accumulate, &mut c) {
+    #[cfg(any(target_arch = "wasm32", target_arch = "x86_64"))]
+    if kernels::gemm(&a, &b, accumulate, &mut c) {
         return;
     }
     if !accumulate {
@@ -59,234 +55,112 @@ pub fn gemm_reference(a: ArrayView2<f32>, b: ArrayView2<f32>, accumulate: bool, 
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-mod simd128 {
-    //! SIMD128 kernels for wasm32 (4 f32 lanes; every browser in use runs them).
-    //!
-    //! No fused multiply-add: it is only in the relaxed-SIMD proposal, which not every browser
-    //! has, and a module using it would not load in those.
-
-    use core::arch::wasm32::*;
+#[cfg(any(target_arch = "wasm32", target_arch = "x86_64"))]
+mod kernels {
+    //! The two kernels, written once over [`Lanes`], a SIMD vector of f32: SIMD128 on wasm32
+    //! (4 lanes, every browser in use runs it; multiply then add, since fused multiply-add is
+    //! only in the relaxed-SIMD proposal, which not every browser has) and AVX2 on x86-64
+    //! (8 lanes, fused multiply-add), used when the processor has AVX2 and FMA.
 
     use ndarray::{ArrayView2, ArrayViewMut2};
 
-    /// Runs the product if its layout suits a kernel; returns false (and touches nothing)
-    /// otherwise, for the caller's general fallback.
+    /// A SIMD vector of f32 lanes. Every method is `unsafe`: pointers must be valid for
+    /// `LANES` values, and on x86-64 the processor must have AVX2 and FMA.
+    pub trait Lanes: Copy {
+        const LANES: usize;
+        unsafe fn zero() -> Self;
+        unsafe fn splat(x: f32) -> Self;
+        unsafe fn load(p: *const f32) -> Self;
+        unsafe fn store(self, p: *mut f32);
+        /// `self + a · b`, lane by lane.
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self;
+        unsafe fn sum(self) -> f32;
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    type Vector = wasm::V;
+    #[cfg(target_arch = "x86_64")]
+    type Vector = x86::V;
+
+    #[cfg(target_arch = "wasm32")]
+    mod wasm {
+        use core::arch::wasm32::*;
+
+        #[derive(Clone, Copy)]
+        pub struct V(v128);
+
+        impl super::Lanes for V {
+            const LANES: usize = 4;
+            #[inline(always)]
+            unsafe fn zero() -> Self {
+                V(f32x4_splat(0.0))
+            }
+            #[inline(always)]
+            unsafe fn splat(x: f32) -> Self {
+                V(f32x4_splat(x))
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const f32) -> Self {
+                V(v128_load(p as *const v128))
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut f32) {
+                v128_store(p as *mut v128, self.0)
+            }
+            #[inline(always)]
+            unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+                V(f32x4_add(self.0, f32x4_mul(a.0, b.0)))
+            }
+            #[inline(always)]
+            unsafe fn sum(self) -> f32 {
+                (f32x4_extract_lane::<0>(self.0) + f32x4_extract_lane::<1>(self.0))
+                    + (f32x4_extract_lane::<2>(self.0) + f32x4_extract_lane::<3>(self.0))
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use core::arch::x86_64::*;
+
+        #[derive(Clone, Copy)]
+        pub struct V(__m256);
+
+        impl super::Lanes for V {
+            const LANES: usize = 8;
+            #[inline(always)]
+            unsafe fn zero() -> Self {
+                V(_mm256_setzero_ps())
+            }
+            #[inline(always)]
+            unsafe fn splat(x: f32) -> Self {
+                V(_mm256_set1_ps(x))
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const f32) -> Self {
+                V(_mm256_loadu_ps(p))
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut f32) {
+                _mm256_storeu_ps(p, self.0)
+            }
+            #[inline(always)]
+            unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+                V(_mm256_fmadd_ps(a.0, b.0, self.0))
+            }
+            #[inline(always)]
+            unsafe fn sum(self) -> f32 {
+                let mut lanes = [0.0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), self.0);
+                ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+            }
+        }
+    }
+
+    /// Runs the product if the processor and the layout suit a kernel; returns false (and
+    /// touches nothing) otherwise, for the caller's general fallback.
     pub fn gemm(a: &ArrayView2<f32>, b: &ArrayView2<f32>, accumulate: bool, c: &mut ArrayViewMut2<f32>) -> bool {
-        let (m, k) = a.dim();
-        let n = b.dim().1;
-        if m == 0 || n == 0 {
-            return true;
-        }
-        if k == 0 {
-            if !accumulate {
-                c.fill(0.0);
-            }
-            return true;
-        }
-        let [a_rs, a_cs] = [a.strides()[0], a.strides()[1]];
-        let [b_rs, b_cs] = [b.strides()[0], b.strides()[1]];
-        let [c_rs, c_cs] = [c.strides()[0], c.strides()[1]];
-        // Every index the kernels form is inside the views: shapes were checked by the caller,
-        // and strides come from ndarray views of those shapes.
-        unsafe {
-            if b_cs == 1 && c_cs == 1 {
-                broadcast(m, n, k, a.as_ptr(), a_rs, a_cs, b.as_ptr(), b_rs, c.as_mut_ptr(), c_rs, accumulate);
-                return true;
-            }
-            if a_cs == 1 && b_rs == 1 {
-                dot(m, n, k, a.as_ptr(), a_rs, b.as_ptr(), b_cs, c.as_mut_ptr(), c_rs, c_cs, accumulate);
-                return true;
-            }
-        }
-        false
-    }
-
-    const MR: usize = 4;
-
-    /// `C[i, j] (+)= Σ_k A[i, k] · B[k, j]` with unit column stride in B and C.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn broadcast(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: *const f32,
-        a_rs: isize,
-        a_cs: isize,
-        b: *const f32,
-        b_rs: isize,
-        c: *mut f32,
-        c_rs: isize,
-        accumulate: bool,
-    ) {
-        let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(MR);
-            let a_i = a.offset(i as isize * a_rs);
-            let c_i = c.offset(i as isize * c_rs);
-            if rows == MR {
-                broadcast_rows::<MR>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate);
-            } else if rows == 3 {
-                broadcast_rows::<3>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate);
-            } else if rows == 2 {
-                broadcast_rows::<2>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate);
-            } else {
-                broadcast_rows::<1>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate);
-            }
-            i += rows;
-        }
-    }
-
-    /// [`broadcast`] for a block of `R` rows of C, 8 columns at a time.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    unsafe fn broadcast_rows<const R: usize>(
-        n: usize,
-        k: usize,
-        a: *const f32,
-        a_rs: isize,
-        a_cs: isize,
-        b: *const f32,
-        b_rs: isize,
-        c: *mut f32,
-        c_rs: isize,
-        accumulate: bool,
-    ) {
-        let mut j = 0;
-        while j + 8 <= n {
-            let mut acc = [[f32x4_splat(0.0); 2]; R];
-            if accumulate {
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let p = c.offset(r as isize * c_rs).add(j);
-                    row[0] = v128_load(p as *const v128);
-                    row[1] = v128_load(p.add(4) as *const v128);
-                }
-            }
-            let mut b_p = b.add(j);
-            let mut a_p = a;
-            for _ in 0..k {
-                let b0 = v128_load(b_p as *const v128);
-                let b1 = v128_load(b_p.add(4) as *const v128);
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let s = f32x4_splat(*a_p.offset(r as isize * a_rs));
-                    row[0] = f32x4_add(row[0], f32x4_mul(s, b0));
-                    row[1] = f32x4_add(row[1], f32x4_mul(s, b1));
-                }
-                b_p = b_p.offset(b_rs);
-                a_p = a_p.offset(a_cs);
-            }
-            for (r, row) in acc.iter().enumerate() {
-                let p = c.offset(r as isize * c_rs).add(j);
-                v128_store(p as *mut v128, row[0]);
-                v128_store(p.add(4) as *mut v128, row[1]);
-            }
-            j += 8;
-        }
-        while j + 4 <= n {
-            let mut acc = [f32x4_splat(0.0); R];
-            if accumulate {
-                for (r, v) in acc.iter_mut().enumerate() {
-                    *v = v128_load(c.offset(r as isize * c_rs).add(j) as *const v128);
-                }
-            }
-            for p in 0..k {
-                let bv = v128_load(b.offset(p as isize * b_rs).add(j) as *const v128);
-                for (r, v) in acc.iter_mut().enumerate() {
-                    let s = f32x4_splat(*a.offset(r as isize * a_rs + p as isize * a_cs));
-                    *v = f32x4_add(*v, f32x4_mul(s, bv));
-                }
-            }
-            for (r, v) in acc.iter().enumerate() {
-                v128_store(c.offset(r as isize * c_rs).add(j) as *mut v128, *v);
-            }
-            j += 4;
-        }
-        while j < n {
-            for r in 0..R {
-                let mut s = if accumulate { *c.offset(r as isize * c_rs).add(j) } else { 0.0 };
-                for p in 0..k {
-                    s += *a.offset(r as isize * a_rs + p as isize * a_cs) * *b.offset(p as isize * b_rs).add(j);
-                }
-                *c.offset(r as isize * c_rs).add(j) = s;
-            }
-            j += 1;
-        }
-    }
-
-    /// `C[i, j] (+)= Σ_k A[i, k] · Bᵀ[j, k]`, where `Bᵀ[j, k] = b[j·b_cs + k]`: rows of A and
-    /// of Bᵀ are contiguous along k. Blocks of 2 × 4 dot products share their loads.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn dot(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: *const f32,
-        a_rs: isize,
-        b: *const f32,
-        b_cs: isize,
-        c: *mut f32,
-        c_rs: isize,
-        c_cs: isize,
-        accumulate: bool,
-    ) {
-        let k4 = k / 4 * 4;
-        let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(2);
-            let mut j = 0;
-            while j < n {
-                let cols = (n - j).min(4);
-                let mut acc = [[f32x4_splat(0.0); 4]; 2];
-                let mut tail = [[0.0f32; 4]; 2];
-                let a_rows = [a.offset(i as isize * a_rs), a.offset((i + rows - 1) as isize * a_rs)];
-                let b_rows = [0, 1, 2, 3].map(|q| b.offset((j + q.min(cols - 1)) as isize * b_cs));
-                let mut p = 0;
-                while p < k4 {
-                    let av = [v128_load(a_rows[0].add(p) as *const v128), v128_load(a_rows[1].add(p) as *const v128)];
-                    for q in 0..4 {
-                        let bv = v128_load(b_rows[q].add(p) as *const v128);
-                        acc[0][q] = f32x4_add(acc[0][q], f32x4_mul(av[0], bv));
-                        acc[1][q] = f32x4_add(acc[1][q], f32x4_mul(av[1], bv));
-                    }
-                    p += 4;
-                }
-                while p < k {
-                    for q in 0..4 {
-                        let bq = *b_rows[q].add(p);
-                        tail[0][q] += *a_rows[0].add(p) * bq;
-                        tail[1][q] += *a_rows[1].add(p) * bq;
-                    }
-                    p += 1;
-                }
-                for r in 0..rows {
-                    for q in 0..cols {
-                        let v = acc[r][q];
-                        let sum = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
-                            + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
-                            + tail[r][q];
-                        let out = c.offset((i + r) as isize * c_rs + (j + q) as isize * c_cs);
-                        *out = if accumulate { *out + sum } else { sum };
-                    }
-                }
-                j += cols;
-            }
-            i += rows;
-        }
-    }
-}
-
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    //! The same two kernels as `simd128`, 8 lanes wide with fused multiply-add, for x86-64
-    //! processors with AVX2 and FMA (every x86-64 processor since 2013–2015).
-
-    use core::arch::x86_64::*;
-
-    use ndarray::{ArrayView2, ArrayViewMut2};
-
-    /// As `simd128::gemm`: runs the product if the processor and the layout suit a kernel.
-    pub fn gemm(a: &ArrayView2<f32>, b: &ArrayView2<f32>, accumulate: bool, c: &mut ArrayViewMut2<f32>) -> bool {
+        #[cfg(target_arch = "x86_64")]
         if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
             return false;
         }
@@ -298,162 +172,155 @@ mod avx2 {
         let [a_rs, a_cs] = [a.strides()[0], a.strides()[1]];
         let [b_rs, b_cs] = [b.strides()[0], b.strides()[1]];
         let [c_rs, c_cs] = [c.strides()[0], c.strides()[1]];
-        // Indices stay inside the views (shapes checked by the caller, strides from ndarray);
-        // the processor was checked for AVX2 and FMA above.
+        // Every index the kernels form is inside the views (shapes checked by the caller,
+        // strides from ndarray views of those shapes), and on x86-64 the processor was just
+        // checked for AVX2 and FMA.
         unsafe {
             if b_cs == 1 && c_cs == 1 {
-                broadcast(m, n, k, a.as_ptr(), a_rs, a_cs, b.as_ptr(), b_rs, c.as_mut_ptr(), c_rs, accumulate);
+                broadcast::<Vector>(m, n, k, (a.as_ptr(), a_rs, a_cs), (b.as_ptr(), b_rs), (c.as_mut_ptr(), c_rs), accumulate);
                 return true;
             }
             if a_cs == 1 && b_rs == 1 {
-                dot(m, n, k, a.as_ptr(), a_rs, b.as_ptr(), b_cs, c.as_mut_ptr(), c_rs, c_cs, accumulate);
+                dot::<Vector>(m, n, k, (a.as_ptr(), a_rs), (b.as_ptr(), b_cs), (c.as_mut_ptr(), c_rs, c_cs), accumulate);
                 return true;
             }
         }
         false
     }
 
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn broadcast(
+    /// `C[i, j] (+)= Σ_k A[i, k] · B[k, j]` with unit column stride in B and C, in blocks of
+    /// up to 4 rows.
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+    unsafe fn broadcast<V: Lanes>(
         m: usize,
         n: usize,
         k: usize,
-        a: *const f32,
-        a_rs: isize,
-        a_cs: isize,
-        b: *const f32,
-        b_rs: isize,
-        c: *mut f32,
-        c_rs: isize,
+        a: (*const f32, isize, isize),
+        b: (*const f32, isize),
+        c: (*mut f32, isize),
         accumulate: bool,
     ) {
         let mut i = 0;
         while i < m {
             let rows = (m - i).min(4);
-            let a_i = a.offset(i as isize * a_rs);
-            let c_i = c.offset(i as isize * c_rs);
+            let a_i = (a.0.offset(i as isize * a.1), a.1, a.2);
+            let c_i = (c.0.offset(i as isize * c.1), c.1);
             match rows {
-                4 => broadcast_rows::<4>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate),
-                3 => broadcast_rows::<3>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate),
-                2 => broadcast_rows::<2>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate),
-                _ => broadcast_rows::<1>(n, k, a_i, a_rs, a_cs, b, b_rs, c_i, c_rs, accumulate),
+                4 => broadcast_rows::<V, 4>(n, k, a_i, b, c_i, accumulate),
+                3 => broadcast_rows::<V, 3>(n, k, a_i, b, c_i, accumulate),
+                2 => broadcast_rows::<V, 2>(n, k, a_i, b, c_i, accumulate),
+                _ => broadcast_rows::<V, 1>(n, k, a_i, b, c_i, accumulate),
             }
             i += rows;
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
+    /// [`broadcast`] for a block of `R` rows of C, two vectors of columns at a time, then one,
+    /// then single columns.
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
     #[inline]
-    unsafe fn broadcast_rows<const R: usize>(
+    unsafe fn broadcast_rows<V: Lanes, const R: usize>(
         n: usize,
         k: usize,
-        a: *const f32,
-        a_rs: isize,
-        a_cs: isize,
-        b: *const f32,
-        b_rs: isize,
-        c: *mut f32,
-        c_rs: isize,
+        (a, a_rs, a_cs): (*const f32, isize, isize),
+        (b, b_rs): (*const f32, isize),
+        (c, c_rs): (*mut f32, isize),
         accumulate: bool,
     ) {
+        let w = V::LANES;
         let mut j = 0;
-        while j + 16 <= n {
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        while j + 2 * w <= n {
+            let mut acc = [[V::zero(); 2]; R];
             if accumulate {
                 for (r, row) in acc.iter_mut().enumerate() {
                     let p = c.offset(r as isize * c_rs).add(j);
-                    row[0] = _mm256_loadu_ps(p);
-                    row[1] = _mm256_loadu_ps(p.add(8));
+                    *row = [V::load(p), V::load(p.add(w))];
                 }
             }
-            let mut b_p = b.add(j);
-            let mut a_p = a;
+            let (mut a_p, mut b_p) = (a, b.add(j));
             for _ in 0..k {
-                let b0 = _mm256_loadu_ps(b_p);
-                let b1 = _mm256_loadu_ps(b_p.add(8));
+                let (b0, b1) = (V::load(b_p), V::load(b_p.add(w)));
                 for (r, row) in acc.iter_mut().enumerate() {
-                    let s = _mm256_set1_ps(*a_p.offset(r as isize * a_rs));
-                    row[0] = _mm256_fmadd_ps(s, b0, row[0]);
-                    row[1] = _mm256_fmadd_ps(s, b1, row[1]);
+                    let s = V::splat(*a_p.offset(r as isize * a_rs));
+                    row[0] = row[0].mul_add(s, b0);
+                    row[1] = row[1].mul_add(s, b1);
                 }
-                b_p = b_p.offset(b_rs);
                 a_p = a_p.offset(a_cs);
+                b_p = b_p.offset(b_rs);
             }
             for (r, row) in acc.iter().enumerate() {
                 let p = c.offset(r as isize * c_rs).add(j);
-                _mm256_storeu_ps(p, row[0]);
-                _mm256_storeu_ps(p.add(8), row[1]);
+                row[0].store(p);
+                row[1].store(p.add(w));
             }
-            j += 16;
+            j += 2 * w;
         }
-        while j + 8 <= n {
-            let mut acc = [_mm256_setzero_ps(); R];
+        while j + w <= n {
+            let mut acc = [V::zero(); R];
             if accumulate {
                 for (r, v) in acc.iter_mut().enumerate() {
-                    *v = _mm256_loadu_ps(c.offset(r as isize * c_rs).add(j));
+                    *v = V::load(c.offset(r as isize * c_rs).add(j));
                 }
             }
             for p in 0..k {
-                let bv = _mm256_loadu_ps(b.offset(p as isize * b_rs).add(j));
+                let bv = V::load(b.offset(p as isize * b_rs).add(j));
                 for (r, v) in acc.iter_mut().enumerate() {
-                    *v = _mm256_fmadd_ps(_mm256_set1_ps(*a.offset(r as isize * a_rs + p as isize * a_cs)), bv, *v);
+                    *v = v.mul_add(V::splat(*a.offset(r as isize * a_rs + p as isize * a_cs)), bv);
                 }
             }
             for (r, v) in acc.iter().enumerate() {
-                _mm256_storeu_ps(c.offset(r as isize * c_rs).add(j), *v);
+                v.store(c.offset(r as isize * c_rs).add(j));
             }
-            j += 8;
+            j += w;
         }
         while j < n {
             for r in 0..R {
-                let mut s = if accumulate { *c.offset(r as isize * c_rs).add(j) } else { 0.0 };
+                let out = c.offset(r as isize * c_rs).add(j);
+                let mut s = if accumulate { *out } else { 0.0 };
                 for p in 0..k {
                     s += *a.offset(r as isize * a_rs + p as isize * a_cs) * *b.offset(p as isize * b_rs).add(j);
                 }
-                *c.offset(r as isize * c_rs).add(j) = s;
+                *out = s;
             }
             j += 1;
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot(
+    /// `C[i, j] (+)= Σ_k A[i, k] · Bᵀ[j, k]`, where `Bᵀ[j, k] = b[j·b_cs + k]`: rows of A and
+    /// of Bᵀ are contiguous along k. Blocks of 2 × 4 dot products share their loads.
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+    unsafe fn dot<V: Lanes>(
         m: usize,
         n: usize,
         k: usize,
-        a: *const f32,
-        a_rs: isize,
-        b: *const f32,
-        b_cs: isize,
-        c: *mut f32,
-        c_rs: isize,
-        c_cs: isize,
+        (a, a_rs): (*const f32, isize),
+        (b, b_cs): (*const f32, isize),
+        (c, c_rs, c_cs): (*mut f32, isize, isize),
         accumulate: bool,
     ) {
-        let k8 = k / 8 * 8;
+        let w = V::LANES;
+        let k_vec = k / w * w;
         let mut i = 0;
         while i < m {
             let rows = (m - i).min(2);
             let mut j = 0;
             while j < n {
                 let cols = (n - j).min(4);
-                let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+                let mut acc = [[V::zero(); 4]; 2];
                 let mut tail = [[0.0f32; 4]; 2];
+                // Rows and columns past the matrix's edge repeat the last one; their sums are
+                // not stored.
                 let a_rows = [a.offset(i as isize * a_rs), a.offset((i + rows - 1) as isize * a_rs)];
                 let b_rows = [0, 1, 2, 3].map(|q| b.offset((j + q.min(cols - 1)) as isize * b_cs));
                 let mut p = 0;
-                while p < k8 {
-                    let a0 = _mm256_loadu_ps(a_rows[0].add(p));
-                    let a1 = _mm256_loadu_ps(a_rows[1].add(p));
+                while p < k_vec {
+                    let av = [V::load(a_rows[0].add(p)), V::load(a_rows[1].add(p))];
                     for q in 0..4 {
-                        let bv = _mm256_loadu_ps(b_rows[q].add(p));
-                        acc[0][q] = _mm256_fmadd_ps(a0, bv, acc[0][q]);
-                        acc[1][q] = _mm256_fmadd_ps(a1, bv, acc[1][q]);
+                        let bv = V::load(b_rows[q].add(p));
+                        acc[0][q] = acc[0][q].mul_add(av[0], bv);
+                        acc[1][q] = acc[1][q].mul_add(av[1], bv);
                     }
-                    p += 8;
+                    p += w;
                 }
                 while p < k {
                     for q in 0..4 {
@@ -465,11 +332,7 @@ mod avx2 {
                 }
                 for r in 0..rows {
                     for q in 0..cols {
-                        let mut lanes = [0.0f32; 8];
-                        _mm256_storeu_ps(lanes.as_mut_ptr(), acc[r][q]);
-                        let sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
-                            + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
-                            + tail[r][q];
+                        let sum = acc[r][q].sum() + tail[r][q];
                         let out = c.offset((i + r) as isize * c_rs + (j + q) as isize * c_cs);
                         *out = if accumulate { *out + sum } else { sum };
                     }
