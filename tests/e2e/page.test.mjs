@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { openBrowser, BASE_URL } from './browser.mjs';
+import { openBrowser, openPage, assertClean, BASE_URL } from './browser.mjs';
 import { DIGITS, drawWithMouse, drawWithTouch } from './digits.mjs';
 
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
@@ -15,20 +15,6 @@ const TRAIN_SECONDS = Number(process.env.E2E_TRAIN_SECONDS ?? 20);
 before(async () => {
   await mkdir(ARTIFACTS, { recursive: true });
 });
-
-/** Opens the page and waits until both the page's network and the worker are ready. */
-async function openPage(options) {
-  const browser = await openBrowser(options);
-  await browser.page.goto(BASE_URL);
-  await browser.page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-  await browser.page.waitForSelector('body[data-worker="ready"]', { timeout: 60_000 });
-  return browser;
-}
-
-function assertClean(browser) {
-  assert.deepEqual(browser.foreign, [], 'the page requested another origin');
-  assert.deepEqual(browser.problems, [], 'the page reported errors');
-}
 
 const probabilities = (page) => page.evaluate(() => document.body.dataset.probabilities);
 const predicted = (page) => page.evaluate(() => document.body.dataset.probabilities && document.querySelector('#predicted').dataset.digit);
