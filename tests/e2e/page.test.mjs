@@ -224,7 +224,15 @@ test('a diverging run is paused with a visible warning and the non-finite loss i
 test('a Start pressed before the worker is ready is not lost', async () => {
   const browser = await openBrowser();
   try {
-    const { page } = browser;
+    const { page, context } = browser;
+    // The worker cannot be ready before it has the data's manifest: held back until the click,
+    // the click comes first however fast the worker loads.
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    await context.route(/\/data\/manifest\.json$/, async (route) => {
+      await held;
+      await route.continue();
+    });
     await page.goto(BASE_URL, { waitUntil: 'commit' });
     await page.waitForSelector('body[data-page="interactive"]', { state: 'attached' });
     const early = await page.evaluate(() => {
@@ -232,6 +240,7 @@ test('a Start pressed before the worker is ready is not lost', async () => {
       document.querySelector('#run').click();
       return !ready;
     });
+    release();
     assert.ok(early, 'the worker was ready before the click');
     await page.waitForFunction(() => Number(document.querySelector('#stat-step').textContent.replace(/,/g, '')) > 0, null, { timeout: 60_000 });
     assertClean(browser);
