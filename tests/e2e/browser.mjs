@@ -1,6 +1,7 @@
 // Starts Debian's chromium, headless, with a fresh profile, and watches every request the page
 // makes: the page must talk to nobody but the server under test.
 import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,4 +57,23 @@ export async function openBrowser({ viewport = { width: 1280, height: 1000 }, de
       await rm(profile, { recursive: true, force: true });
     },
   };
+}
+
+/** Opens the page (`path` is appended to the base URL) and waits until both the page's network
+ * and the training worker are ready. */
+export async function openPage(options, path = '') {
+  const browser = await openBrowser(options);
+  await browser.page.goto(BASE_URL + path);
+  await waitUntilReady(browser.page);
+  return browser;
+}
+
+export async function waitUntilReady(page) {
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+  await page.waitForSelector('body[data-worker="ready"]', { timeout: 60_000 });
+}
+
+export function assertClean(browser) {
+  assert.deepEqual(browser.foreign, [], 'the page requested another origin');
+  assert.deepEqual(browser.problems, [], 'the page reported errors');
 }

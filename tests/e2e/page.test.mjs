@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { openBrowser, BASE_URL } from './browser.mjs';
+import { openBrowser, openPage, assertClean, BASE_URL } from './browser.mjs';
 import { DIGITS, drawWithMouse, drawWithTouch } from './digits.mjs';
 
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
@@ -15,20 +15,6 @@ const TRAIN_SECONDS = Number(process.env.E2E_TRAIN_SECONDS ?? 20);
 before(async () => {
   await mkdir(ARTIFACTS, { recursive: true });
 });
-
-/** Opens the page and waits until both the page's network and the worker are ready. */
-async function openPage(options) {
-  const browser = await openBrowser(options);
-  await browser.page.goto(BASE_URL);
-  await browser.page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-  await browser.page.waitForSelector('body[data-worker="ready"]', { timeout: 60_000 });
-  return browser;
-}
-
-function assertClean(browser) {
-  assert.deepEqual(browser.foreign, [], 'the page requested another origin');
-  assert.deepEqual(browser.problems, [], 'the page reported errors');
-}
 
 const probabilities = (page) => page.evaluate(() => document.body.dataset.probabilities);
 const predicted = (page) => page.evaluate(() => document.body.dataset.probabilities && document.querySelector('#predicted').dataset.digit);
@@ -238,7 +224,15 @@ test('a diverging run is paused with a visible warning and the non-finite loss i
 test('a Start pressed before the worker is ready is not lost', async () => {
   const browser = await openBrowser();
   try {
-    const { page } = browser;
+    const { page, context } = browser;
+    // The worker cannot be ready before it has the data's manifest: held back until the click,
+    // the click comes first however fast the worker loads.
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    await context.route(/\/data\/manifest\.json$/, async (route) => {
+      await held;
+      await route.continue();
+    });
     await page.goto(BASE_URL, { waitUntil: 'commit' });
     await page.waitForSelector('body[data-page="interactive"]', { state: 'attached' });
     const early = await page.evaluate(() => {
@@ -246,6 +240,7 @@ test('a Start pressed before the worker is ready is not lost', async () => {
       document.querySelector('#run').click();
       return !ready;
     });
+    release();
     assert.ok(early, 'the worker was ready before the click');
     await page.waitForFunction(() => Number(document.querySelector('#stat-step').textContent.replace(/,/g, '')) > 0, null, { timeout: 60_000 });
     assertClean(browser);

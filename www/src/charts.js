@@ -133,6 +133,32 @@ export class TrainingCharts {
     this.schedule();
   }
 
+  /** Forgets every step after `step`: the run goes on from a checkpoint taken there. */
+  truncate(step) {
+    let n = this.steps.length;
+    while (n && this.steps[n - 1] > step) n--;
+    for (const series of [this.steps, this.raw, this.smooth, this.bad]) series.length = n;
+    // The running average and the count of non-finite losses, as they were at that step.
+    this.ema = 0;
+    this.emaWeight = 0;
+    this.nonFinite = 0;
+    for (const loss of this.raw) {
+      if (loss == null) {
+        this.nonFinite++;
+      } else {
+        this.ema = SMOOTHING * this.ema + (1 - SMOOTHING) * loss;
+        this.emaWeight = SMOOTHING * this.emaWeight + (1 - SMOOTHING);
+      }
+    }
+    while (this.evalSteps.length && this.evalSteps[this.evalSteps.length - 1] > step) {
+      this.evalSteps.pop();
+      this.accuracy.pop();
+    }
+    this.lossDirty = true;
+    this.accDirty = true;
+    this.schedule();
+  }
+
   addEval(step, accuracy) {
     // A reset can follow an evaluation of step 0 of the previous run; keep steps increasing.
     while (this.evalSteps.length && this.evalSteps[this.evalSteps.length - 1] >= step) {

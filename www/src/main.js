@@ -7,9 +7,16 @@ import { MSG } from './protocol.js';
 
 const $ = (id) => document.getElementById(id);
 const WEIGHTS_URL = `${import.meta.env.BASE_URL}lenet5-mnist.safetensors`;
-
-// The worker starts loading at once; messages posted before it is ready wait in its inbox.
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'lenet-trainer' });
+// The end-to-end tests of recovery crash the worker on purpose; nothing else can.
+const TEST_CRASH = new URLSearchParams(location.search).has('test-crash');
+// A worker that leaves a ping unanswered for this many beats is stuck. The longest thing it does
+// without looking at its messages is one training step (a second for a large batch on a slow
+// machine), so a few beats leave room for a loaded machine.
+const HEARTBEAT_MS = 2000;
+const HEARTBEAT_BEATS = 4;
+// A worker that keeps dying is not restarted for ever: past this many restarts a minute, the
+// page gives up and says so.
+const MAX_RESTARTS_PER_MINUTE = 3;
 
 const ui = {
   status: $('weights-status'),
@@ -34,6 +41,12 @@ const ui = {
   loadFile: $('load-file'),
   trainError: $('train-error'),
   diverged: $('diverged'),
+  workerNotice: $('worker-notice'),
+  offer: $('checkpoint-offer'),
+  offerNote: $('checkpoint-offer-note'),
+  resume: $('resume-checkpoint'),
+  discard: $('discard-checkpoint'),
+  checkpointStatus: $('checkpoint-status'),
   dataSource: $('data-source'),
   step: $('stat-step'),
   epoch: $('stat-epoch'),
@@ -49,24 +62,46 @@ const app = {
   pretrained: null, // Model, on the main thread: one prediction takes about a millisecond
   pixels: null, // the last 28×28 input, or null when the pad is empty
   workerReady: false,
+  dataSource: '',
   running: false,
   lastState: null,
   nextId: 1,
-  pending: new Map(), // id → { resolve, reject }
+  pending: new Map(), // id → { message, resolve, reject }
   latestPrediction: 0,
+  heartbeat: { alive: false, waiting: 0, beats: 0, seq: 0 },
+  restarts: [], // when the worker was restarted (performance.now())
+  // When the last checkpoint of the run on the charts was saved (its savedAt).
+  plottedCheckpoint: null,
+  // After a restart the charts still plot the dead worker's run, until the person resumes it
+  // or starts another.
+  chartsStale: false,
 };
 
 // ---------- the worker ----------
 
-function request(message, transfer) {
+let worker = null;
+
+// The worker starts loading at once; messages posted before it is ready wait in its inbox.
+function startWorker() {
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'lenet-trainer' });
+  worker.onmessage = onWorkerMessage;
+  worker.onerror = onWorkerError;
+  app.workerReady = false;
+  app.heartbeat = { alive: false, waiting: 0, beats: 0, seq: 0 };
+}
+startWorker();
+
+function request(message) {
   const id = app.nextId++;
+  const full = { ...message, id };
   return new Promise((resolve, reject) => {
-    app.pending.set(id, { resolve, reject });
-    worker.postMessage({ ...message, id }, transfer ?? []);
+    app.pending.set(id, { message: full, resolve, reject });
+    worker.postMessage(full);
   });
 }
 
-worker.onmessage = ({ data: msg }) => {
+function onWorkerMessage({ data: msg }) {
+  app.heartbeat.alive = true;
   const waiting = msg.id !== undefined ? app.pending.get(msg.id) : undefined;
   if (waiting) {
     app.pending.delete(msg.id);
@@ -75,11 +110,15 @@ worker.onmessage = ({ data: msg }) => {
     return;
   }
   switch (msg.type) {
+    case MSG.PONG:
+      if (msg.seq === app.heartbeat.waiting) app.heartbeat.waiting = 0;
+      break;
     case MSG.STATUS:
       ui.dataSource.textContent = msg.text;
       break;
     case MSG.READY:
       app.workerReady = true;
+      app.dataSource = msg.data.source;
       ui.dataSource.textContent = `${msg.data.source} · ${msg.data.train.toLocaleString('en')} training digits`;
       ui.accCaption.textContent =
         msg.data.evaluated < msg.data.test
@@ -90,6 +129,20 @@ worker.onmessage = ({ data: msg }) => {
       if (!ui.lr.dataset.edited) ui.lr.value = String(msg.settings.learningRate);
       // The page's own choices, made while the worker was loading, win over its defaults.
       configure();
+      // Unless Start was pressed meanwhile: the button then stays as pressed.
+      if (!app.running) showState(msg);
+      if (app.restarts.length) {
+        show(
+          ui.workerNotice,
+          'The training worker stopped unexpectedly and was restarted. ' +
+            (msg.checkpoint && !app.running
+              ? 'Training can resume from its last checkpoint.'
+              : 'Its network in training starts over.'),
+        );
+      }
+      // A checkpoint is offered unless a new run was started before the worker was ready: that
+      // run's own checkpoints replace it.
+      if (msg.checkpoint && !app.running) offerCheckpoint(msg.checkpoint);
       document.body.dataset.worker = 'ready';
       break;
     case MSG.FATAL:
@@ -99,7 +152,7 @@ worker.onmessage = ({ data: msg }) => {
       document.body.dataset.worker = 'failed';
       break;
     case MSG.WAS_RESET:
-      charts.reset();
+      resetCharts();
       hide(ui.diverged);
       showState(msg);
       break;
@@ -107,11 +160,14 @@ worker.onmessage = ({ data: msg }) => {
       showState(msg);
       break;
     case MSG.STEPS:
+      if (app.chartsStale) resetCharts();
       charts.addSteps(msg.steps);
       showState(msg);
       if (ui.useTraining.checked) refreshTrainingPrediction();
       break;
     case MSG.EVAL:
+      // The replacement's fresh network is not the run on the charts.
+      if (app.chartsStale) break;
       charts.addEval(msg.step, msg.accuracy);
       ui.acc.textContent = `${(msg.accuracy * 100).toFixed(1)} %`;
       ui.acc.dataset.value = String(msg.accuracy);
@@ -123,17 +179,145 @@ worker.onmessage = ({ data: msg }) => {
           `restored to the last finite state. Lower the learning rate, then resume. (${msg.message})`,
       );
       break;
+    case MSG.CHECKPOINT_SAVED:
+      app.plottedCheckpoint = msg.savedAt;
+      ui.checkpointStatus.textContent = `Checkpoint saved at step ${msg.step.toLocaleString('en')}, ${clock(msg.savedAt, true)}`;
+      ui.checkpointStatus.dataset.step = String(msg.step);
+      break;
+    case MSG.CHECKPOINTS_UNAVAILABLE:
+      ui.checkpointStatus.textContent = 'Checkpoints cannot be saved in this browser';
+      ui.checkpointStatus.title = msg.message;
+      console.warn(`checkpoints are off: ${msg.message}`);
+      break;
     case MSG.ERROR:
       showError(msg.message);
       break;
     default:
       console.warn('unexpected message from the worker', msg);
   }
-};
-worker.onerror = (event) => {
+}
+
+function onWorkerError(event) {
+  // A worker that never got ready cannot be loaded at all: starting another would fail the same way.
+  if (app.workerReady) {
+    event.preventDefault();
+    restartWorker(`failed: ${event.message || 'no message'}`);
+    return;
+  }
   showError(`The training worker failed: ${event.message || 'it could not be loaded'}`);
   document.body.dataset.worker = 'failed';
-};
+}
+
+// The heartbeat starts with the worker's first message (a worker that cannot load fires an error
+// event instead); a ping is outstanding at most one at a time.
+setInterval(() => {
+  const beat = app.heartbeat;
+  if (!beat.alive || document.body.dataset.worker === 'failed') return;
+  if (beat.waiting) {
+    if (++beat.beats >= HEARTBEAT_BEATS) restartWorker(`did not answer for ${(HEARTBEAT_BEATS * HEARTBEAT_MS) / 1000} s`);
+    return;
+  }
+  beat.waiting = ++beat.seq;
+  beat.beats = 0;
+  worker.postMessage({ type: MSG.PING, seq: beat.seq });
+}, HEARTBEAT_MS);
+
+function restartWorker(reason) {
+  const now = performance.now();
+  app.restarts = app.restarts.filter((t) => now - t < 60_000);
+  worker.terminate();
+  if (app.restarts.length >= MAX_RESTARTS_PER_MINUTE) {
+    showError(`The training worker ${reason}, and keeps failing: reload the page to try again`);
+    document.body.dataset.worker = 'failed';
+    ui.run.disabled = true;
+    return;
+  }
+  app.restarts.push(now);
+  console.warn(`the training worker ${reason}; starting another`);
+  startWorker();
+  // Requests the dead worker never answered go to the new one, which queues them until it is ready.
+  for (const { message } of app.pending.values()) worker.postMessage(message);
+  app.running = false;
+  app.chartsStale = true;
+  document.body.dataset.worker = 'restarting';
+  document.body.dataset.restarts = String((Number(document.body.dataset.restarts) || 0) + 1);
+  hide(ui.offer);
+  show(ui.workerNotice, 'The training worker stopped unexpectedly and is being restarted…');
+  ui.run.textContent = 'Start training';
+  ui.run.classList.remove('running');
+  document.body.dataset.training = 'paused';
+}
+
+function resetCharts() {
+  charts.reset();
+  app.chartsStale = false;
+  app.plottedCheckpoint = null;
+}
+
+// ---------- checkpoints ----------
+
+function clock(time, seconds = false) {
+  const date = new Date(time);
+  const options = { hour: '2-digit', minute: '2-digit', ...(seconds && { second: '2-digit' }) };
+  const sameDay = date.toDateString() === new Date().toDateString();
+  return sameDay ? date.toLocaleTimeString([], options) : date.toLocaleString([], { day: 'numeric', month: 'short', ...options });
+}
+
+function offerCheckpoint(checkpoint) {
+  ui.resume.textContent = `Resume training from step ${checkpoint.step.toLocaleString('en')} (saved ${clock(checkpoint.savedAt)})`;
+  const notes = ['A checkpoint of the network in training is saved in this browser.'];
+  if (checkpoint.dataSource && checkpoint.dataSource !== app.dataSource) notes.push(`It was trained on ${checkpoint.dataSource}.`);
+  notes.push('Training a new network replaces it.');
+  ui.offerNote.textContent = notes.join(' ');
+  ui.offer.dataset.step = String(checkpoint.step);
+  ui.offer.hidden = false;
+}
+
+function withdrawOffer() {
+  hide(ui.offer);
+  hide(ui.workerNotice);
+}
+
+ui.resume.addEventListener('click', async () => {
+  ui.resume.disabled = ui.discard.disabled = true;
+  try {
+    const msg = await request({ type: MSG.RESUME });
+    // The charts keep the history of the run the checkpoint came from, if they still plot it.
+    if (app.chartsStale && msg.savedAt === app.plottedCheckpoint) charts.truncate(msg.step);
+    else charts.reset();
+    app.chartsStale = false;
+    app.plottedCheckpoint = msg.savedAt;
+    withdrawOffer();
+    hide(ui.diverged);
+    hide(ui.trainError);
+    ui.lr.value = String(msg.learningRate);
+    ui.batch.value = String(msg.batchSize);
+    showState(msg);
+    flash(`Resumed training from step ${msg.step.toLocaleString('en')}`);
+    if (ui.useTraining.checked) refreshTrainingPrediction();
+  } catch (error) {
+    showError(`Could not resume from the checkpoint: ${error.message}`);
+  } finally {
+    ui.resume.disabled = ui.discard.disabled = false;
+  }
+});
+ui.discard.addEventListener('click', async () => {
+  ui.resume.disabled = ui.discard.disabled = true;
+  try {
+    await request({ type: MSG.DISCARD_CHECKPOINT });
+    withdrawOffer();
+    ui.checkpointStatus.textContent = '';
+    delete ui.checkpointStatus.dataset.step;
+  } catch (error) {
+    showError(`Could not discard the checkpoint: ${error.message}`);
+  } finally {
+    ui.resume.disabled = ui.discard.disabled = false;
+  }
+});
+// A tab that is hidden may be closed or discarded without warning: save what it has learnt.
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'hidden') worker.postMessage({ type: MSG.SAVE });
+});
 
 function showState(s) {
   app.running = s.running;
@@ -147,8 +331,8 @@ function showState(s) {
   ui.progressText.textContent = `${Math.floor(s.epochProgress * 100)} %`;
   ui.speed.textContent = s.examplesPerSec ? Math.round(s.examplesPerSec).toLocaleString('en') : '–';
   ui.speed.dataset.value = String(s.examplesPerSec || 0);
-  const loss = charts.smoothedLoss;
-  ui.loss.textContent = fmt(loss, 4);
+  // Stale charts hold the loss of a dead worker's run, not of this network.
+  ui.loss.textContent = fmt(app.chartsStale ? null : charts.smoothedLoss, 4);
   if (s.step === 0) ui.acc.textContent = '–';
 }
 
@@ -171,7 +355,10 @@ ui.run.addEventListener('click', () => {
   const start = !app.running;
   app.running = start;
   ui.run.textContent = start ? 'Pause' : 'Resume';
-  if (start) hide(ui.diverged);
+  if (start) {
+    hide(ui.diverged);
+    withdrawOffer();
+  }
   worker.postMessage({ type: start ? MSG.START : MSG.PAUSE });
 });
 ui.reset.addEventListener('click', () => {
@@ -205,7 +392,9 @@ ui.loadFile.addEventListener('change', async () => {
   if (!file) return;
   try {
     const bytes = new Uint8Array(await file.arrayBuffer());
-    await request({ type: MSG.LOAD_WEIGHTS, bytes, name: file.name }, [bytes.buffer]);
+    // Copied, not transferred: if the worker restarts first, the request is sent again.
+    await request({ type: MSG.LOAD_WEIGHTS, bytes, name: file.name });
+    if (app.chartsStale) resetCharts();
     hide(ui.trainError);
     flash(`Loaded ${file.name} into the network in training`);
     if (ui.useTraining.checked) refreshTrainingPrediction();
@@ -237,7 +426,11 @@ function flash(text) {
 const pad = new DrawingPad(ui.pad);
 const charts = new TrainingCharts($('loss-chart'), $('acc-chart'));
 // What the charts plot, for the end-to-end tests to read.
-window.lenetPage = Object.freeze({ charts, trainingState: () => app.lastState });
+window.lenetPage = Object.freeze({
+  charts,
+  trainingState: () => app.lastState,
+  ...(TEST_CRASH && { crashWorker: (how) => worker.postMessage({ type: MSG.CRASH, how }) }),
+});
 const seenCtx = ui.seen.getContext('2d');
 const seenImage = seenCtx.createImageData(28, 28);
 

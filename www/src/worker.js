@@ -5,6 +5,7 @@
 // Protocol: every message is a plain object tagged by `type`; see protocol.js.
 import init, { Model } from 'lenet-wasm';
 import { MSG } from './protocol.js';
+import { readCheckpoint, writeCheckpoint, deleteCheckpoint, describeCheckpoint } from './checkpoints.js';
 
 const PIXELS = 784;
 // One slice of training before the worker looks at its inbox again.
@@ -13,12 +14,16 @@ const SLICE_MS = 40;
 const EVAL_EVERY_MS = 1500;
 const EVAL_MAX = 1000;
 const EVAL_CHUNK = 250;
+// While training, a checkpoint at most this often; when training stops, one at once.
+const SAVE_EVERY_MS = 10_000;
 
 // Messages can arrive while wasm and the data are still loading: keep them, in order.
 const inbox = [];
 let ready = false;
 self.onmessage = (event) => {
-  if (ready) handle(event.data);
+  // The heartbeat is answered at once, even while loading: it asks "are you alive", not "ready".
+  if (event.data?.type === MSG.PING) post({ type: MSG.PONG, seq: event.data.seq });
+  else if (ready) handle(event.data);
   else inbox.push(event.data);
 };
 
@@ -44,6 +49,13 @@ const state = {
   lastEvalAt: -Infinity,
   eval: null, // an evaluation in progress, spread over several tasks
   generation: 0, // bumped by every reset, so a late evaluation of an old model is dropped
+  // Checkpoints: `version` changes with the weights, `savedVersion` is the one last written.
+  version: 0,
+  savedVersion: 0,
+  lastSaveAt: 0,
+  saving: false,
+  saveAgain: false,
+  checkpointsOff: false, // storage refused once: no more attempts, the page has been told
 };
 
 const toUnit = new Float32Array(256).map((_, v) => v / 255);
@@ -92,7 +104,7 @@ async function boot() {
   const base = new URL(import.meta.env.BASE_URL, self.location.href).href;
   post({ type: MSG.STATUS, text: 'Loading WebAssembly and MNIST…' });
   const manifestUrl = `${base}data/manifest.json`;
-  const [, manifest, pretrained] = await Promise.all([
+  const [, manifest, pretrained, checkpoint] = await Promise.all([
     init(),
     fetch(manifestUrl).then(async (r) => {
       const type = r.headers.get('content-type') ?? '';
@@ -102,6 +114,10 @@ async function boot() {
       return r.json();
     }),
     loadPretrained(`${base}lenet5-mnist.safetensors`),
+    readCheckpoint().catch((error) => {
+      checkpointsUnavailable(error);
+      return null;
+    }),
   ]);
   const dataBase = `${base}data/`;
   const [train, test] = await Promise.all([
@@ -138,8 +154,11 @@ async function boot() {
     data: { source: manifest.source, train: train.count, test: test.count, evaluated: n },
     pretrained: state.pretrained !== null,
     settings: { learningRate: state.learningRate, batchSize: state.batchSize },
+    checkpoint: describeCheckpoint(checkpoint),
+    ...progress(),
   });
   ready = true;
+  state.lastSaveAt = performance.now();
   startEval();
   while (inbox.length) handle(inbox.shift());
   schedule();
@@ -243,7 +262,10 @@ function trainSlice() {
       break;
     }
   }
-  if (steps.length) post({ type: MSG.STEPS, steps, ...progress() });
+  if (steps.length) {
+    state.version++;
+    post({ type: MSG.STEPS, steps, ...progress() });
+  }
   if (diverged) {
     post({ type: MSG.DIVERGED, step: state.step, message: diverged });
     post({ type: MSG.STATE, ...progress() });
@@ -289,6 +311,7 @@ tick.port1.onmessage = () => {
     post({ type: MSG.ERROR, op: 'train', message: `Training stopped: ${messageOf(error)}` });
     post({ type: MSG.STATE, ...progress() });
   }
+  checkpointIfDue();
   schedule();
 };
 function schedule() {
@@ -321,11 +344,108 @@ function reset(from, seed) {
   startEval();
 }
 
+// ---------- checkpoints ----------
+
+function checkpointsUnavailable(error) {
+  state.checkpointsOff = true;
+  post({ type: MSG.CHECKPOINTS_UNAVAILABLE, message: messageOf(error) });
+}
+
+// A model that has learnt something and changed since the last checkpoint is saved: while it
+// trains, every SAVE_EVERY_MS; when training stops (paused, diverged, failed), at once.
+function checkpointIfDue(now = false) {
+  if (state.checkpointsOff || state.step === 0 || state.version === state.savedVersion) return;
+  if (state.running && !now && performance.now() - state.lastSaveAt < SAVE_EVERY_MS) return;
+  // One write at a time; progress made meanwhile is written when it completes.
+  if (state.saving) {
+    state.saveAgain = true;
+    return;
+  }
+  const version = state.version;
+  const record = {
+    // Copying out the weights takes well under a millisecond; the write itself runs off this
+    // thread, so training goes on while it completes.
+    weights: state.model.to_safetensors(),
+    step: state.step,
+    seen: state.seen,
+    epoch: state.epoch,
+    cursor: state.cursor,
+    trainCount: state.train.count,
+    seed: state.seed,
+    settings: { ...sgdSettings(), learningRate: state.learningRate, batchSize: state.batchSize },
+    savedAt: Date.now(),
+    dataSource: state.source,
+  };
+  state.saving = true;
+  state.lastSaveAt = performance.now();
+  writeCheckpoint(record).then(
+    () => {
+      state.savedVersion = version;
+      post({ type: MSG.CHECKPOINT_SAVED, step: record.step, savedAt: record.savedAt });
+    },
+    checkpointsUnavailable,
+  ).finally(() => {
+    state.saving = false;
+    if (state.saveAgain) {
+      state.saveAgain = false;
+      checkpointIfDue();
+    }
+  });
+}
+
+function sgdSettings() {
+  const { momentum, weight_decay: weightDecay } = state.model.settings();
+  return { momentum, weightDecay };
+}
+
+async function resume(id) {
+  const record = await readCheckpoint();
+  if (!record) throw new Error('There is no saved checkpoint to resume from');
+  const { settings } = record;
+  checkBatchSize(settings.batchSize);
+  // Throws, changing nothing, on weights that do not fit.
+  state.model.load_safetensors(record.weights);
+  state.model.set_settings({ momentum: settings.momentum, weight_decay: settings.weightDecay });
+  applyLearningRate(settings.learningRate);
+  state.batchSize = settings.batchSize;
+  state.generation++;
+  state.seed = record.seed >>> 0;
+  Object.assign(state, { step: record.step, seen: record.seen, epoch: record.epoch, speed: 0, eval: null });
+  shuffle();
+  // The same data: carry on through the epoch where the checkpoint was. Other data: a new epoch.
+  if (record.trainCount === state.train.count) state.cursor = Math.min(record.cursor, state.train.count);
+  state.version++;
+  state.savedVersion = state.version;
+  state.lastSaveAt = performance.now();
+  state.running = true;
+  post({ type: MSG.RESUMED, id, savedAt: record.savedAt, ...progress() });
+  startEval();
+  schedule();
+}
+
+function checkBatchSize(size) {
+  if (!Number.isInteger(size) || size < 1 || size > 4096) {
+    throw new Error(`batch size must be a whole number from 1 to 4096, got ${size}`);
+  }
+}
+
+// Only for the end-to-end tests of recovery: the page sends it only when its URL asks for it.
+function crash(how) {
+  if (how === 'hang') {
+    for (;;);
+  }
+  // Thrown outside any handler, so that it reaches the page as the Worker's error event.
+  setTimeout(() => {
+    throw new Error('the training worker crashed on request (test)');
+  });
+}
+
 function handle(message) {
   const { type, id } = message ?? {};
   try {
     switch (type) {
       case MSG.START:
+        if (!state.running) state.lastSaveAt = performance.now();
         state.running = true;
         post({ type: MSG.STATE, ...progress() });
         break;
@@ -340,9 +460,7 @@ function handle(message) {
         if (message.learningRate !== undefined) applyLearningRate(Number(message.learningRate));
         if (message.batchSize !== undefined) {
           const size = Number(message.batchSize);
-          if (!Number.isInteger(size) || size < 1 || size > 4096) {
-            throw new Error(`batch size must be a whole number from 1 to 4096, got ${message.batchSize}`);
-          }
+          checkBatchSize(size);
           state.batchSize = size;
         }
         post({ type: MSG.SETTINGS, id, learningRate: state.learningRate, batchSize: state.batchSize });
@@ -360,9 +478,25 @@ function handle(message) {
         // The model is unchanged when the file is rejected.
         state.model.load_safetensors(message.bytes);
         state.generation++;
+        state.version++;
         state.eval = null;
         post({ type: MSG.WEIGHTS_LOADED, id, name: message.name });
         startEval();
+        break;
+      case MSG.RESUME:
+        resume(id).catch((error) => post({ type: MSG.ERROR, id, op: type, message: messageOf(error) }));
+        break;
+      case MSG.DISCARD_CHECKPOINT:
+        deleteCheckpoint().then(
+          () => post({ type: MSG.CHECKPOINT_DISCARDED, id }),
+          (error) => post({ type: MSG.ERROR, id, op: type, message: messageOf(error) }),
+        );
+        break;
+      case MSG.SAVE:
+        checkpointIfDue(true);
+        break;
+      case MSG.CRASH:
+        crash(message.how);
         break;
       default:
         throw new Error(`unknown message type ${JSON.stringify(type)}`);
@@ -370,6 +504,7 @@ function handle(message) {
   } catch (error) {
     post({ type: MSG.ERROR, id, op: type, message: messageOf(error) });
   }
+  checkpointIfDue();
   schedule();
 }
 
