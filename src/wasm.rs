@@ -267,6 +267,14 @@ impl Model {
 /// the 28×28 image the model expects, as MNIST was made: `Float32Array(784)`, or `undefined`
 /// when the canvas holds no digit. Throws an `Error` when the length does not match the size.
 #[wasm_bindgen]
-pub fn preprocess_canvas(rgba: &[u8], width: u32, height: u32) -> Result<Option<Vec<f32>>, JsError> {
-    crate::data::preprocess::preprocess_rgba(rgba, width as usize, height as usize).map_err(js_error)
+pub fn preprocess_canvas(rgba: &[u8], width: f64, height: f64) -> Result<Option<Vec<f32>>, JsError> {
+    // Plain JavaScript numbers, checked here: a u32 parameter would silently wrap 2³² + 1 to 1.
+    let side = |name: &str, v: f64| -> Result<usize, JsError> {
+        if v.is_finite() && v.fract() == 0.0 && (1.0..=f64::from(u32::MAX)).contains(&v) {
+            Ok(v as usize)
+        } else {
+            Err(JsError::new(&format!("{name} must be a whole number of pixels ≥ 1, got {v}")))
+        }
+    };
+    crate::data::preprocess::preprocess_rgba(rgba, side("width", width)?, side("height", height)?).map_err(js_error)
 }

@@ -47,7 +47,31 @@ pub fn to_safetensors(model: &LeNet5) -> Result<Vec<u8>> {
         ("input_mean".to_string(), model.input_mean.to_string()),
         ("input_std".to_string(), model.input_std.to_string()),
     ]);
-    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights(e.to_string()))
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights(e.to_string()))?;
+    Ok(with_sorted_header(bytes))
+}
+
+/// The same file with its JSON header's keys sorted. The serializer writes the metadata from
+/// a hash map, in an order that changes from run to run; sorted, the same model always gives
+/// the same bytes, so files can be compared with `cmp` or a checksum.
+fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
+    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize) else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + len).and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok()) else {
+        return bytes;
+    };
+    // serde_json's maps are ordered by key (BTreeMap), nested ones included.
+    let mut json = serde_json::to_vec(&header).expect("a parsed value serializes");
+    // The data that follows starts 8-byte aligned, as the format recommends.
+    while (8 + json.len()) % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - 8 - len);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + len..]);
+    out
 }
 
 /// A model read from the bytes of a safetensors file.
@@ -119,26 +143,26 @@ fn read_header(bytes: &[u8]) -> Result<Metadata> {
     let claimed = u64::from_le_bytes(*length);
     if claimed > MAX_HEADER_LEN as u64 {
         return Err(Error::Weights(format!(
-            "the header claims {claimed} bytes, more than the {MAX_HEADER_LEN} accepted"
+            "not a valid safetensors file: its first 8 bytes claim a {claimed}-byte header, more than the {MAX_HEADER_LEN} accepted"
         )));
     }
     // Cannot truncate: claimed <= MAX_HEADER_LEN, which fits even a 32-bit usize.
     let header_len = claimed as usize;
     if header_len > rest.len() {
         return Err(Error::Weights(format!(
-            "truncated: the header claims {header_len} bytes, the file holds {} after the header length",
+            "not a valid safetensors file, or a truncated one: the header claims {header_len} bytes, the file holds {} after the header length",
             rest.len()
         )));
     }
     let (text, data) = rest.split_at(header_len);
-    let text = std::str::from_utf8(text).map_err(|e| Error::Weights(format!("the header is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(text).map_err(|e| Error::Weights(format!("not a valid safetensors file: the header is not UTF-8: {e}")))?;
     // Deserializing checks that the offsets are contiguous and match each shape, with checked
     // arithmetic; only the tensor views are left to the safetensors crate, which reads in place.
     let metadata: Metadata =
         serde_json::from_str(text).map_err(|e| Error::Weights(format!("not a valid safetensors header: {e}")))?;
     if metadata.data_len() != data.len() {
         return Err(Error::Weights(format!(
-            "the header's tensors claim {} bytes of data, the file holds {}",
+            "truncated or padded: the header's tensors claim {} bytes of data, the file holds {}",
             metadata.data_len(),
             data.len()
         )));
@@ -200,10 +224,7 @@ mod tests {
         let bytes = to_safetensors(&model).unwrap();
         let back = from_safetensors(&bytes).unwrap();
         assert_eq!(back, model);
-        // The header's metadata is a JSON object whose key order may vary; the tensor data,
-        // which ends the file, must be the same bytes.
-        let again = to_safetensors(&back).unwrap();
-        assert!(again.len() == bytes.len() && again.ends_with(&bytes[bytes.len() - 61_706 * 4..]));
+        assert_eq!(to_safetensors(&back).unwrap(), bytes, "the same model gives the same file");
     }
 
     #[test]
@@ -277,15 +298,18 @@ mod tests {
         let file = raw_file(header, &[0; 4]);
         assert!(file.len() < 110, "{}", file.len());
         let message = weights_error(&file);
-        assert_eq!(message, "the header's tensors claim 4000000000000 bytes of data, the file holds 4");
+        assert_eq!(message, "truncated or padded: the header's tensors claim 4000000000000 bytes of data, the file holds 4");
 
         // A header length far beyond the file, and beyond any header accepted.
         let mut file = raw_file("{}", &[]);
         file[..8].copy_from_slice(&200u64.to_le_bytes());
-        assert_eq!(weights_error(&file), "truncated: the header claims 200 bytes, the file holds 2 after the header length");
+        assert_eq!(
+            weights_error(&file),
+            "not a valid safetensors file, or a truncated one: the header claims 200 bytes, the file holds 2 after the header length"
+        );
         file[..8].copy_from_slice(&u64::MAX.to_le_bytes());
         let message = weights_error(&file);
-        assert!(message.contains("claims 18446744073709551615 bytes, more than the 1048576 accepted"), "{message}");
+        assert!(message.contains("claim a 18446744073709551615-byte header, more than the 1048576 accepted"), "{message}");
 
         // A shape whose element count overflows usize.
         let header = r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,0]}}"#;
@@ -304,7 +328,7 @@ mod tests {
             .collect();
         let header = format!("{{{}}}", tensors.join(","));
         let message = weights_error(&raw_file(&header, &[]));
-        assert!(message.starts_with("the header's tensors claim 18446744073709551608 bytes"), "{message}");
+        assert!(message.starts_with("truncated or padded: the header's tensors claim 18446744073709551608 bytes"), "{message}");
     }
 
     #[test]

@@ -134,7 +134,8 @@ fn bad_input_throws_a_telling_error_and_changes_nothing() {
     renamed[at + 7] = b'n';
     let message = error_message(model.load_safetensors(&renamed).unwrap_err());
     assert!(message.contains("unexpected tensor `fc2.bian`"), "{message}");
-    assert!(preprocess_canvas(&[0; 12], 2, 2).is_err());
+    assert!(preprocess_canvas(&[0; 12], 2.0, 2.0).is_err());
+    assert!(error_message(preprocess_canvas(&[0; 16], 4_294_967_297.0, 1.0).unwrap_err()).contains("width must be a whole number"));
 
     assert_eq!(model.predict(&image).unwrap(), before, "a rejected input changed the model");
 }

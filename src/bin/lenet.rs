@@ -53,6 +53,7 @@ mod cli {
     #[derive(Subcommand)]
     enum Command {
         /// Train from a fresh seeded initialisation; print test accuracy after every epoch.
+        #[command(allow_negative_numbers = true)]
         Train {
             /// Folder holding MNIST's four IDX files (plain or .gz).
             #[arg(long, env = "MNIST_DIR")]
@@ -141,6 +142,18 @@ mod cli {
     }
 
     fn train(dir: &Path, recipe: Recipe, out: &Path) -> lenet::Result<()> {
+        if recipe.epochs == 0 || recipe.batch_size == 0 {
+            return Err(Error::InvalidInput(format!(
+                "--epochs and --batch-size must be at least 1, got {} and {}",
+                recipe.epochs, recipe.batch_size
+            )));
+        }
+        // Find out now, not after the whole run, that the weights could not be written.
+        let folder = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !folder.is_dir() {
+            return Err(Error::InvalidInput(format!("--out {}: the folder {} does not exist", out.display(), folder.display())));
+        }
+        recipe.sgd.validate()?;
         let train_set = idx::load(dir, Split::Train)?;
         let test_set = idx::load(dir, Split::Test)?;
         let n = train_set.len();
@@ -238,6 +251,12 @@ mod cli {
         let mut images = Array4::zeros((batch_size, 1, 28, 28));
         let mut labels = Vec::with_capacity(batch_size);
         let batches: Vec<&[usize]> = order.chunks_exact(batch_size).collect();
+        if batches.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "--batch-size {batch_size} is larger than the {} training images",
+                train_set.len()
+            )));
+        }
         let mut run = |count: usize, offset: usize| -> lenet::Result<f64> {
             let start = Instant::now();
             for i in 0..count {

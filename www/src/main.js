@@ -155,6 +155,8 @@ function onWorkerMessage({ data: msg }) {
       resetCharts();
       hide(ui.diverged);
       showState(msg);
+      // The drawing's answer came from the network that was just replaced.
+      if (ui.useTraining.checked) refreshTrainingPrediction();
       break;
     case MSG.STATE:
       showState(msg);
