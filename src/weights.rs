@@ -274,6 +274,7 @@ mod tests {
     }
 
     /// A safetensors file: the header length, `header`, then `data`.
+    #[cfg(target_pointer_width = "64")]
     fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
         let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
         bytes.extend_from_slice(header.as_bytes());
@@ -282,6 +283,7 @@ mod tests {
     }
 
     /// The message of the error `bytes` gives, which must be an [`Error::Weights`].
+    #[cfg(target_pointer_width = "64")]
     fn weights_error(bytes: &[u8]) -> String {
         match from_safetensors(bytes) {
             Err(Error::Weights(message)) => message,

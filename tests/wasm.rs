@@ -59,6 +59,12 @@ fn three_hundred_steps_learn_real_digits() {
     let train = common::small_train();
     let test = common::small_test();
     let mut model = Model::new(0.0).unwrap();
+    // A short run on 2,500 digits in their stored order: a larger step with less momentum
+    // than the full-MNIST recipe settles faster (93–95 % over seeds 0–3 natively).
+    let settings = js_sys::Object::new();
+    js_sys::Reflect::set(&settings, &"learning_rate".into(), &0.05.into()).unwrap();
+    js_sys::Reflect::set(&settings, &"momentum".into(), &0.5.into()).unwrap();
+    model.set_settings(settings.into()).unwrap();
     let all = train.images.as_slice().unwrap();
     let (mut first, mut last) = (Vec::new(), Vec::new());
     for step in 0..300 {
@@ -206,7 +212,7 @@ async fn twenty_thousand_steps_and_ten_thousand_predictions_do_not_grow_memory()
     let all = train.images.as_slice().unwrap();
     let mut model = Model::new(4.0).unwrap();
     let batches = train.len() / 64;
-    let mut step = |model: &mut Model, i: usize| {
+    let step = |model: &mut Model, i: usize| {
         let b = i % batches;
         let loss = model.train_step(&all[b * 64 * 784..(b + 1) * 64 * 784], &train.labels[b * 64..(b + 1) * 64]).unwrap();
         assert!(loss.is_finite(), "step {i}: loss {loss}");
@@ -232,11 +238,19 @@ async fn twenty_thousand_steps_and_ten_thousand_predictions_do_not_grow_memory()
     assert_eq!(memory_bytes(), before, "wasm memory grew over 10,000 predictions");
 
     // Models made and dropped (JavaScript's `free()`) give their memory back for the next.
-    let before = memory_bytes();
-    for seed in 0..200 {
+    // The first few may still grow the heap (the allocator settles its free lists); a leak
+    // would grow it by a model's worth, about 1.5 MB, every time.
+    let make_and_free = |seed: u32| {
         let mut m = Model::new(f64::from(seed)).unwrap();
         m.train_step(image, &train.labels[..1]).unwrap();
         drop(m);
+    };
+    for seed in 0..5 {
+        make_and_free(seed);
+    }
+    let before = memory_bytes();
+    for seed in 5..205 {
+        make_and_free(seed);
     }
     assert_eq!(memory_bytes(), before, "wasm memory grew over 200 models made and freed");
 }
