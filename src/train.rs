@@ -240,7 +240,7 @@ pub fn evaluate(
         let logits = model.forward(images.slice_axis(Axis(0), (start..end).into()), workspace)?;
         total_loss += f64::from(cross_entropy(logits, batch_labels)?) * (end - start) as f64;
         for (row, &label) in logits.rows().into_iter().zip(batch_labels) {
-            let predicted = argmax(row.as_slice().unwrap_or(&row.to_vec()));
+            let predicted = argmax(row.iter().copied());
             correct += usize::from(predicted == usize::from(label));
             if let Some(c) = confusion.as_deref_mut() {
                 c[[usize::from(label), predicted]] += 1;
@@ -250,12 +250,13 @@ pub fn evaluate(
     Ok(Evaluation { accuracy: correct as f32 / n as f32, loss: (total_loss / n as f64) as f32, correct, count: n })
 }
 
-/// Index of the largest value; the first on ties; 0 for an empty slice. NaN never wins.
-pub fn argmax(values: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in values.iter().enumerate() {
-        if v > values[best] || values[best].is_nan() {
-            best = i;
+/// Index of the largest value; the first on ties; 0 when there are none. NaN never wins
+/// over a number.
+pub fn argmax(values: impl IntoIterator<Item = f32>) -> usize {
+    let (mut best, mut best_value) = (0, f32::NAN);
+    for (i, v) in values.into_iter().enumerate() {
+        if v > best_value || best_value.is_nan() && !v.is_nan() {
+            (best, best_value) = (i, v);
         }
     }
     best
@@ -401,4 +402,40 @@ pub fn train_epoch(
         on_step(&StepReport { step, seen, loss, learning_rate });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_maximum_and_never_nan() {
+        assert_eq!(argmax([0.1, 0.7, 0.7, 0.2]), 1);
+        assert_eq!(argmax([f32::NAN, 0.3, 0.5]), 2);
+        assert_eq!(argmax([0.3, f32::NAN, 0.2]), 0);
+        assert_eq!(argmax([f32::NAN, f32::NAN]), 0);
+        assert_eq!(argmax(std::iter::empty()), 0);
+    }
+
+    #[test]
+    fn schedules_start_at_the_base_rate_and_end_low() {
+        let total = 1000;
+        assert_eq!(LrSchedule::Constant.rate(0.1, 999, total), 0.1);
+        assert!((LrSchedule::Cosine.rate(0.1, 20, total) - 0.1).abs() < 1e-3);
+        assert!(LrSchedule::Cosine.rate(0.1, 0, total) < 0.01, "warm-up starts low");
+        assert!(LrSchedule::Cosine.rate(0.1, 999, total) < 1e-5);
+        assert!((LrSchedule::Step.rate(0.1, 600, total) - 0.01).abs() < 1e-7);
+        assert!((LrSchedule::Step.rate(0.1, 800, total) - 0.001).abs() < 1e-8);
+    }
+
+    #[test]
+    fn shuffles_are_permutations_that_depend_on_seed_and_epoch() {
+        let a = shuffled_indices(1000, 0, 0);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..1000).collect::<Vec<_>>());
+        assert_eq!(a, shuffled_indices(1000, 0, 0));
+        assert_ne!(a, shuffled_indices(1000, 0, 1));
+        assert_ne!(a, shuffled_indices(1000, 1, 0));
+    }
 }

@@ -250,7 +250,7 @@ impl Model {
                 .rows()
                 .into_iter()
                 .zip(&self.last_labels)
-                .filter(|(row, &l)| argmax(&row.to_vec()) == usize::from(l))
+                .filter(|(row, &l)| argmax(row.iter().copied()) == usize::from(l))
                 .count();
             correct as f32 / self.last_labels.len() as f32
         });
