@@ -113,6 +113,13 @@ mod cli {
     }
 
     pub fn main() -> ExitCode {
+        // Rust ignores SIGPIPE, so `lenet eval … | head` would panic on the closed pipe; a
+        // command-line tool should just stop, as the default action does.
+        #[cfg(unix)]
+        // SAFETY: setting a signal's disposition to its default, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
         let cli = Cli::parse();
         let result = match cli.command {
             Command::Train { data, epochs, batch_size, lr, schedule, momentum, weight_decay, seed, out } => {
