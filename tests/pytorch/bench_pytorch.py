@@ -17,53 +17,18 @@ The last line printed is one JSON object for the comparison script:
 """
 
 import argparse
-import gzip
 import json
 import statistics
-import struct
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-INPUT_MEAN = 0.1307
-INPUT_STD = 0.3081
 REPO = Path(__file__).resolve().parents[2]
 
-
-class LeNet5(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        # Normalised inside the model, as the Rust model does, so both time the same work.
-        x = (x - INPUT_MEAN) / INPUT_STD
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2, 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2, 2)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
-
-
-def read_idx(path: Path, magic: int) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    got, count = struct.unpack(">II", data[:8])
-    if got != magic:
-        raise ValueError(f"{path}: magic {got:#010x}, expected {magic:#010x}")
-    if magic == 0x803:
-        rows, cols = struct.unpack(">II", data[8:16])
-        return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, rows, cols)
-    return np.frombuffer(data, dtype=np.uint8, offset=8).reshape(count)
+from lenet_torch import LeNet5, read_idx  # noqa: E402
 
 
 def load(data: Path, split: str):
