@@ -342,6 +342,21 @@ impl Default for Recipe {
     }
 }
 
+/// Copies the images and labels of `data` at `indices` into a batch: `images` must be
+/// `(indices.len(), 1, 28, 28)`; `labels` is replaced.
+///
+/// # Panics
+/// If an index is out of range or `images` has another number of rows: callers draw both from
+/// the same data set.
+pub fn gather(data: &Dataset, indices: &[usize], images: &mut ndarray::Array4<f32>, labels: &mut Vec<u8>) {
+    assert_eq!(images.dim().0, indices.len(), "gather: one image slot per index");
+    labels.clear();
+    for (slot, &index) in indices.iter().enumerate() {
+        images.index_axis_mut(Axis(0), slot).assign(&data.images.index_axis(Axis(0), index));
+        labels.push(data.labels[index]);
+    }
+}
+
 /// What [`train_epoch`] reports after each step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepReport {
@@ -392,11 +407,7 @@ pub fn train_epoch(
         if chunk.len() != images.dim().0 {
             images = ndarray::Array4::zeros((chunk.len(), 1, 28, 28));
         }
-        labels.clear();
-        for (slot, &index) in chunk.iter().enumerate() {
-            images.index_axis_mut(Axis(0), slot).assign(&data.images.index_axis(Axis(0), index));
-            labels.push(data.labels[index]);
-        }
+        gather(data, chunk, &mut images, &mut labels);
         let loss = trainer.train_step(images.view(), &labels)?;
         seen += chunk.len();
         on_step(&StepReport { step, seen, loss, learning_rate });

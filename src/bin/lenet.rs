@@ -19,10 +19,10 @@ mod cli {
 
     use clap::{Parser, Subcommand, ValueEnum};
     use indicatif::{ProgressBar, ProgressStyle};
-    use lenet::data::idx::{self, Dataset, Split};
+    use lenet::data::idx::{self, Split};
     use lenet::model::{Workspace, NUM_CLASSES};
     use lenet::optim::SgdConfig;
-    use lenet::train::{evaluate, shuffled_indices, train_epoch, LrSchedule, Recipe, Trainer};
+    use lenet::train::{evaluate, gather, shuffled_indices, train_epoch, LrSchedule, Recipe, Trainer};
     use lenet::{weights, Error, LeNet5};
     use ndarray::{Array2, Array4, Axis};
 
@@ -136,15 +136,6 @@ mod cli {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE
             }
-        }
-    }
-
-    /// Copies the images and labels at `indices` into the batch buffers.
-    fn gather(data: &Dataset, indices: &[usize], images: &mut Array4<f32>, labels: &mut Vec<u8>) {
-        labels.clear();
-        for (slot, &i) in indices.iter().enumerate() {
-            images.index_axis_mut(Axis(0), slot).assign(&data.images.index_axis(Axis(0), i));
-            labels.push(data.labels[i]);
         }
     }
 

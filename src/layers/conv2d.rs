@@ -61,6 +61,8 @@ pub struct Conv2dCache {
     mat: Array2<f32>,
     /// `(in_channels·k·k, chunk·H_out·W_out)`: the gradient of `cols`.
     grad_cols: Array2<f32>,
+    /// The bias gradient as it is summed over the chunks, in f64.
+    bias_sums: Vec<f64>,
 }
 
 /// Bytes of im2col matrix per chunk: well inside a core's L2 cache (512 KiB or more on current
@@ -275,8 +277,8 @@ impl Conv2d {
         if let Some(grad_input) = grad_input.as_deref_mut() {
             ensure_shape(grad_input, Ix4(n, c, h, w));
         }
-        let mut bias_sums = vec![0.0f64; 0];
-        bias_sums.resize(o, 0.0);
+        cache.bias_sums.clear();
+        cache.bias_sums.resize(o, 0.0);
         let chunk = self.chunk_size(c, plane);
         for first in (0..n).step_by(chunk) {
             let count = chunk.min(n - first);
@@ -284,7 +286,7 @@ impl Conv2d {
             // (chunk, out_channels, P) → (out_channels, chunk·P), the layout of the forward product.
             ensure_shape(&mut cache.mat, ndarray::Ix2(o, count * plane));
             let mat = cache.mat.as_slice_mut().expect("standard layout");
-            for (ch, sum) in bias_sums.iter_mut().enumerate() {
+            for (ch, sum) in cache.bias_sums.iter_mut().enumerate() {
                 for s in 0..count {
                     let src = &go[((first + s) * o + ch) * plane..][..plane];
                     mat[ch * count * plane + s * plane..][..plane].copy_from_slice(src);
@@ -302,7 +304,7 @@ impl Conv2d {
                 self.col2im(&cache.grad_cols, (count, c, h, w), (ho, wo), &mut dx[first * c * h * w..(first + count) * c * h * w]);
             }
         }
-        for (b, sum) in grads.bias.iter_mut().zip(bias_sums) {
+        for (b, &sum) in grads.bias.iter_mut().zip(&cache.bias_sums) {
             *b = sum as f32;
         }
         Ok(())
