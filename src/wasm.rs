@@ -49,15 +49,6 @@ fn check_labels(n: usize, labels: &[u8]) -> Result<(), JsError> {
     Ok(())
 }
 
-/// Training settings, read and written as a plain JavaScript object.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Settings {
-    learning_rate: f32,
-    momentum: f32,
-    weight_decay: f32,
-}
-
 /// Statistics of the model and its last step, as a plain JavaScript object.
 #[derive(Serialize)]
 struct Stats {
@@ -189,18 +180,14 @@ impl Model {
 
     /// The SGD settings: `{ learning_rate, momentum, weight_decay }`.
     pub fn settings(&self) -> Result<JsValue, JsError> {
-        let c = self.trainer.config();
-        let s = Settings { learning_rate: c.learning_rate, momentum: c.momentum, weight_decay: c.weight_decay };
-        Ok(serde_wasm_bindgen::to_value(&s)?)
+        Ok(serde_wasm_bindgen::to_value(&self.trainer.config())?)
     }
 
     /// Sets the SGD settings from `{ learning_rate, momentum, weight_decay }`; any field left out
     /// keeps its value. Throws, changing nothing, on an unknown field or a value out of range.
     pub fn set_settings(&mut self, settings: JsValue) -> Result<(), JsError> {
-        let current = self.trainer.config();
-        let mut merged = Settings { learning_rate: current.learning_rate, momentum: current.momentum, weight_decay: current.weight_decay };
+        let mut config = self.trainer.config();
         #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
         struct Partial {
             learning_rate: Option<f64>,
             momentum: Option<f64>,
@@ -228,17 +215,15 @@ impl Model {
             Ok(x)
         };
         if let Some(v) = partial.learning_rate {
-            merged.learning_rate = narrow("learning_rate", v)?;
+            config.learning_rate = narrow("learning_rate", v)?;
         }
         if let Some(v) = partial.momentum {
-            merged.momentum = narrow("momentum", v)?;
+            config.momentum = narrow("momentum", v)?;
         }
         if let Some(v) = partial.weight_decay {
-            merged.weight_decay = narrow("weight_decay", v)?;
+            config.weight_decay = narrow("weight_decay", v)?;
         }
-        self.trainer
-            .set_config(SgdConfig { learning_rate: merged.learning_rate, momentum: merged.momentum, weight_decay: merged.weight_decay })
-            .map_err(js_error)
+        self.trainer.set_config(config).map_err(js_error)
     }
 
     /// `{ steps, num_parameters, batch_accuracy }`: steps taken, 61,706, and the accuracy on the
