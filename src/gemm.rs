@@ -177,11 +177,27 @@ mod kernels {
         // checked for AVX2 and FMA.
         unsafe {
             if b_cs == 1 && c_cs == 1 {
-                broadcast::<Vector>(m, n, k, (a.as_ptr(), a_rs, a_cs), (b.as_ptr(), b_rs), (c.as_mut_ptr(), c_rs), accumulate);
+                broadcast::<Vector>(
+                    m,
+                    n,
+                    k,
+                    (a.as_ptr(), a_rs, a_cs),
+                    (b.as_ptr(), b_rs),
+                    (c.as_mut_ptr(), c_rs),
+                    accumulate,
+                );
                 return true;
             }
             if a_cs == 1 && b_rs == 1 {
-                dot::<Vector>(m, n, k, (a.as_ptr(), a_rs), (b.as_ptr(), b_cs), (c.as_mut_ptr(), c_rs, c_cs), accumulate);
+                dot::<Vector>(
+                    m,
+                    n,
+                    k,
+                    (a.as_ptr(), a_rs),
+                    (b.as_ptr(), b_cs),
+                    (c.as_mut_ptr(), c_rs, c_cs),
+                    accumulate,
+                );
                 return true;
             }
         }

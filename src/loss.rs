@@ -36,7 +36,11 @@ fn log_sum_exp(row: ndarray::ArrayView1<f32>) -> f32 {
 fn check(logits: &ArrayView2<f32>, labels: &[u8]) -> Result<()> {
     let (n, c) = logits.dim();
     if n == 0 || n != labels.len() {
-        return Err(shape_error("cross_entropy logits", format!("({}, C), one row per label", labels.len()), logits.shape()));
+        return Err(shape_error(
+            "cross_entropy logits",
+            format!("({}, C), one row per label", labels.len()),
+            logits.shape(),
+        ));
     }
     if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| usize::from(l) >= c) {
         return Err(Error::InvalidInput(format!("label {l} at index {i} is outside 0..={}", c - 1)));
@@ -56,12 +60,8 @@ fn check(logits: &ArrayView2<f32>, labels: &[u8]) -> Result<()> {
 /// [`Error::Shape`] when the counts differ or `N = 0`; [`Error::InvalidInput`] for a label ≥ C.
 pub fn cross_entropy(logits: ArrayView2<f32>, labels: &[u8]) -> Result<f32> {
     check(&logits, labels)?;
-    let total: f64 = logits
-        .rows()
-        .into_iter()
-        .zip(labels)
-        .map(|(row, &l)| f64::from(log_sum_exp(row) - row[usize::from(l)]))
-        .sum();
+    let total: f64 =
+        logits.rows().into_iter().zip(labels).map(|(row, &l)| f64::from(log_sum_exp(row) - row[usize::from(l)])).sum();
     Ok((total / labels.len() as f64) as f32)
 }
 

@@ -287,12 +287,20 @@ impl LeNet5 {
         self.fc2.backward(ws.fc1_out.view(), ws.grad_fc2.view(), &mut grads.fc2, Some(&mut ws.grad_fc1))?;
         relu_backward(ws.fc1_out.view(), ws.grad_fc1.view_mut())?;
         self.fc1.backward(flatten(&ws.pool2_out)?, ws.grad_fc1.view(), &mut grads.fc1, Some(&mut ws.grad_flat))?;
-        let grad_pool2 = ws.grad_flat.view().into_shape_with_order(ws.pool2_out.raw_dim()).map_err(|_| {
-            shape_error("LeNet5 fc1 input gradient", "(N, 400)", ws.grad_flat.shape())
-        })?;
+        let grad_pool2 = ws
+            .grad_flat
+            .view()
+            .into_shape_with_order(ws.pool2_out.raw_dim())
+            .map_err(|_| shape_error("LeNet5 fc1 input gradient", "(N, 400)", ws.grad_flat.shape()))?;
         self.pool.backward(&ws.pool2_cache, grad_pool2, &mut ws.grad_conv2)?;
         relu_backward(ws.conv2_out.view(), ws.grad_conv2.view_mut())?;
-        self.conv2.backward(ws.pool1_out.view(), &mut ws.conv2_cache, ws.grad_conv2.view(), &mut grads.conv2, Some(&mut ws.grad_pool1))?;
+        self.conv2.backward(
+            ws.pool1_out.view(),
+            &mut ws.conv2_cache,
+            ws.grad_conv2.view(),
+            &mut grads.conv2,
+            Some(&mut ws.grad_pool1),
+        )?;
         self.pool.backward(&ws.pool1_cache, ws.grad_pool1.view(), &mut ws.grad_conv1)?;
         relu_backward(ws.conv1_out.view(), ws.grad_conv1.view_mut())?;
         self.conv1.backward(ws.input.view(), &mut ws.conv1_cache, ws.grad_conv1.view(), &mut grads.conv1, None)?;

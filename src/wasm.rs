@@ -41,7 +41,10 @@ fn image_batch(images: &[f32]) -> Result<ArrayView4<'_, f32>, JsError> {
 
 fn check_labels(n: usize, labels: &[u8]) -> Result<(), JsError> {
     if labels.len() != n {
-        return Err(JsError::new(&format!("{n} images but {} labels: there must be one label per image", labels.len())));
+        return Err(JsError::new(&format!(
+            "{n} images but {} labels: there must be one label per image",
+            labels.len()
+        )));
     }
     if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| usize::from(l) >= NUM_CLASSES) {
         return Err(JsError::new(&format!("label {l} at index {i} is not a digit 0–9")));
@@ -195,8 +198,9 @@ impl Model {
         }
         // serde's deny_unknown_fields does not see a JavaScript object's extra keys: check them
         // here, so that a misspelt setting is an error, not silently ignored.
-        let object: &js_sys::Object =
-            settings.dyn_ref().ok_or_else(|| JsError::new("settings must be an object { learning_rate, momentum, weight_decay }"))?;
+        let object: &js_sys::Object = settings
+            .dyn_ref()
+            .ok_or_else(|| JsError::new("settings must be an object { learning_rate, momentum, weight_decay }"))?;
         for key in js_sys::Object::keys(object).iter() {
             let key = key.as_string().unwrap_or_default();
             if !["learning_rate", "momentum", "weight_decay"].contains(&key.as_str()) {

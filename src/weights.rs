@@ -86,7 +86,8 @@ fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
 /// or unexpected tensor, a wrong dtype or shape, a non-finite value, bad metadata.
 pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
     let header = read_header(bytes)?;
-    let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("not a valid safetensors file: {e}")))?;
+    let file =
+        SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("not a valid safetensors file: {e}")))?;
     let mut model = LeNet5::new(0);
     let shapes = model.parameter_shapes();
     for name in file.names() {
@@ -113,7 +114,10 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
             *d = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
         }
         if let Some(i) = dst.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Weights(format!("tensor `{name}` holds a non-finite value ({}) at flat index {i}", dst[i])));
+            return Err(Error::Weights(format!(
+                "tensor `{name}` holds a non-finite value ({}) at flat index {i}",
+                dst[i]
+            )));
         }
     }
     let metadata = header.metadata().clone().unwrap_or_default();
@@ -155,7 +159,8 @@ fn read_header(bytes: &[u8]) -> Result<Metadata> {
         )));
     }
     let (text, data) = rest.split_at(header_len);
-    let text = std::str::from_utf8(text).map_err(|e| Error::Weights(format!("not a valid safetensors file: the header is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(text)
+        .map_err(|e| Error::Weights(format!("not a valid safetensors file: the header is not UTF-8: {e}")))?;
     // Deserializing checks that the offsets are contiguous and match each shape, with checked
     // arithmetic; only the tensor views are left to the safetensors crate, which reads in place.
     let metadata: Metadata =
@@ -300,7 +305,10 @@ mod tests {
         let file = raw_file(header, &[0; 4]);
         assert!(file.len() < 110, "{}", file.len());
         let message = weights_error(&file);
-        assert_eq!(message, "truncated or padded: the header's tensors claim 4000000000000 bytes of data, the file holds 4");
+        assert_eq!(
+            message,
+            "truncated or padded: the header's tensors claim 4000000000000 bytes of data, the file holds 4"
+        );
 
         // A header length far beyond the file, and beyond any header accepted.
         let mut file = raw_file("{}", &[]);
@@ -311,7 +319,10 @@ mod tests {
         );
         file[..8].copy_from_slice(&u64::MAX.to_le_bytes());
         let message = weights_error(&file);
-        assert!(message.contains("claim a 18446744073709551615-byte header, more than the 1048576 accepted"), "{message}");
+        assert!(
+            message.contains("claim a 18446744073709551615-byte header, more than the 1048576 accepted"),
+            "{message}"
+        );
 
         // A shape whose element count overflows usize.
         let header = r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,0]}}"#;
@@ -326,11 +337,16 @@ mod tests {
         // safetensors crate alone adds to the header length without checking.
         let size: u64 = (1 << 61) - 1;
         let tensors: Vec<String> = (0..8u64)
-            .map(|i| format!(r#""t{i}":{{"dtype":"U8","shape":[{size}],"data_offsets":[{},{}]}}"#, i * size, (i + 1) * size))
+            .map(|i| {
+                format!(r#""t{i}":{{"dtype":"U8","shape":[{size}],"data_offsets":[{},{}]}}"#, i * size, (i + 1) * size)
+            })
             .collect();
         let header = format!("{{{}}}", tensors.join(","));
         let message = weights_error(&raw_file(&header, &[]));
-        assert!(message.starts_with("truncated or padded: the header's tensors claim 18446744073709551608 bytes"), "{message}");
+        assert!(
+            message.starts_with("truncated or padded: the header's tensors claim 18446744073709551608 bytes"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -58,7 +58,10 @@ fn every_saved_crash_input_is_now_a_clear_error() {
 fn the_offsets_that_overflowed_the_safetensors_crate_are_named() {
     let path = Path::new(FUZZ_DIR).join("regressions/safetensors/offsets-sum-to-usize-max");
     let message = harness::safetensors(&std::fs::read(path).unwrap()).unwrap_err().to_string();
-    assert!(message.contains("the header's tensors claim 18446744073709551608 bytes of data, the file holds 0"), "{message}");
+    assert!(
+        message.contains("the header's tensors claim 18446744073709551608 bytes of data, the file holds 0"),
+        "{message}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,10 +131,18 @@ fn make_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("idx", "labels-2-gzipped", prefixed(1, &[&harness::gzip(&labels)])),
         ("idx", "dataset-2-gzip-wrapped", prefixed(harness::IDX_GZIP | 2, &[&split, &images, &labels])),
         ("safetensors", "lenet5-header", prefixed(harness::WEIGHTS_HEADER, &[header])),
-        ("safetensors", "lenet5-poke-first-weight", prefixed(harness::WEIGHTS_POKE, &[&[0; 4], &file[file.len() - 4 * 61_706..][..4], header])),
+        (
+            "safetensors",
+            "lenet5-poke-first-weight",
+            prefixed(harness::WEIGHTS_POKE, &[&[0; 4], &file[file.len() - 4 * 61_706..][..4], header]),
+        ),
         ("safetensors", "reject-one-tensor", prefixed(harness::WEIGHTS_RAW, &[&small])),
         ("preprocess", "canvas-16-wide-bar", prefixed(harness::CANVAS_FITTED, &[&[16], &canvas(16, 16)])),
-        ("preprocess", "canvas-claimed-12x10-bar", prefixed(harness::CANVAS_CLAIMED, &[&sides(12, 10), &canvas(12, 10)])),
+        (
+            "preprocess",
+            "canvas-claimed-12x10-bar",
+            prefixed(harness::CANVAS_CLAIMED, &[&sides(12, 10), &canvas(12, 10)]),
+        ),
         ("preprocess", "ink-12-wide-ring", prefixed(harness::INK_FITTED, &[&[12], &ink(12, 12)])),
         ("preprocess", "ink-claimed-14x9-ring", prefixed(harness::INK_CLAIMED, &[&sides(14, 9), &ink(14, 9)])),
     ]
@@ -204,33 +215,63 @@ fn idx_input() -> impl Strategy<Value = Vec<u8>> {
 /// others, shapes and offsets small, real or enormous, and sometimes a corrupted byte.
 fn safetensors_header() -> impl Strategy<Value = Vec<u8>> {
     let model = LeNet5::new(0);
-    let names: Vec<String> = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias", "extra"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let real_shapes: Vec<Vec<u64>> = model.parameter_shapes().iter().map(|s| s.iter().map(|&d| d as u64).collect()).collect();
+    let names: Vec<String> = [
+        "conv1.weight",
+        "conv1.bias",
+        "conv2.weight",
+        "conv2.bias",
+        "fc1.weight",
+        "fc1.bias",
+        "fc2.weight",
+        "fc2.bias",
+        "fc3.weight",
+        "fc3.bias",
+        "extra",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let real_shapes: Vec<Vec<u64>> =
+        model.parameter_shapes().iter().map(|s| s.iter().map(|&d| d as u64).collect()).collect();
     let dim = prop_oneof![4 => 0u64..130, 1 => any::<u64>(), 1 => Just(1u64 << 40)];
-    let entry = (0..names.len(), prop_oneof![5 => Just("F32"), 1 => Just("F16"), 1 => Just("U8")], any::<bool>(), proptest::collection::vec(dim, 0..4), prop_oneof![3 => Just(None), 1 => any::<u64>().prop_map(Some)]);
-    let metadata = prop_oneof![Just(String::new()), Just(r#""__metadata__":{"input_mean":"0.5","input_std":"0.25"},"#.to_string()), Just(r#""__metadata__":{"input_std":"-1"},"#.to_string()), Just(r#""__metadata__":{"input_mean":"NaN"},"#.to_string())];
-    (proptest::collection::vec(entry, 0..12), metadata, any::<Option<(usize, u8)>>()).prop_map(move |(entries, metadata, corrupt)| {
-        let mut offset: u64 = 0;
-        let tensors: Vec<String> = entries
-            .iter()
-            .map(|(name, dtype, real, dims, end)| {
-                let shape = if *real && *name < real_shapes.len() { real_shapes[*name].clone() } else { dims.clone() };
-                let bytes = shape.iter().fold(4u64, |n, &d| n.saturating_mul(d));
-                let start = offset;
-                offset = end.unwrap_or(start.saturating_add(bytes));
-                format!(r#""{}":{{"dtype":"{dtype}","shape":{shape:?},"data_offsets":[{start},{offset}]}}"#, names[*name])
-            })
-            .collect();
-        let mut header = format!("{{{metadata}{}}}", tensors.join(",")).into_bytes();
-        if let Some((at, byte)) = corrupt {
-            let at = at % header.len();
-            header[at] = byte;
-        }
-        header
-    })
+    let entry = (
+        0..names.len(),
+        prop_oneof![5 => Just("F32"), 1 => Just("F16"), 1 => Just("U8")],
+        any::<bool>(),
+        proptest::collection::vec(dim, 0..4),
+        prop_oneof![3 => Just(None), 1 => any::<u64>().prop_map(Some)],
+    );
+    let metadata = prop_oneof![
+        Just(String::new()),
+        Just(r#""__metadata__":{"input_mean":"0.5","input_std":"0.25"},"#.to_string()),
+        Just(r#""__metadata__":{"input_std":"-1"},"#.to_string()),
+        Just(r#""__metadata__":{"input_mean":"NaN"},"#.to_string())
+    ];
+    (proptest::collection::vec(entry, 0..12), metadata, any::<Option<(usize, u8)>>()).prop_map(
+        move |(entries, metadata, corrupt)| {
+            let mut offset: u64 = 0;
+            let tensors: Vec<String> = entries
+                .iter()
+                .map(|(name, dtype, real, dims, end)| {
+                    let shape =
+                        if *real && *name < real_shapes.len() { real_shapes[*name].clone() } else { dims.clone() };
+                    let bytes = shape.iter().fold(4u64, |n, &d| n.saturating_mul(d));
+                    let start = offset;
+                    offset = end.unwrap_or(start.saturating_add(bytes));
+                    format!(
+                        r#""{}":{{"dtype":"{dtype}","shape":{shape:?},"data_offsets":[{start},{offset}]}}"#,
+                        names[*name]
+                    )
+                })
+                .collect();
+            let mut header = format!("{{{metadata}{}}}", tensors.join(",")).into_bytes();
+            if let Some((at, byte)) = corrupt {
+                let at = at % header.len();
+                header[at] = byte;
+            }
+            header
+        },
+    )
 }
 
 /// Bytes for the preprocessing target, sizes fitted or claimed, pixels random or mostly one
@@ -244,8 +285,13 @@ fn preprocess_input() -> impl Strategy<Value = Vec<u8>> {
             v
         }),
     ];
-    (0u8..4, prop_oneof![3 => 1u16..40, 1 => any::<u16>(), 1 => Just(4096u16), 1 => Just(4097u16)], prop_oneof![3 => 1u16..40, 1 => any::<u16>()], pixels).prop_map(
-        |(mode, width, height, pixels)| {
+    (
+        0u8..4,
+        prop_oneof![3 => 1u16..40, 1 => any::<u16>(), 1 => Just(4096u16), 1 => Just(4097u16)],
+        prop_oneof![3 => 1u16..40, 1 => any::<u16>()],
+        pixels,
+    )
+        .prop_map(|(mode, width, height, pixels)| {
             let mut input = vec![mode];
             if mode == harness::CANVAS_FITTED || mode == harness::INK_FITTED {
                 input.push(width as u8);
@@ -255,8 +301,7 @@ fn preprocess_input() -> impl Strategy<Value = Vec<u8>> {
             }
             input.extend(pixels);
             input
-        },
-    )
+        })
 }
 
 proptest! {

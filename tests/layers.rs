@@ -10,7 +10,9 @@
 
 mod common;
 
-use lenet::layers::{relu, relu_backward, Conv2d, Conv2dCache, Conv2dGrads, Linear, LinearGrads, MaxPool2d, MaxPool2dCache};
+use lenet::layers::{
+    relu, relu_backward, Conv2d, Conv2dCache, Conv2dGrads, Linear, LinearGrads, MaxPool2d, MaxPool2dCache,
+};
 use lenet::loss::{cross_entropy, cross_entropy_backward, softmax};
 use ndarray::{arr2, Array, Array1, Array2, Array4, Dimension};
 use rand::{Rng, SeedableRng};
@@ -44,7 +46,11 @@ fn assert_close<D: Dimension>(what: &str, got: &Array<f32, D>, want: &Array<f32,
 }
 
 /// Central differences of `loss` with respect to every element of `values`.
-fn numeric_gradient<D: Dimension>(values: &mut Array<f32, D>, eps: f32, mut loss: impl FnMut(&Array<f32, D>) -> f64) -> Array<f32, D> {
+fn numeric_gradient<D: Dimension>(
+    values: &mut Array<f32, D>,
+    eps: f32,
+    mut loss: impl FnMut(&Array<f32, D>) -> f64,
+) -> Array<f32, D> {
     let mut grad = Array::zeros(values.raw_dim());
     for i in 0..values.len() {
         let original = values.as_slice().unwrap()[i];
@@ -75,7 +81,8 @@ fn conv_forward(layer: &Conv2d, x: &Array4<f32>) -> Array4<f32> {
 fn pool_window_with_ties_sends_gradient_to_first_maximum() {
     let pool = MaxPool2d::new(2, 2).unwrap();
     let x = Array4::from_shape_vec((1, 1, 2, 2), vec![1.0, 2.0, 2.0, 2.0]).unwrap();
-    let (mut cache, mut y, mut dx) = (MaxPool2dCache::default(), Array4::zeros((0, 0, 0, 0)), Array4::zeros((0, 0, 0, 0)));
+    let (mut cache, mut y, mut dx) =
+        (MaxPool2dCache::default(), Array4::zeros((0, 0, 0, 0)), Array4::zeros((0, 0, 0, 0)));
     pool.forward(x.view(), &mut cache, &mut y).unwrap();
     assert_eq!(y.into_raw_vec_and_offset().0, vec![2.0]);
     pool.backward(&cache, Array4::ones((1, 1, 1, 1)).view(), &mut dx).unwrap();
@@ -85,14 +92,18 @@ fn pool_window_with_ties_sends_gradient_to_first_maximum() {
 #[test]
 fn pooling_all_zero_4x4_puts_ones_at_window_corners() {
     let pool = MaxPool2d::new(2, 2).unwrap();
-    let (mut cache, mut y, mut dx) = (MaxPool2dCache::default(), Array4::zeros((0, 0, 0, 0)), Array4::zeros((0, 0, 0, 0)));
+    let (mut cache, mut y, mut dx) =
+        (MaxPool2dCache::default(), Array4::zeros((0, 0, 0, 0)), Array4::zeros((0, 0, 0, 0)));
     pool.forward(Array4::zeros((1, 1, 4, 4)).view(), &mut cache, &mut y).unwrap();
     pool.backward(&cache, Array4::ones((1, 1, 2, 2)).view(), &mut dx).unwrap();
-    let ones: Vec<(usize, usize)> =
-        dx.indexed_iter().filter(|(_, &v)| v != 0.0).map(|((_, _, i, j), &v)| {
+    let ones: Vec<(usize, usize)> = dx
+        .indexed_iter()
+        .filter(|(_, &v)| v != 0.0)
+        .map(|((_, _, i, j), &v)| {
             assert_eq!(v, 1.0);
             (i, j)
-        }).collect();
+        })
+        .collect();
     assert_eq!(ones, vec![(0, 0), (0, 2), (2, 0), (2, 2)]);
 }
 
@@ -102,7 +113,8 @@ fn overlapping_windows_add_their_gradients() {
     let pool = MaxPool2d::new(3, 1).unwrap();
     let mut x = Array4::zeros((1, 1, 4, 4));
     x[[0, 0, 1, 2]] = 9.0;
-    let (mut cache, mut y, mut dx) = (MaxPool2dCache::default(), Array4::zeros((0, 0, 0, 0)), Array4::zeros((0, 0, 0, 0)));
+    let (mut cache, mut y, mut dx) =
+        (MaxPool2dCache::default(), Array4::zeros((0, 0, 0, 0)), Array4::zeros((0, 0, 0, 0)));
     pool.forward(x.view(), &mut cache, &mut y).unwrap();
     let grad = Array4::from_shape_vec((1, 1, 2, 2), vec![1.0, 2.0, 3.0, 4.0]).unwrap();
     pool.backward(&cache, grad.view(), &mut dx).unwrap();
@@ -197,13 +209,13 @@ fn wrong_shapes_name_expected_and_given() {
 
 /// (in_channels, out_channels, kernel_size, stride, padding, height, width)
 const CONV_CASES: [(usize, usize, usize, usize, usize, usize, usize); 7] = [
-    (1, 6, 5, 1, 2, 28, 28), // LeNet-5's conv1
+    (1, 6, 5, 1, 2, 28, 28),  // LeNet-5's conv1
     (6, 16, 5, 1, 0, 14, 14), // LeNet-5's conv2
-    (3, 4, 3, 2, 1, 9, 9),   // stride 2 with padding
-    (2, 3, 4, 2, 1, 8, 7),   // even kernel, non-square input
-    (2, 2, 4, 1, 3, 5, 6),   // padding wider than half the kernel
-    (3, 5, 1, 1, 0, 4, 4),   // 1×1 kernel
-    (2, 3, 3, 3, 2, 10, 11), // stride larger than the overlap
+    (3, 4, 3, 2, 1, 9, 9),    // stride 2 with padding
+    (2, 3, 4, 2, 1, 8, 7),    // even kernel, non-square input
+    (2, 2, 4, 1, 3, 5, 6),    // padding wider than half the kernel
+    (3, 5, 1, 1, 0, 4, 4),    // 1×1 kernel
+    (2, 3, 3, 3, 2, 10, 11),  // stride larger than the overlap
 ];
 
 #[test]
@@ -320,10 +332,13 @@ fn linear_gradients_match_finite_differences() {
     fc.backward(x.view(), r.view(), &mut grads, Some(&mut dx)).unwrap();
     assert_close("Linear d/dx", &dx, &numeric_gradient(&mut x.clone(), 1e-2, |x| dot(&forward(&fc, x), &r)), 1e-3);
     let mut w = fc.weight.clone();
-    let num_dw = numeric_gradient(&mut w, 1e-2, |w| dot(&forward(&Linear { weight: w.clone(), bias: fc.bias.clone() }, &x), &r));
+    let num_dw =
+        numeric_gradient(&mut w, 1e-2, |w| dot(&forward(&Linear { weight: w.clone(), bias: fc.bias.clone() }, &x), &r));
     assert_close("Linear d/dweight", &grads.weight, &num_dw, 1e-3);
     let mut b = fc.bias.clone();
-    let num_db = numeric_gradient(&mut b, 1e-2, |b| dot(&forward(&Linear { weight: fc.weight.clone(), bias: b.clone() }, &x), &r));
+    let num_db = numeric_gradient(&mut b, 1e-2, |b| {
+        dot(&forward(&Linear { weight: fc.weight.clone(), bias: b.clone() }, &x), &r)
+    });
     assert_close("Linear d/dbias", &grads.bias, &num_db, 1e-3);
     x[[0, 0]] += 0.0;
 }

@@ -119,7 +119,8 @@ fn bad_batches_are_rejected_and_change_nothing() {
 fn learning_rate_10_for_20_steps_keeps_every_weight_finite() {
     let images = random_images(16, 4);
     let labels: Vec<u8> = (0..16).map(|i| (i % 10) as u8).collect();
-    let mut trainer = Trainer::new(LeNet5::new(2), SgdConfig { learning_rate: 10.0, momentum: 0.9, weight_decay: 5e-4 }).unwrap();
+    let mut trainer =
+        Trainer::new(LeNet5::new(2), SgdConfig { learning_rate: 10.0, momentum: 0.9, weight_decay: 5e-4 }).unwrap();
     let mut diverged = 0;
     for _ in 0..20 {
         match trainer.train_step(images.view(), &labels) {

@@ -86,7 +86,8 @@ fn two_sgd_steps_match_torch_optim_sgd() {
     let file = SafeTensors::deserialize(FIXTURE).unwrap();
     let (model, images, labels) = model_and_batch(&file);
     let mut trainer = Trainer::new(model, SgdConfig { learning_rate: 0.1, momentum: 0.9, weight_decay: 5e-4 }).unwrap();
-    let losses = [trainer.train_step(images.view(), &labels).unwrap(), trainer.train_step(images.view(), &labels).unwrap()];
+    let losses =
+        [trainer.train_step(images.view(), &labels).unwrap(), trainer.train_step(images.view(), &labels).unwrap()];
     assert_matches("step_losses", &losses, tensor(&file, "step_losses").as_slice().unwrap());
     for (name, got) in PARAMETER_NAMES.iter().zip(trainer.model().parameters()) {
         assert_matches(&format!("step2.{name}"), got, tensor(&file, &format!("step2.{name}")).as_slice().unwrap());
@@ -105,19 +106,37 @@ fn strided_padded_conv_matches_pytorch() {
     assert_matches("conv_s2.output", y.as_slice().unwrap(), tensor(&file, "conv_s2.output").as_slice().unwrap());
     let mut grads = Conv2dGrads::zeros_like(&conv);
     let mut dx = Array4::zeros((0, 0, 0, 0));
-    conv.backward(x.view(), &mut cache, tensor4(&file, "conv_s2.grad_output").view(), &mut grads, Some(&mut dx)).unwrap();
-    assert_matches("conv_s2.grad_input", dx.as_slice().unwrap(), tensor(&file, "conv_s2.grad_input").as_slice().unwrap());
-    assert_matches("conv_s2.grad_weight", grads.weight.as_slice().unwrap(), tensor(&file, "conv_s2.grad_weight").as_slice().unwrap());
-    assert_matches("conv_s2.grad_bias", grads.bias.as_slice().unwrap(), tensor(&file, "conv_s2.grad_bias").as_slice().unwrap());
+    conv.backward(x.view(), &mut cache, tensor4(&file, "conv_s2.grad_output").view(), &mut grads, Some(&mut dx))
+        .unwrap();
+    assert_matches(
+        "conv_s2.grad_input",
+        dx.as_slice().unwrap(),
+        tensor(&file, "conv_s2.grad_input").as_slice().unwrap(),
+    );
+    assert_matches(
+        "conv_s2.grad_weight",
+        grads.weight.as_slice().unwrap(),
+        tensor(&file, "conv_s2.grad_weight").as_slice().unwrap(),
+    );
+    assert_matches(
+        "conv_s2.grad_bias",
+        grads.bias.as_slice().unwrap(),
+        tensor(&file, "conv_s2.grad_bias").as_slice().unwrap(),
+    );
 }
 
 #[test]
 fn overlapping_max_pool_matches_pytorch() {
     let file = SafeTensors::deserialize(FIXTURE).unwrap();
     let pool = MaxPool2d::new(3, 2).unwrap();
-    let (mut cache, mut y, mut dx) = (MaxPool2dCache::default(), Array4::zeros((0, 0, 0, 0)), Array4::zeros((0, 0, 0, 0)));
+    let (mut cache, mut y, mut dx) =
+        (MaxPool2dCache::default(), Array4::zeros((0, 0, 0, 0)), Array4::zeros((0, 0, 0, 0)));
     pool.forward(tensor4(&file, "pool_ov.input").view(), &mut cache, &mut y).unwrap();
     assert_matches("pool_ov.output", y.as_slice().unwrap(), tensor(&file, "pool_ov.output").as_slice().unwrap());
     pool.backward(&cache, tensor4(&file, "pool_ov.grad_output").view(), &mut dx).unwrap();
-    assert_matches("pool_ov.grad_input", dx.as_slice().unwrap(), tensor(&file, "pool_ov.grad_input").as_slice().unwrap());
+    assert_matches(
+        "pool_ov.grad_input",
+        dx.as_slice().unwrap(),
+        tensor(&file, "pool_ov.grad_input").as_slice().unwrap(),
+    );
 }

@@ -130,7 +130,11 @@ fn bad_input_throws_a_telling_error_and_changes_nothing() {
         assert!(message.contains("seed must be an integer from 0 to 4294967295"), "{message}");
     }
     let bytes = model.to_safetensors().unwrap();
-    for (what, bad) in [("truncated", &bytes[..bytes.len() - 10]), ("empty", &bytes[..0]), ("garbage", b"{not safetensors}".as_slice())] {
+    for (what, bad) in [
+        ("truncated", &bytes[..bytes.len() - 10]),
+        ("empty", &bytes[..0]),
+        ("garbage", b"{not safetensors}".as_slice()),
+    ] {
         let message = error_message(model.load_safetensors(bad).unwrap_err());
         assert!(message.starts_with("weights file"), "{what}: {message}");
     }
@@ -141,7 +145,8 @@ fn bad_input_throws_a_telling_error_and_changes_nothing() {
     let message = error_message(model.load_safetensors(&renamed).unwrap_err());
     assert!(message.contains("unexpected tensor `fc2.bian`"), "{message}");
     assert!(preprocess_canvas(&[0; 12], 2.0, 2.0).is_err());
-    assert!(error_message(preprocess_canvas(&[0; 16], 4_294_967_297.0, 1.0).unwrap_err()).contains("width must be a whole number"));
+    assert!(error_message(preprocess_canvas(&[0; 16], 4_294_967_297.0, 1.0).unwrap_err())
+        .contains("width must be a whole number"));
 
     assert_eq!(model.predict(&image).unwrap(), before, "a rejected input changed the model");
 }
@@ -217,7 +222,8 @@ async fn twenty_thousand_steps_and_ten_thousand_predictions_do_not_grow_memory()
     let batches = train.len() / 64;
     let step = |model: &mut Model, i: usize| {
         let b = i % batches;
-        let loss = model.train_step(&all[b * 64 * 784..(b + 1) * 64 * 784], &train.labels[b * 64..(b + 1) * 64]).unwrap();
+        let loss =
+            model.train_step(&all[b * 64 * 784..(b + 1) * 64 * 784], &train.labels[b * 64..(b + 1) * 64]).unwrap();
         assert!(loss.is_finite(), "step {i}: loss {loss}");
     };
     for i in 0..100 {

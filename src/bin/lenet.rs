@@ -149,7 +149,11 @@ mod cli {
         // Find out now, not after the whole run, that the weights could not be written.
         let folder = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !folder.is_dir() {
-            return Err(Error::InvalidInput(format!("--out {}: the folder {} does not exist", out.display(), folder.display())));
+            return Err(Error::InvalidInput(format!(
+                "--out {}: the folder {} does not exist",
+                out.display(),
+                folder.display()
+            )));
         }
         recipe.sgd.validate()?;
         let train_set = idx::load(dir, Split::Train)?;
@@ -216,8 +220,22 @@ mod cli {
         let model = weights::load(weights_path)?;
         let test_set = idx::load(dir, Split::Test)?;
         let mut confusion = Array2::<u64>::zeros((NUM_CLASSES, NUM_CLASSES));
-        let result = evaluate(&model, &mut Workspace::default(), test_set.images.view(), &test_set.labels, 1000, Some(&mut confusion))?;
-        println!("{}: test accuracy {:.2} % ({}/{}), loss {:.4}", weights_path.display(), 100.0 * result.accuracy, result.correct, result.count, result.loss);
+        let result = evaluate(
+            &model,
+            &mut Workspace::default(),
+            test_set.images.view(),
+            &test_set.labels,
+            1000,
+            Some(&mut confusion),
+        )?;
+        println!(
+            "{}: test accuracy {:.2} % ({}/{}), loss {:.4}",
+            weights_path.display(),
+            100.0 * result.accuracy,
+            result.correct,
+            result.count,
+            result.loss
+        );
         println!("\nper class:");
         for (digit, row) in confusion.rows().into_iter().enumerate() {
             let total: u64 = row.sum();

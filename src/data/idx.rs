@@ -62,11 +62,7 @@ impl Dataset {
     pub fn new(images: Array4<f32>, labels: Vec<u8>) -> Result<Self> {
         let (n, channels, rows, cols) = images.dim();
         if (channels, rows, cols) != (1, IMAGE_SIDE, IMAGE_SIDE) {
-            return Err(shape_error(
-                "Dataset images",
-                "(N, 1, 28, 28)",
-                images.shape(),
-            ));
+            return Err(shape_error("Dataset images", "(N, 1, 28, 28)", images.shape()));
         }
         if labels.len() != n {
             return Err(Error::InvalidInput(format!(
@@ -75,9 +71,7 @@ impl Dataset {
             )));
         }
         if let Some((index, label)) = first_bad_label(&labels) {
-            return Err(Error::InvalidInput(format!(
-                "Dataset: label {label} at index {index} is not a digit 0-9"
-            )));
+            return Err(Error::InvalidInput(format!("Dataset: label {label} at index {index} is not a digit 0-9")));
         }
         Ok(Dataset { images, labels })
     }
@@ -109,11 +103,7 @@ impl Dataset {
 
 /// The first label above 9, with its index.
 fn first_bad_label(labels: &[u8]) -> Option<(usize, u8)> {
-    labels
-        .iter()
-        .copied()
-        .enumerate()
-        .find(|&(_, label)| label > 9)
+    labels.iter().copied().enumerate().find(|&(_, label)| label > 9)
 }
 
 /// Which of MNIST's two parts: the 60,000 training digits or the 10,000 test digits.
@@ -149,16 +139,10 @@ pub fn parse_images(bytes: &[u8], name: &str) -> Result<Array4<f32>> {
     let mut reader = open(bytes);
     let dims = read_header(&mut reader, name, IMAGES_MAGIC)?;
     let &[count, rows, cols] = dims.as_slice() else {
-        return Err(idx_error(
-            name,
-            format!("expected 3 dimensions, got {}", dims.len()),
-        ));
+        return Err(idx_error(name, format!("expected 3 dimensions, got {}", dims.len())));
     };
     if (rows, cols) != (IMAGE_SIDE, IMAGE_SIDE) {
-        return Err(idx_error(
-            name,
-            format!("expected 28×28 images, got {rows}×{cols}"),
-        ));
+        return Err(idx_error(name, format!("expected 28×28 images, got {rows}×{cols}")));
     }
     check_count(count, name, "images")?;
     // Cannot overflow: count <= MAX_IMAGES, and 784 * MAX_IMAGES fits even a 32-bit usize.
@@ -180,18 +164,12 @@ pub fn parse_labels(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
     let mut reader = open(bytes);
     let dims = read_header(&mut reader, name, LABELS_MAGIC)?;
     let &[count] = dims.as_slice() else {
-        return Err(idx_error(
-            name,
-            format!("expected 1 dimension, got {}", dims.len()),
-        ));
+        return Err(idx_error(name, format!("expected 1 dimension, got {}", dims.len())));
     };
     check_count(count, name, "labels")?;
     let labels = read_body(&mut reader, name, count, count, "labels")?;
     if let Some((index, label)) = first_bad_label(&labels) {
-        return Err(idx_error(
-            name,
-            format!("label {label} at index {index} is not a digit 0-9"),
-        ));
+        return Err(idx_error(name, format!("label {label} at index {index} is not a digit 0-9")));
     }
     Ok(labels)
 }
@@ -204,12 +182,7 @@ pub fn parse_labels(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
 /// Those of [`parse_images`] and [`parse_labels`], and [`Error::Idx`] if the two files hold
 /// different numbers of digits.
 pub fn parse_dataset(images: &[u8], labels: &[u8]) -> Result<Dataset> {
-    pair(
-        parse_images(images, "images")?,
-        "images",
-        parse_labels(labels, "labels")?,
-        "labels",
-    )
+    pair(parse_images(images, "images")?, "images", parse_labels(labels, "labels")?, "labels")
 }
 
 /// Reads a split of MNIST from the folder `dir`: `<dir>/train-images-idx3-ubyte` and
@@ -224,12 +197,7 @@ pub fn load(dir: &std::path::Path, split: Split) -> Result<Dataset> {
     let (images_name, labels_name) = split.file_names();
     let (images_path, images) = read_plain_or_gz(dir, images_name)?;
     let (labels_path, labels) = read_plain_or_gz(dir, labels_name)?;
-    pair(
-        parse_images(&images, &images_path)?,
-        &images_path,
-        parse_labels(&labels, &labels_path)?,
-        &labels_path,
-    )
+    pair(parse_images(&images, &images_path)?, &images_path, parse_labels(&labels, &labels_path)?, &labels_path)
 }
 
 /// Reads `<dir>/<name>`, or `<dir>/<name>.gz` if the former does not exist; returns the path
@@ -241,38 +209,24 @@ fn read_plain_or_gz(dir: &std::path::Path, name: &str) -> Result<(String, Vec<u8
         Ok(bytes) => return Ok((plain.display().to_string(), bytes)),
         // Any other failure (permissions, a folder in the way) is the one to report.
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(Error::Io {
-                path: plain.display().to_string(),
-                source: e,
-            });
+            return Err(Error::Io { path: plain.display().to_string(), source: e });
         }
         Err(_) => {}
     }
     let gz = dir.join(format!("{name}.gz"));
     match std::fs::read(&gz) {
         Ok(bytes) => Ok((gz.display().to_string(), bytes)),
-        Err(e) => Err(Error::Io {
-            path: format!("{} (nor {})", gz.display(), plain.display()),
-            source: e,
-        }),
+        Err(e) => Err(Error::Io { path: format!("{} (nor {})", gz.display(), plain.display()), source: e }),
     }
 }
 
 /// Makes a [`Dataset`] of parsed images and labels, naming both files if their counts differ.
-fn pair(
-    images: Array4<f32>,
-    images_name: &str,
-    labels: Vec<u8>,
-    labels_name: &str,
-) -> Result<Dataset> {
+fn pair(images: Array4<f32>, images_name: &str, labels: Vec<u8>, labels_name: &str) -> Result<Dataset> {
     let count = images.dim().0;
     if count != labels.len() {
         return Err(idx_error(
             images_name,
-            format!(
-                "holds {count} images but {labels_name} holds {} labels",
-                labels.len()
-            ),
+            format!("holds {count} images but {labels_name} holds {} labels", labels.len()),
         ));
     }
     Dataset::new(images, labels)
@@ -296,32 +250,19 @@ fn read_header(reader: &mut dyn Read, name: &str, magic: u32) -> Result<Vec<usiz
     let mut header = vec![0u8; header_len];
     let got = read_up_to(reader, &mut header, name)?;
     if got < 4 {
-        return Err(idx_error(
-            name,
-            format!("truncated: the header is {header_len} bytes, the file has {got}"),
-        ));
+        return Err(idx_error(name, format!("truncated: the header is {header_len} bytes, the file has {got}")));
     }
     let found = be_u32(&header[0..4]);
     if found != magic {
         return Err(idx_error(
             name,
-            format!(
-                "wrong magic number: expected {}, got {}",
-                describe_magic(magic),
-                describe_magic(found)
-            ),
+            format!("wrong magic number: expected {}, got {}", describe_magic(magic), describe_magic(found)),
         ));
     }
     if got < header_len {
-        return Err(idx_error(
-            name,
-            format!("truncated: the header is {header_len} bytes, the file has {got}"),
-        ));
+        return Err(idx_error(name, format!("truncated: the header is {header_len} bytes, the file has {got}")));
     }
-    Ok(header[4..]
-        .chunks_exact(4)
-        .map(|b| be_u32(b) as usize)
-        .collect())
+    Ok(header[4..].chunks_exact(4).map(|b| be_u32(b) as usize).collect())
 }
 
 /// A magic number in hexadecimal and decimal, with what it means when it is one of MNIST's.
@@ -339,9 +280,7 @@ fn check_count(count: usize, name: &str, what: &str) -> Result<()> {
     if count > MAX_IMAGES {
         return Err(idx_error(
             name,
-            format!(
-                "the header claims {count} {what}, more than the {MAX_IMAGES} this reader accepts"
-            ),
+            format!("the header claims {count} {what}, more than the {MAX_IMAGES} this reader accepts"),
         ));
     }
     Ok(())
@@ -352,13 +291,7 @@ fn check_count(count: usize, name: &str, what: &str) -> Result<()> {
 ///
 /// Reads at most `len + 1` bytes, so a gzip stream inflating far beyond its header's claim is
 /// stopped there; the buffer grows with the bytes actually read, never with the claim.
-fn read_body(
-    reader: &mut dyn Read,
-    name: &str,
-    len: usize,
-    count: usize,
-    what: &str,
-) -> Result<Vec<u8>> {
+fn read_body(reader: &mut dyn Read, name: &str, len: usize, count: usize, what: &str) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     reader
         .take(len as u64 + 1)
@@ -395,18 +328,12 @@ fn read_up_to(reader: &mut dyn Read, buf: &mut [u8], name: &str) -> Result<usize
 
 /// A big-endian `u32` from 4 bytes (fewer bytes are zero-padded on the left: never panics).
 fn be_u32(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .take(4)
-        .fold(0, |acc, &b| (acc << 8) | u32::from(b))
+    bytes.iter().take(4).fold(0, |acc, &b| (acc << 8) | u32::from(b))
 }
 
 /// An [`Error::Idx`] for the file `name`.
 fn idx_error(name: &str, message: String) -> Error {
-    Error::Idx {
-        name: name.to_string(),
-        message,
-    }
+    Error::Idx { name: name.to_string(), message }
 }
 
 #[cfg(test)]
@@ -486,17 +413,11 @@ mod tests {
     fn wrong_magic_is_named_with_both_numbers() {
         let message = idx_message(parse_images(&label_file(2, &[1, 2]), "imgs"), "imgs");
         assert!(message.contains("expected 0x00000803 (2051"), "{message}");
-        assert!(
-            message.contains("got 0x00000801 (2049, an IDX label file)"),
-            "{message}"
-        );
+        assert!(message.contains("got 0x00000801 (2049, an IDX label file)"), "{message}");
 
         let message = idx_message(parse_labels(&two_images(), "lbls"), "lbls");
         assert!(message.contains("expected 0x00000801 (2049"), "{message}");
-        assert!(
-            message.contains("got 0x00000803 (2051, an IDX image file)"),
-            "{message}"
-        );
+        assert!(message.contains("got 0x00000803 (2051, an IDX image file)"), "{message}");
 
         let message = idx_message(parse_labels(b"\x00\x00\x08\x03junk", "j"), "j");
         assert!(message.contains("wrong magic number"), "{message}");
@@ -506,67 +427,43 @@ mod tests {
     fn truncated_header_is_an_error() {
         for len in [0, 3, 4, 15] {
             let message = idx_message(parse_images(&two_images()[..len], "t"), "t");
-            assert!(
-                message.contains("truncated: the header is 16 bytes"),
-                "{len}: {message}"
-            );
+            assert!(message.contains("truncated: the header is 16 bytes"), "{len}: {message}");
             assert!(message.contains(&format!("has {len}")), "{len}: {message}");
         }
         let message = idx_message(parse_labels(&label_file(1, &[])[..6], "t"), "t");
-        assert!(
-            message.contains("the header is 8 bytes, the file has 6"),
-            "{message}"
-        );
+        assert!(message.contains("the header is 8 bytes, the file has 6"), "{message}");
     }
 
     #[test]
     fn truncated_pixels_and_labels_are_errors() {
         let pixels = vec![0u8; 2 * IMAGE_PIXELS + 100];
         let message = idx_message(parse_images(&image_file(3, 28, 28, &pixels), "t"), "t");
-        assert!(
-            message.contains("claims 3 images (2352 bytes), the file holds 1668 bytes"),
-            "{message}"
-        );
+        assert!(message.contains("claims 3 images (2352 bytes), the file holds 1668 bytes"), "{message}");
 
         let message = idx_message(parse_labels(&label_file(5, &[1, 2, 3]), "l"), "l");
-        assert!(
-            message.contains("claims 5 labels (5 bytes), the file holds 3 bytes"),
-            "{message}"
-        );
+        assert!(message.contains("claims 5 labels (5 bytes), the file holds 3 bytes"), "{message}");
 
         // A gzip stream cut short is reported, not panicked on.
         let gz = gzip(&two_images());
         let message = idx_message(parse_images(&gz[..gz.len() / 2], "g"), "g");
-        assert!(
-            message.contains("decompress") || message.contains("truncated"),
-            "{message}"
-        );
+        assert!(message.contains("decompress") || message.contains("truncated"), "{message}");
     }
 
     #[test]
     fn extra_bytes_after_the_data_are_an_error() {
         let message = idx_message(parse_labels(&label_file(2, &[1, 2, 3]), "l"), "l");
-        assert!(
-            message.contains("claims 2 labels (2 bytes), but more bytes follow"),
-            "{message}"
-        );
+        assert!(message.contains("claims 2 labels (2 bytes), but more bytes follow"), "{message}");
     }
 
     #[test]
     fn a_huge_claim_fails_before_allocating() {
         let message = idx_message(parse_images(&image_file(u32::MAX, 28, 28, &[]), "h"), "h");
-        assert!(
-            message.contains("claims 4294967295 images, more than the 1000000"),
-            "{message}"
-        );
+        assert!(message.contains("claims 4294967295 images, more than the 1000000"), "{message}");
         let message = idx_message(parse_labels(&label_file(u32::MAX, &[]), "h"), "h");
         assert!(message.contains("claims 4294967295 labels"), "{message}");
         // Within the bound but far beyond the bytes present: a truncation, found without
         // allocating the 784 MB the header asks for.
-        let message = idx_message(
-            parse_images(&image_file(1_000_000, 28, 28, &[0; 784]), "h"),
-            "h",
-        );
+        let message = idx_message(parse_images(&image_file(1_000_000, 28, 28, &[0; 784]), "h"), "h");
         assert!(message.contains("truncated"), "{message}");
     }
 
@@ -576,10 +473,7 @@ mod tests {
         let mut bomb = image_file(1, 28, 28, &[]);
         bomb.resize(bomb.len() + (64 << 20), 0);
         let message = idx_message(parse_images(&gzip(&bomb), "b"), "b");
-        assert!(
-            message.contains("claims 1 images (784 bytes), but more bytes follow"),
-            "{message}"
-        );
+        assert!(message.contains("claims 1 images (784 bytes), but more bytes follow"), "{message}");
     }
 
     #[test]
@@ -592,10 +486,7 @@ mod tests {
 
     #[test]
     fn counts_that_disagree_name_both_files() {
-        let message = idx_message(
-            parse_dataset(&two_images(), &label_file(3, &[1, 2, 3])),
-            "images",
-        );
+        let message = idx_message(parse_dataset(&two_images(), &label_file(3, &[1, 2, 3])), "images");
         assert_eq!(message, "holds 2 images but labels holds 3 labels");
     }
 
@@ -613,9 +504,7 @@ mod tests {
             Dataset::new(Array4::zeros((2, 3, 28, 28)), vec![1, 2]),
             Err(Error::Shape { got, .. }) if got == "(2, 3, 28, 28)"
         ));
-        let err = Dataset::new(images.clone(), vec![1])
-            .unwrap_err()
-            .to_string();
+        let err = Dataset::new(images.clone(), vec![1]).unwrap_err().to_string();
         assert!(err.contains("2 images but 1 labels"), "{err}");
         let err = Dataset::new(images, vec![1, 200]).unwrap_err().to_string();
         assert!(err.contains("label 200 at index 1"), "{err}");
@@ -657,10 +546,7 @@ mod tests {
             let dir = std::env::temp_dir().join("lenet-idx-test-no-such-folder");
             match load(&dir, Split::Test) {
                 Err(Error::Io { path, source }) => {
-                    assert!(
-                        path.contains("lenet-idx-test-no-such-folder/t10k-images-idx3-ubyte.gz"),
-                        "{path}"
-                    );
+                    assert!(path.contains("lenet-idx-test-no-such-folder/t10k-images-idx3-ubyte.gz"), "{path}");
                     assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
                 }
                 other => panic!("expected Error::Io, got {other:?}"),
@@ -673,15 +559,9 @@ mod tests {
             assert_eq!(test.len(), 10_000);
             assert_eq!(test.images.shape(), &[10_000, 1, 28, 28]);
             assert_eq!(test.labels[0], 7);
-            let (min, max) = test
-                .images
-                .iter()
-                .fold((f32::MAX, f32::MIN), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+            let (min, max) = test.images.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &p| (lo.min(p), hi.max(p)));
             assert_eq!((min, max), (0.0, 1.0));
-            assert_eq!(
-                histogram(&test.labels),
-                [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-            );
+            assert_eq!(histogram(&test.labels), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
         }
 
         #[test]
@@ -689,33 +569,16 @@ mod tests {
             let small_test = load(Path::new(SMALL), Split::Test).unwrap();
             let small_train = load(Path::new(SMALL), Split::Train).unwrap();
             assert_eq!((small_train.len(), small_test.len()), (2_500, 500));
-            assert_eq!(
-                small_test,
-                load(Path::new(MNIST), Split::Test).unwrap().slice(0..500)
-            );
-            assert_eq!(
-                small_train,
-                load(Path::new(MNIST), Split::Train)
-                    .unwrap()
-                    .slice(0..2_500)
-            );
+            assert_eq!(small_test, load(Path::new(MNIST), Split::Test).unwrap().slice(0..500));
+            assert_eq!(small_train, load(Path::new(MNIST), Split::Train).unwrap().slice(0..2_500));
             // Every digit is there in fair numbers, so a model trained on it can learn them all.
-            assert!(
-                histogram(&small_train.labels).iter().all(|&n| n >= 200),
-                "{:?}",
-                histogram(&small_train.labels)
-            );
-            assert!(
-                histogram(&small_test.labels).iter().all(|&n| n >= 30),
-                "{:?}",
-                histogram(&small_test.labels)
-            );
+            assert!(histogram(&small_train.labels).iter().all(|&n| n >= 200), "{:?}", histogram(&small_train.labels));
+            assert!(histogram(&small_test.labels).iter().all(|&n| n >= 30), "{:?}", histogram(&small_test.labels));
         }
 
         #[test]
         fn a_plain_file_is_preferred_and_read_like_the_gzipped_one() {
-            let dir =
-                std::env::temp_dir().join(format!("lenet-idx-test-plain-{}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("lenet-idx-test-plain-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let images = two_images();
             let labels = label_file(2, &[4, 5]);

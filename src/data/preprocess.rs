@@ -98,26 +98,14 @@ pub fn preprocess_ink(ink: &[f32], width: usize, height: usize) -> Result<Option
         )));
     }
     if let Some(i) = ink.iter().position(|v| v.is_nan()) {
-        return Err(Error::InvalidInput(format!(
-            "preprocess_ink: NaN at row {}, column {}",
-            i / width,
-            i % width
-        )));
+        return Err(Error::InvalidInput(format!("preprocess_ink: NaN at row {}, column {}", i / width, i % width)));
     }
     let peak = ink.iter().fold(0.0f32, |peak, &v| peak.max(v)).min(1.0);
     if peak < MIN_CONTRAST {
         return Ok(None);
     }
-    let stretched: Vec<f32> = ink
-        .iter()
-        .map(|&v| {
-            if v <= NOISE_FLOOR {
-                0.0
-            } else {
-                (v / peak).clamp(0.0, 1.0)
-            }
-        })
-        .collect();
+    let stretched: Vec<f32> =
+        ink.iter().map(|&v| if v <= NOISE_FLOOR { 0.0 } else { (v / peak).clamp(0.0, 1.0) }).collect();
     let Some(bounds) = BoundingBox::of(&stretched, width) else {
         return Ok(None);
     };
@@ -146,10 +134,7 @@ fn rgba_to_ink(rgba: &[u8], width: usize, height: usize) -> Vec<f32> {
     let background = border_median(rgba, width, height);
     rgba.chunks_exact(4)
         .map(|pixel| {
-            let distance = premultiplied(pixel)
-                .iter()
-                .zip(&background)
-                .fold(0.0f32, |d, (a, b)| d.max((a - b).abs()));
+            let distance = premultiplied(pixel).iter().zip(&background).fold(0.0f32, |d, (a, b)| d.max((a - b).abs()));
             distance / 255.0
         })
         .collect()
@@ -172,10 +157,8 @@ fn border_median(rgba: &[u8], width: usize, height: usize) -> [f32; 4] {
         let (row, col) = (i / width, i % width);
         row == 0 || row + 1 == height || col == 0 || col + 1 == width
     };
-    let border: Vec<[f32; 4]> = (0..width * height)
-        .filter(on_border)
-        .filter_map(|i| rgba.get(4 * i..4 * i + 4).map(premultiplied))
-        .collect();
+    let border: Vec<[f32; 4]> =
+        (0..width * height).filter(on_border).filter_map(|i| rgba.get(4 * i..4 * i + 4).map(premultiplied)).collect();
     let mut median = [0.0; 4];
     for (channel, m) in median.iter_mut().enumerate() {
         let mut values: Vec<f32> = border.iter().map(|p| p[channel]).collect();
@@ -201,12 +184,7 @@ impl BoundingBox {
         let mut bounds: Option<BoundingBox> = None;
         for (i, _) in ink.iter().enumerate().filter(|(_, &v)| v > 0.0) {
             let (row, col) = (i / width, i % width);
-            let b = bounds.get_or_insert(BoundingBox {
-                left: col,
-                right: col + 1,
-                top: row,
-                bottom: row + 1,
-            });
+            let b = bounds.get_or_insert(BoundingBox { left: col, right: col + 1, top: row, bottom: row + 1 });
             b.left = b.left.min(col);
             b.right = b.right.max(col + 1);
             b.top = b.top.min(row);
@@ -254,10 +232,7 @@ fn scale_into_box(ink: &[f32], width: usize, bounds: &BoundingBox) -> Patch {
             continue;
         };
         for (sum, weights) in sums.iter_mut().zip(&columns) {
-            *sum = weights
-                .iter()
-                .map(|&(x, w)| w * row.get(x).map_or(0.0, |&v| f64::from(v)))
-                .sum();
+            *sum = weights.iter().map(|&(x, w)| w * row.get(x).map_or(0.0, |&v| f64::from(v))).sum();
         }
     }
     // Vertical pass, then from integer coverage units to fractions of an output pixel's area.
@@ -276,11 +251,7 @@ fn scale_into_box(ink: &[f32], width: usize, bounds: &BoundingBox) -> Patch {
             *v /= unit_area;
         }
     }
-    Patch {
-        values,
-        width: out_width,
-        height: out_height,
-    }
+    Patch { values, width: out_width, height: out_height }
 }
 
 /// For each of `n_out` output pixels along one axis, the input pixels (of `n_in`) it covers and
@@ -296,9 +267,7 @@ fn coverage(n_in: usize, n_out: usize, longer: usize) -> Vec<Vec<(usize, f64)>> 
             let last = hi.div_ceil(BOX_SIDE).min(n_in);
             (lo / BOX_SIDE..last)
                 .filter_map(|i| {
-                    let overlap = hi
-                        .min((i + 1) * BOX_SIDE)
-                        .saturating_sub(lo.max(i * BOX_SIDE));
+                    let overlap = hi.min((i + 1) * BOX_SIDE).saturating_sub(lo.max(i * BOX_SIDE));
                     (overlap > 0).then_some((i, overlap as f64))
                 })
                 .collect()
@@ -381,25 +350,14 @@ mod tests {
             mx += col as f64 * f64::from(v);
             my += row as f64 * f64::from(v);
             if v > 1e-6 {
-                bounds = (
-                    bounds.0.min(col),
-                    bounds.1.max(col + 1),
-                    bounds.2.min(row),
-                    bounds.3.max(row + 1),
-                );
+                bounds = (bounds.0.min(col), bounds.1.max(col + 1), bounds.2.min(row), bounds.3.max(row + 1));
             }
         }
-        Stats {
-            total,
-            com: (mx / total, my / total),
-            bounds,
-        }
+        Stats { total, com: (mx / total, my / total), bounds }
     }
 
     fn digit(rgba: &[u8], width: usize, height: usize) -> Vec<f32> {
-        preprocess_rgba(rgba, width, height)
-            .unwrap()
-            .expect("a digit")
+        preprocess_rgba(rgba, width, height).unwrap().expect("a digit")
     }
 
     /// The output for black rectangles `(x, y, w, h)` drawn on a white 280 × 280 canvas.
@@ -432,18 +390,8 @@ mod tests {
 
     #[test]
     fn blank_uniform_and_noisy_canvases_hold_no_digit() {
-        for color in [
-            TRANSPARENT,
-            WHITE,
-            BLACK,
-            [255, 255, 255, 0],
-            [30, 120, 200, 255],
-        ] {
-            assert_eq!(
-                preprocess_rgba(&canvas(280, 280, color), 280, 280).unwrap(),
-                None,
-                "{color:?}"
-            );
+        for color in [TRANSPARENT, WHITE, BLACK, [255, 255, 255, 0], [30, 120, 200, 255]] {
+            assert_eq!(preprocess_rgba(&canvas(280, 280, color), 280, 280).unwrap(), None, "{color:?}");
         }
         let noisy = noisy_canvas(280, 280);
         assert!(noisy.iter().any(|&v| v < 240), "the noise is really there");
@@ -472,10 +420,7 @@ mod tests {
                 let s = stats(&image);
                 assert_eq!(s.bounds.1 - s.bounds.0, 4, "width, at {x},{y}: {s:?}");
                 assert_eq!(s.bounds.3 - s.bounds.2, 20, "height, at {x},{y}: {s:?}");
-                assert!(
-                    (s.com.0 - 13.5).abs() < 1e-9 && (s.com.1 - 13.5).abs() < 1e-9,
-                    "{s:?}"
-                );
+                assert!((s.com.0 - 13.5).abs() < 1e-9 && (s.com.1 - 13.5).abs() < 1e-9, "{s:?}");
                 assert!((s.total - 80.0).abs() < 1e-6, "{s:?}");
                 assert!(image.iter().all(|&v| v == 0.0 || v == 1.0));
                 match &first {
@@ -502,9 +447,7 @@ mod tests {
         fill(&mut rgba, side, 3000, 3500, 200, 400, BLACK);
         let s = stats(&digit(&rgba, side, side));
         assert_eq!(s.bounds, (9, 19, 4, 24), "{s:?}");
-        let err = preprocess_rgba(&rgba, side + 1, side)
-            .unwrap_err()
-            .to_string();
+        let err = preprocess_rgba(&rgba, side + 1, side).unwrap_err().to_string();
         assert!(err.contains("4097×4096, larger than"), "{err}");
     }
 
@@ -531,11 +474,7 @@ mod tests {
         assert!((s.total - 200.0).abs() < 1e-6, "{s:?}");
         // 70 wide, 35 tall: the short side is 10 output px, each covering 3.5 input px exactly.
         let s = stats(&drawn(&[(30, 100, 35, 70)]));
-        assert_eq!(
-            (s.bounds.1 - s.bounds.0, s.bounds.3 - s.bounds.2),
-            (10, 20),
-            "{s:?}"
-        );
+        assert_eq!((s.bounds.1 - s.bounds.0, s.bounds.3 - s.bounds.2), (10, 20), "{s:?}");
     }
 
     #[test]
@@ -546,13 +485,8 @@ mod tests {
         let s = stats(&image);
         assert_eq!(s.bounds.1 - s.bounds.0, 7, "{s:?}");
         assert!((s.total - 33.0 * 100.0 * 0.04).abs() < 1e-4, "{s:?}");
-        let last_column: Vec<f32> = (s.bounds.2..s.bounds.3)
-            .map(|r| image[r * 28 + s.bounds.1 - 1])
-            .collect();
-        assert!(
-            last_column.iter().all(|&v| (v - 0.6).abs() < 1e-6),
-            "{last_column:?}"
-        );
+        let last_column: Vec<f32> = (s.bounds.2..s.bounds.3).map(|r| image[r * 28 + s.bounds.1 - 1]).collect();
+        assert!(last_column.iter().all(|&v| (v - 0.6).abs() < 1e-6), "{last_column:?}");
     }
 
     #[test]
@@ -596,24 +530,12 @@ mod tests {
         .unwrap();
         let mut aligned = 0;
         for n in 0..100 {
-            let original: Vec<f32> = mnist
-                .slice(ndarray::s![n, 0, .., ..])
-                .iter()
-                .copied()
-                .collect();
+            let original: Vec<f32> = mnist.slice(ndarray::s![n, 0, .., ..]).iter().copied().collect();
             // Black ink on white, each MNIST pixel a 10 × 10 block of its grey.
             let mut rgba = canvas(280, 280, WHITE);
             for (i, &v) in original.iter().enumerate() {
                 let level = 255 - (v * 255.0).round() as u8;
-                fill(
-                    &mut rgba,
-                    280,
-                    (i % 28) * 10,
-                    (i / 28) * 10,
-                    10,
-                    10,
-                    [level, level, level, 255],
-                );
+                fill(&mut rgba, 280, (i % 28) * 10, (i / 28) * 10, 10, 10, [level, level, level, 255]);
             }
             let image = digit(&rgba, 280, 280);
             let s = stats(&image);
@@ -623,24 +545,16 @@ mod tests {
             let shifts = (-1..=1).flat_map(|dx| (-1..=1).map(move |dy| (dx, dy)));
             let (best, (dx, dy)) = shifts
                 .map(|(dx, dy)| (cosine_shifted(&original, &image, dx, dy), (dx, dy)))
-                .fold(
-                    (f64::MIN, (0, 0)),
-                    |best, c| if c.0 > best.0 { c } else { best },
-                );
+                .fold((f64::MIN, (0, 0)), |best, c| if c.0 > best.0 { c } else { best });
             assert!(best > 0.97, "{n}: cosine {best} at shift ({dx}, {dy})");
             aligned += usize::from((dx, dy) == (0, 0));
         }
-        assert!(
-            aligned >= 95,
-            "only {aligned} of 100 digits came back in place"
-        );
+        assert!(aligned >= 95, "only {aligned} of 100 digits came back in place");
     }
 
     #[test]
     fn bad_sizes_and_lengths_are_errors_naming_both_sides() {
-        let err = preprocess_rgba(&[0; 280 * 280 * 4 - 1], 280, 280)
-            .unwrap_err()
-            .to_string();
+        let err = preprocess_rgba(&[0; 280 * 280 * 4 - 1], 280, 280).unwrap_err().to_string();
         assert!(err.contains("expected 280×280×4 = 313600 bytes"), "{err}");
         assert!(err.contains("got 313599"), "{err}");
         let err = preprocess_ink(&[0.0; 10], 4, 4).unwrap_err().to_string();
@@ -666,11 +580,7 @@ mod tests {
             ink[row * 20 + 10] = f32::INFINITY;
         }
         let s = stats(&preprocess_ink(&ink, 20, 20).unwrap().expect("a digit"));
-        assert_eq!(
-            (s.bounds.1 - s.bounds.0, s.bounds.3 - s.bounds.2),
-            (2, 20),
-            "{s:?}"
-        );
+        assert_eq!((s.bounds.1 - s.bounds.0, s.bounds.3 - s.bounds.2), (2, 20), "{s:?}");
         assert!((s.total - 40.0).abs() < 1e-6, "{s:?}");
     }
 

@@ -81,7 +81,13 @@ impl Conv2d {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when a size or the stride is zero.
-    pub fn new(in_channels: usize, out_channels: usize, kernel_size: usize, stride: usize, padding: usize) -> Result<Self> {
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
         if in_channels == 0 || out_channels == 0 || kernel_size == 0 || stride == 0 {
             return Err(Error::InvalidInput(format!(
                 "Conv2d needs in_channels, out_channels, kernel_size and stride ≥ 1, got {in_channels}, {out_channels}, {kernel_size}, {stride}"
@@ -185,7 +191,12 @@ impl Conv2d {
     ///
     /// # Errors
     /// As [`Conv2d::forward`].
-    pub fn forward_relu(&self, input: ArrayView4<f32>, cache: &mut Conv2dCache, output: &mut Array4<f32>) -> Result<()> {
+    pub fn forward_relu(
+        &self,
+        input: ArrayView4<f32>,
+        cache: &mut Conv2dCache,
+        output: &mut Array4<f32>,
+    ) -> Result<()> {
         self.forward_impl(input, cache, output, true)
     }
 
@@ -195,7 +206,13 @@ impl Conv2d {
         (CHUNK_BYTES / (4 * c * k * k * plane).max(1)).max(1)
     }
 
-    fn forward_impl(&self, input: ArrayView4<f32>, cache: &mut Conv2dCache, output: &mut Array4<f32>, relu: bool) -> Result<()> {
+    fn forward_impl(
+        &self,
+        input: ArrayView4<f32>,
+        cache: &mut Conv2dCache,
+        output: &mut Array4<f32>,
+        relu: bool,
+    ) -> Result<()> {
         let (ho, wo) = self.check_input(&input)?;
         let (n, c, h, w) = input.dim();
         let o = self.out_channels();
@@ -261,7 +278,11 @@ impl Conv2d {
         let o = self.out_channels();
         let plane = ho * wo;
         if input.dim() != cache.input_dim || n == 0 {
-            return Err(shape_error("Conv2d backward input (the forward pass's)", fmt_shape(&[n, c, h, w]), input.shape()));
+            return Err(shape_error(
+                "Conv2d backward input (the forward pass's)",
+                fmt_shape(&[n, c, h, w]),
+                input.shape(),
+            ));
         }
         if grad_output.dim() != (n, o, ho, wo) {
             return Err(shape_error("Conv2d grad_output", fmt_shape(&[n, o, ho, wo]), grad_output.shape()));
@@ -301,7 +322,12 @@ impl Conv2d {
                 ensure_shape(&mut cache.grad_cols, ndarray::Ix2(k, count * plane));
                 gemm(self.weight_matrix().t(), cache.mat.view(), false, cache.grad_cols.view_mut());
                 let dx = grad_input.as_slice_mut().expect("standard layout");
-                self.col2im(&cache.grad_cols, (count, c, h, w), (ho, wo), &mut dx[first * c * h * w..(first + count) * c * h * w]);
+                self.col2im(
+                    &cache.grad_cols,
+                    (count, c, h, w),
+                    (ho, wo),
+                    &mut dx[first * c * h * w..(first + count) * c * h * w],
+                );
             }
         }
         for (b, &sum) in grads.bias.iter_mut().zip(&cache.bias_sums) {
@@ -362,7 +388,13 @@ impl Conv2d {
 
     /// The adjoint of [`Self::im2col`]: adds every column entry back onto the input pixel it was
     /// copied from. Pixels under several windows receive the sum of their gradients.
-    fn col2im(&self, grad_cols: &Array2<f32>, input_dim: (usize, usize, usize, usize), output_hw: (usize, usize), dx: &mut [f32]) {
+    fn col2im(
+        &self,
+        grad_cols: &Array2<f32>,
+        input_dim: (usize, usize, usize, usize),
+        output_hw: (usize, usize),
+        dx: &mut [f32],
+    ) {
         let (n, c, h, w) = input_dim;
         let (ho, wo) = output_hw;
         let k = self.kernel_size();
@@ -413,7 +445,8 @@ impl Conv2d {
                         let yy = i as isize * s + u as isize - p;
                         let xx = j as isize * s + v as isize - p;
                         if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < w {
-                            acc += f64::from(self.weight[[o, ch, u, v]]) * f64::from(input[[b, ch, yy as usize, xx as usize]]);
+                            acc += f64::from(self.weight[[o, ch, u, v]])
+                                * f64::from(input[[b, ch, yy as usize, xx as usize]]);
                         }
                     }
                 }
@@ -428,7 +461,11 @@ impl Conv2d {
     ///
     /// # Errors
     /// As [`Conv2d::forward`], and [`Error::Shape`] when `grad_output` has the wrong shape.
-    pub fn backward_reference(&self, input: ArrayView4<f32>, grad_output: ArrayView4<f32>) -> Result<(Array4<f32>, Conv2dGrads)> {
+    pub fn backward_reference(
+        &self,
+        input: ArrayView4<f32>,
+        grad_output: ArrayView4<f32>,
+    ) -> Result<(Array4<f32>, Conv2dGrads)> {
         let (ho, wo) = self.check_input(&input)?;
         let (n, c, h, w) = input.dim();
         let o = self.out_channels();

@@ -85,9 +85,8 @@ impl MaxPool2d {
         let x = input.as_standard_layout();
         let x = x.as_slice().expect("standard layout");
         let out = output.as_slice_mut().expect("standard layout");
-        for (src, (dst, arg)) in x
-            .chunks_exact(h * w)
-            .zip(out.chunks_exact_mut(ho * wo).zip(cache.argmax.chunks_exact_mut(ho * wo)))
+        for (src, (dst, arg)) in
+            x.chunks_exact(h * w).zip(out.chunks_exact_mut(ho * wo).zip(cache.argmax.chunks_exact_mut(ho * wo)))
         {
             if k == 2 && s == 2 {
                 pool_2x2(src, w, ho, wo, dst, arg);
@@ -122,7 +121,12 @@ impl MaxPool2d {
     ///
     /// # Errors
     /// [`Error::Shape`] when `grad_output` does not have the shape of the last forward output.
-    pub fn backward(&self, cache: &MaxPool2dCache, grad_output: ArrayView4<f32>, grad_input: &mut Array4<f32>) -> Result<()> {
+    pub fn backward(
+        &self,
+        cache: &MaxPool2dCache,
+        grad_output: ArrayView4<f32>,
+        grad_input: &mut Array4<f32>,
+    ) -> Result<()> {
         let (n, c, h, w) = cache.input_dim;
         let (ho, wo) = cache.output_hw;
         if grad_output.dim() != (n, c, ho, wo) || n == 0 {
@@ -133,9 +137,8 @@ impl MaxPool2d {
         let go = go.as_slice().expect("standard layout");
         let dx = grad_input.as_slice_mut().expect("standard layout");
         dx.fill(0.0);
-        for (dst, (src, arg)) in dx
-            .chunks_exact_mut(h * w)
-            .zip(go.chunks_exact(ho * wo).zip(cache.argmax.chunks_exact(ho * wo)))
+        for (dst, (src, arg)) in
+            dx.chunks_exact_mut(h * w).zip(go.chunks_exact(ho * wo).zip(cache.argmax.chunks_exact(ho * wo)))
         {
             for (&g, &a) in src.iter().zip(arg) {
                 dst[a as usize] += g;

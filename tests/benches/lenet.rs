@@ -27,7 +27,11 @@ fn benches(c: &mut Criterion) {
                 offset = (offset + 64) % (data.len() - 64);
                 offset
             },
-            |start| trainer.train_step(data.images.slice(s![start..start + 64, .., .., ..]), &data.labels[start..start + 64]).unwrap(),
+            |start| {
+                trainer
+                    .train_step(data.images.slice(s![start..start + 64, .., .., ..]), &data.labels[start..start + 64])
+                    .unwrap()
+            },
             BatchSize::SmallInput,
         )
     });

@@ -25,8 +25,30 @@ pub fn small_test() -> Dataset {
 /// a 2), as computed natively on x86-64. The native test holds the model to them to 10⁻⁶, the
 /// wasm test to 10⁻⁵: the same seed must give the same network everywhere.
 pub const SEED0_PROBABILITIES: [[f32; 10]; 2] = [
-    [6.504087e-2, 1.8643588e-1, 6.723722e-2, 3.0862387e-2, 1.7085485e-1, 2.6320046e-1, 4.112972e-2, 3.9145432e-2, 8.1264734e-2, 5.482844e-2],
-    [1.4528029e-2, 1.7151882e-1, 9.202022e-2, 3.179257e-2, 1.4075725e-1, 2.7757892e-1, 2.3589376e-2, 1.1564007e-1, 1.0661423e-1, 2.596054e-2],
+    [
+        6.504087e-2,
+        1.8643588e-1,
+        6.723722e-2,
+        3.0862387e-2,
+        1.7085485e-1,
+        2.6320046e-1,
+        4.112972e-2,
+        3.9145432e-2,
+        8.1264734e-2,
+        5.482844e-2,
+    ],
+    [
+        1.4528029e-2,
+        1.7151882e-1,
+        9.202022e-2,
+        3.179257e-2,
+        1.4075725e-1,
+        2.7757892e-1,
+        2.3589376e-2,
+        1.1564007e-1,
+        1.0661423e-1,
+        2.596054e-2,
+    ],
 ];
 
 /// Holds the fast matrix product to the plain-loop reference for every operand layout the
@@ -52,8 +74,12 @@ pub fn check_gemm_against_reference() {
         let b = random((k, n));
         let bt = random((n, k));
         for accumulate in [false, true] {
-            let layouts: [(&str, ndarray::ArrayView2<f32>, ndarray::ArrayView2<f32>); 4] =
-                [("A·B", a.view(), b.view()), ("Aᵀ·B", at.t(), b.view()), ("A·Bᵀ", a.view(), bt.t()), ("Aᵀ·Bᵀ", at.t(), bt.t())];
+            let layouts: [(&str, ndarray::ArrayView2<f32>, ndarray::ArrayView2<f32>); 4] = [
+                ("A·B", a.view(), b.view()),
+                ("Aᵀ·B", at.t(), b.view()),
+                ("A·Bᵀ", a.view(), bt.t()),
+                ("Aᵀ·Bᵀ", at.t(), bt.t()),
+            ];
             for (what, x, y) in layouts {
                 let start = random((m, n));
                 let (mut fast, mut slow) = (start.clone(), start.clone());

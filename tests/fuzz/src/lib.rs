@@ -259,11 +259,9 @@ pub fn preprocess(data: &[u8]) -> lenet::Result<Option<Vec<f32>>> {
         (width, height, &bytes[..pixel_bytes * width * height])
     } else {
         match rest {
-            [w0, w1, h0, h1, bytes @ ..] => (
-                usize::from(u16::from_le_bytes([*w0, *w1])),
-                usize::from(u16::from_le_bytes([*h0, *h1])),
-                bytes,
-            ),
+            [w0, w1, h0, h1, bytes @ ..] => {
+                (usize::from(u16::from_le_bytes([*w0, *w1])), usize::from(u16::from_le_bytes([*h0, *h1])), bytes)
+            }
             _ => return Ok(None),
         }
     };
@@ -276,10 +274,7 @@ pub fn preprocess(data: &[u8]) -> lenet::Result<Option<Vec<f32>>> {
         assert_eq!(result.is_ok(), valid, "rgba {width}×{height}, {} bytes: {result:?}", bytes.len());
         result
     } else {
-        let ink: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let ink: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let result = preprocess::preprocess_ink(&ink, width, height);
         let valid = size_ok && ink.len() == pixels && !ink.iter().any(|v| v.is_nan());
         assert_eq!(result.is_ok(), valid, "ink {width}×{height}, {} values: {result:?}", ink.len());
