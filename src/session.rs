@@ -43,8 +43,9 @@ const EVAL_CHUNK: usize = 250;
 
 /// Everything that decides a run besides the data: the recipe.
 ///
-/// `Default` is the crate's recipe: batches of 32, SGD with learning rate 0.02 under a cosine
-/// schedule (2 % warm-up), momentum 0.9, weight decay 5·10⁻⁴, seed 0, augmentation on. The
+/// `Default` is the crate's recipe: batches of 32 (two shards of 16), SGD with learning rate
+/// 0.02 under a cosine schedule (2 % warm-up), momentum 0.9, weight decay 5·10⁻⁴, seed 0,
+/// augmentation on. The
 /// `lenet train` command sets `schedule_steps` from its epoch count; the page uses
 /// [`Settings::browser`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,7 +96,7 @@ impl Default for Settings {
             beta2: optimizer.beta2,
             eps: optimizer.eps,
             batch_size: 32,
-            shard_size: 32,
+            shard_size: 16,
             schedule: LrSchedule::Cosine,
             schedule_steps: 18_750,
             augment: Some(Augment::default()),

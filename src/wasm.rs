@@ -388,3 +388,32 @@ pub fn preprocess_canvas(rgba: &[u8], width: f64, height: f64) -> Result<Option<
     };
     crate::data::preprocess::preprocess_rgba(rgba, side("width", width)?, side("height", height)?).map_err(js_error)
 }
+
+/// Digits read from a pair of MNIST IDX files (plain or gzipped), as a session takes them.
+#[derive(Serialize)]
+struct DigitsJs {
+    #[serde(with = "serde_bytes_js")]
+    images: Vec<u8>,
+    #[serde(with = "serde_bytes_js")]
+    labels: Vec<u8>,
+    count: usize,
+}
+
+/// Byte vectors as `Uint8Array`s rather than arrays of numbers.
+mod serde_bytes_js {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+}
+
+/// Parses an IDX image file and an IDX label file (plain or gzipped; MNIST's format) with the
+/// core's reader: `{ images: Uint8Array(n × 784), labels: Uint8Array(n), count: n }`, ready
+/// for `Session.set_train_data` / `set_test_data`. The names are used in messages. Throws an
+/// `Error` naming the file and what is wrong with it (wrong magic number, truncated, not 28×28,
+/// counts that differ, a label above 9, a header claiming more than the file holds).
+#[wasm_bindgen]
+pub fn read_idx(images: &[u8], images_name: &str, labels: &[u8], labels_name: &str) -> Result<JsValue, JsError> {
+    let digits = crate::data::idx::parse_digits(images, images_name, labels, labels_name).map_err(js_error)?;
+    let count = digits.len();
+    to_js(&DigitsJs { images: digits.images().to_vec(), labels: digits.labels().to_vec(), count })
+}
