@@ -108,7 +108,7 @@ impl Default for Settings {
 impl Settings {
     /// The recipe of the page: training in a tab, on whatever data it has, until the person
     /// stops it. The crate's recipe with its cosine schedule over 4,500 steps (144,000 images:
-    /// about 20 s in one worker), after which the rate stays at its floor; held-out accuracy on
+    /// about 20 s in one worker), after which the rate stays at 1 % of the base rate; held-out accuracy on
     /// at most 1,000 digits. On 9,000 MNIST digits it passes 98.5 % on the 1,000 held out by
     /// the end of the schedule.
     pub fn browser() -> Self {
