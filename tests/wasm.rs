@@ -200,6 +200,12 @@ fn simd_kernels_match_the_reference_for_every_layout() {
     common::check_gemm_against_reference();
 }
 
+#[wasm_bindgen_test]
+fn augmentation_gives_the_native_images_bit_for_bit() {
+    let hash = common::augment_hash();
+    assert_eq!(hash, common::AUGMENT_HASH, "wasm {hash:#018x}, native {:#018x}", common::AUGMENT_HASH);
+}
+
 fn memory_bytes() -> f64 {
     let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
     let buffer: js_sys::ArrayBuffer = memory.buffer().unchecked_into();
