@@ -12,7 +12,10 @@ use wasm_bindgen::JsCast;
 use crate::model::{Workspace, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
 use crate::optim::SgdConfig;
 use crate::train::{argmax, evaluate, Trainer};
+use crate::wasm_args::{f32_images, rgba_bytes, u8_array, weights_bytes};
 use crate::{weights, Error, LeNet5};
+
+pub use crate::wasm_args::max_weights_file_bytes;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -72,7 +75,8 @@ struct EvaluationJs {
 ///
 /// Images cross the boundary as `Float32Array`s of n × 784 pixels in `[0, 1]` (row-major
 /// 28×28, 0 = background, 1 = ink), labels as `Uint8Array`s of digits. Every method throws a
-/// JavaScript `Error` on bad input and then leaves the model as it was.
+/// JavaScript `Error` on bad input and then leaves the model as it was; an argument of another
+/// type is bad input too (see `wasm_args`), except that images may also be plain arrays of numbers.
 #[wasm_bindgen]
 pub struct Model {
     trainer: Trainer,
@@ -107,14 +111,19 @@ impl Model {
 
     /// A model read from the bytes of a safetensors file (see `to_safetensors`).
     /// Throws an `Error` naming the problem for a truncated or mismatched file.
-    pub fn from_safetensors(bytes: &[u8]) -> Result<Model, JsError> {
-        Model::from_model(weights::from_safetensors(bytes).map_err(js_error)?)
+    pub fn from_safetensors(
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &JsValue,
+    ) -> Result<Model, JsError> {
+        Model::from_model(weights::from_safetensors(&weights_bytes(bytes, "bytes")?).map_err(js_error)?)
     }
 
     /// Replaces the weights with those of a safetensors file and clears momentum. On a bad file
     /// it throws and the model is unchanged.
-    pub fn load_safetensors(&mut self, bytes: &[u8]) -> Result<(), JsError> {
-        let model = weights::from_safetensors(bytes).map_err(js_error)?;
+    pub fn load_safetensors(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &JsValue,
+    ) -> Result<(), JsError> {
+        let model = weights::from_safetensors(&weights_bytes(bytes, "bytes")?).map_err(js_error)?;
         self.trainer.set_model(model).map_err(js_error)
     }
 
@@ -127,7 +136,13 @@ impl Model {
     /// (`Uint8Array` of n). Returns the batch's mean cross-entropy computed *before* the update.
     /// On a non-finite loss or weights it throws an `Error` starting "training diverged" and the
     /// last finite weights are kept.
-    pub fn train_step(&mut self, images: &[f32], labels: &[u8]) -> Result<f32, JsError> {
+    pub fn train_step(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] images: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] labels: &JsValue,
+    ) -> Result<f32, JsError> {
+        let (images, labels) = (f32_images(images, "images")?, u8_array(labels, "labels")?);
+        let (images, labels) = (images.as_slice(), labels.as_slice());
         let batch = image_batch(images)?;
         check_labels(batch.dim().0, labels)?;
         let loss = self.trainer.train_step(batch, labels).map_err(js_error)?;
@@ -138,16 +153,24 @@ impl Model {
 
     /// The ten class probabilities (`Float32Array(10)`, summing to 1) for one image of 784
     /// pixels.
-    pub fn predict(&mut self, pixels: &[f32]) -> Result<Vec<f32>, JsError> {
-        if pixels.len() != IMAGE_PIXELS {
-            return Err(JsError::new(&format!("predict takes one 28×28 image: 784 values, got {}", pixels.len())));
+    pub fn predict(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] pixels: &JsValue,
+    ) -> Result<Vec<f32>, JsError> {
+        let len = f32_images(pixels, "pixels")?.len();
+        if len != IMAGE_PIXELS {
+            return Err(JsError::new(&format!("predict takes one 28×28 image: 784 values, got {len}")));
         }
         self.predict_batch(pixels)
     }
 
     /// Probabilities for n images: `Float32Array(n × 10)`, row i for image i.
-    pub fn predict_batch(&mut self, images: &[f32]) -> Result<Vec<f32>, JsError> {
-        let batch = image_batch(images)?;
+    pub fn predict_batch(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] images: &JsValue,
+    ) -> Result<Vec<f32>, JsError> {
+        let images = f32_images(images, "images")?;
+        let batch = image_batch(&images)?;
         // Validate everything before computing anything, then go in chunks whose activations
         // stay in cache (and whose workspace is reused) however many images were sent.
         crate::model::check_images(&batch).map_err(js_error)?;
@@ -174,10 +197,16 @@ impl Model {
     }
 
     /// Accuracy and mean cross-entropy over n images and labels: `{ accuracy, loss }`.
-    pub fn evaluate(&mut self, images: &[f32], labels: &[u8]) -> Result<JsValue, JsError> {
-        let batch = image_batch(images)?;
-        check_labels(batch.dim().0, labels)?;
-        let result = evaluate(self.trainer.model(), &mut self.workspace, batch, labels, 500, None).map_err(js_error)?;
+    pub fn evaluate(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] images: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] labels: &JsValue,
+    ) -> Result<JsValue, JsError> {
+        let (images, labels) = (f32_images(images, "images")?, u8_array(labels, "labels")?);
+        let batch = image_batch(&images)?;
+        check_labels(batch.dim().0, &labels)?;
+        let result =
+            evaluate(self.trainer.model(), &mut self.workspace, batch, &labels, 500, None).map_err(js_error)?;
         Ok(serde_wasm_bindgen::to_value(&EvaluationJs { accuracy: result.accuracy, loss: result.loss })?)
     }
 
@@ -256,7 +285,12 @@ impl Model {
 /// the 28×28 image the model expects, as MNIST was made: `Float32Array(784)`, or `undefined`
 /// when the canvas holds no digit. Throws an `Error` when the length does not match the size.
 #[wasm_bindgen]
-pub fn preprocess_canvas(rgba: &[u8], width: f64, height: f64) -> Result<Option<Vec<f32>>, JsError> {
+pub fn preprocess_canvas(
+    #[wasm_bindgen(unchecked_param_type = "Uint8ClampedArray | Uint8Array")] rgba: &JsValue,
+    width: f64,
+    height: f64,
+) -> Result<Option<Vec<f32>>, JsError> {
+    let rgba = rgba_bytes(rgba, "rgba")?;
     // Plain JavaScript numbers, checked here: a u32 parameter would silently wrap 2³² + 1 to 1.
     let side = |name: &str, v: f64| -> Result<usize, JsError> {
         if v.is_finite() && v.fract() == 0.0 && (1.0..=f64::from(u32::MAX)).contains(&v) {
@@ -265,5 +299,5 @@ pub fn preprocess_canvas(rgba: &[u8], width: f64, height: f64) -> Result<Option<
             Err(JsError::new(&format!("{name} must be a whole number of pixels ≥ 1, got {v}")))
         }
     };
-    crate::data::preprocess::preprocess_rgba(rgba, side("width", width)?, side("height", height)?).map_err(js_error)
+    crate::data::preprocess::preprocess_rgba(&rgba, side("width", width)?, side("height", height)?).map_err(js_error)
 }
