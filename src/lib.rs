@@ -36,6 +36,8 @@ pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+#[cfg(target_arch = "wasm32")]
+mod wasm_args;
 
 pub use error::{Error, Result};
 pub use model::LeNet5;

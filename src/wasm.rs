@@ -13,7 +13,10 @@ use wasm_bindgen::JsCast;
 use crate::data::digits::Digits;
 use crate::model::{IMAGE_PIXELS, IMAGE_SIDE, MNIST_MEAN, MNIST_STD, NUM_CLASSES};
 use crate::session::{self, Settings, MAX_BATCH_SIZE};
+use crate::wasm_args::{f32_images, rgba_bytes, u8_array, weights_bytes};
 use crate::{weights, Error, LeNet5};
+
+pub use crate::wasm_args::max_weights_file_bytes;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -145,9 +148,12 @@ impl SessionJs {
 
     /// A session that starts from the weights of a safetensors file (for instance the
     /// pretrained network), with `settings` as for the constructor.
-    pub fn from_safetensors(bytes: &[u8], settings: JsValue) -> Result<SessionJs, JsError> {
+    pub fn from_safetensors(
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &JsValue,
+        settings: JsValue,
+    ) -> Result<SessionJs, JsError> {
         let settings = settings_from_js(&Settings::browser(), settings)?;
-        let model = weights::from_safetensors(bytes).map_err(js_error)?;
+        let model = weights::from_safetensors(&weights_bytes(bytes, "bytes")?).map_err(js_error)?;
         Ok(SessionJs { inner: session::Session::with_model(model, settings).map_err(js_error)? })
     }
 
@@ -164,22 +170,34 @@ impl SessionJs {
     }
 
     /// Replaces the training digits (copied); the data order starts at epoch 0 of them.
-    pub fn set_train_data(&mut self, images: &[u8], labels: &[u8]) -> Result<(), JsError> {
-        let digits = Digits::new(images.to_vec(), labels.to_vec()).map_err(js_error)?;
+    pub fn set_train_data(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] images: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] labels: &JsValue,
+    ) -> Result<(), JsError> {
+        let digits = Digits::new(u8_array(images, "images")?, u8_array(labels, "labels")?).map_err(js_error)?;
         self.inner.set_train_data(digits).map_err(js_error)
     }
 
     /// Appends training digits (for instance a person's own); they join at the next epoch.
-    pub fn add_train_data(&mut self, images: &[u8], labels: &[u8]) -> Result<(), JsError> {
-        let digits = Digits::new(images.to_vec(), labels.to_vec()).map_err(js_error)?;
+    pub fn add_train_data(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] images: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] labels: &JsValue,
+    ) -> Result<(), JsError> {
+        let digits = Digits::new(u8_array(images, "images")?, u8_array(labels, "labels")?).map_err(js_error)?;
         self.inner.add_train_data(&digits);
         Ok(())
     }
 
     /// Replaces the held-out digits; evaluations use at most `settings.eval_limit` of them,
     /// spread evenly.
-    pub fn set_test_data(&mut self, images: &[u8], labels: &[u8]) -> Result<(), JsError> {
-        let digits = Digits::new(images.to_vec(), labels.to_vec()).map_err(js_error)?;
+    pub fn set_test_data(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] images: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] labels: &JsValue,
+    ) -> Result<(), JsError> {
+        let digits = Digits::new(u8_array(images, "images")?, u8_array(labels, "labels")?).map_err(js_error)?;
         self.inner.set_test_data(digits);
         Ok(())
     }
@@ -211,16 +229,23 @@ impl SessionJs {
 
     /// The ten probabilities (`Float32Array(10)`, summing to 1) of one image of 784 pixels in
     /// `[0, 1]`.
-    pub fn predict(&mut self, pixels: &[f32]) -> Result<Vec<f32>, JsError> {
+    pub fn predict(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] pixels: &JsValue,
+    ) -> Result<Vec<f32>, JsError> {
+        let pixels = f32_images(pixels, "pixels")?;
         if pixels.len() != IMAGE_PIXELS {
             return Err(JsError::new(&format!("predict takes one 28×28 image: 784 values, got {}", pixels.len())));
         }
-        probabilities(&mut self.inner, pixels)
+        probabilities(&mut self.inner, &pixels)
     }
 
     /// Probabilities for n images: `Float32Array(n × 10)`, row i for image i.
-    pub fn predict_batch(&mut self, images: &[f32]) -> Result<Vec<f32>, JsError> {
-        probabilities(&mut self.inner, images)
+    pub fn predict_batch(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] images: &JsValue,
+    ) -> Result<Vec<f32>, JsError> {
+        probabilities(&mut self.inner, &f32_images(images, "images")?)
     }
 
     /// The weights as a safetensors file (`Uint8Array`), loadable by PyTorch.
@@ -230,8 +255,11 @@ impl SessionJs {
 
     /// Replaces the weights with those of a safetensors file; the optimizer state starts afresh.
     /// On a bad file it throws and nothing changes.
-    pub fn load_safetensors(&mut self, bytes: &[u8]) -> Result<(), JsError> {
-        let model = weights::from_safetensors(bytes).map_err(js_error)?;
+    pub fn load_safetensors(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &JsValue,
+    ) -> Result<(), JsError> {
+        let model = weights::from_safetensors(&weights_bytes(bytes, "bytes")?).map_err(js_error)?;
         self.inner.set_model(model).map_err(js_error)
     }
 
@@ -244,8 +272,11 @@ impl SessionJs {
     /// Restores a `checkpoint()`. The same training digits must be set first. From here the
     /// run goes on exactly as it would have. Throws, changing nothing, on bytes that are not a
     /// checkpoint or on other training data.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), JsError> {
-        self.inner.restore(bytes).map_err(js_error)
+    pub fn restore(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &JsValue,
+    ) -> Result<(), JsError> {
+        self.inner.restore(&u8_array(bytes, "bytes")?).map_err(js_error)
     }
 }
 
@@ -296,14 +327,19 @@ impl Model {
 
     /// A model read from the bytes of a safetensors file (see `to_safetensors`).
     /// Throws an `Error` naming the problem for a truncated or mismatched file.
-    pub fn from_safetensors(bytes: &[u8]) -> Result<Model, JsError> {
-        Model::from_model(weights::from_safetensors(bytes).map_err(js_error)?)
+    pub fn from_safetensors(
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &JsValue,
+    ) -> Result<Model, JsError> {
+        Model::from_model(weights::from_safetensors(&weights_bytes(bytes, "bytes")?).map_err(js_error)?)
     }
 
     /// Replaces the weights with those of a safetensors file and clears the optimizer state. On
     /// a bad file it throws and the model is unchanged.
-    pub fn load_safetensors(&mut self, bytes: &[u8]) -> Result<(), JsError> {
-        let model = weights::from_safetensors(bytes).map_err(js_error)?;
+    pub fn load_safetensors(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &JsValue,
+    ) -> Result<(), JsError> {
+        let model = weights::from_safetensors(&weights_bytes(bytes, "bytes")?).map_err(js_error)?;
         self.inner.set_model(model).map_err(js_error)
     }
 
@@ -316,9 +352,14 @@ impl Model {
     /// (`Uint8Array` of n). Returns the batch's mean cross-entropy computed *before* the update.
     /// On a non-finite loss or weights it throws an `Error` starting "training diverged" and the
     /// last finite weights are kept.
-    pub fn train_step(&mut self, images: &[f32], labels: &[u8]) -> Result<f32, JsError> {
-        let batch = image_batch(images)?;
-        let outcome = self.inner.train_batch(batch, labels).map_err(js_error)?;
+    pub fn train_step(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] images: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] labels: &JsValue,
+    ) -> Result<f32, JsError> {
+        let (images, labels) = (f32_images(images, "images")?, u8_array(labels, "labels")?);
+        let batch = image_batch(&images)?;
+        let outcome = self.inner.train_batch(batch, &labels).map_err(js_error)?;
         if let Some(message) = outcome.diverged {
             return Err(js_error(Error::Diverged(message)));
         }
@@ -328,21 +369,33 @@ impl Model {
 
     /// The ten class probabilities (`Float32Array(10)`, summing to 1) for one image of 784
     /// pixels.
-    pub fn predict(&mut self, pixels: &[f32]) -> Result<Vec<f32>, JsError> {
+    pub fn predict(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] pixels: &JsValue,
+    ) -> Result<Vec<f32>, JsError> {
+        let pixels = f32_images(pixels, "pixels")?;
         if pixels.len() != IMAGE_PIXELS {
             return Err(JsError::new(&format!("predict takes one 28×28 image: 784 values, got {}", pixels.len())));
         }
-        probabilities(&mut self.inner, pixels)
+        probabilities(&mut self.inner, &pixels)
     }
 
     /// Probabilities for n images: `Float32Array(n × 10)`, row i for image i.
-    pub fn predict_batch(&mut self, images: &[f32]) -> Result<Vec<f32>, JsError> {
-        probabilities(&mut self.inner, images)
+    pub fn predict_batch(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] images: &JsValue,
+    ) -> Result<Vec<f32>, JsError> {
+        probabilities(&mut self.inner, &f32_images(images, "images")?)
     }
 
     /// Accuracy and mean cross-entropy over n images and labels: `{ accuracy, loss }`.
-    pub fn evaluate(&mut self, images: &[f32], labels: &[u8]) -> Result<JsValue, JsError> {
-        let batch = image_batch(images)?;
+    pub fn evaluate(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] images: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] labels: &JsValue,
+    ) -> Result<JsValue, JsError> {
+        let (images, labels) = (f32_images(images, "images")?, u8_array(labels, "labels")?);
+        let batch = image_batch(&images)?;
         if labels.len() != batch.dim().0 {
             return Err(JsError::new(&format!(
                 "{} images but {} labels: there must be one label per image",
@@ -355,7 +408,7 @@ impl Model {
         }
         let mut workspace = crate::model::Workspace::default();
         let result =
-            crate::train::evaluate(self.inner.model(), &mut workspace, batch, labels, 500).map_err(js_error)?;
+            crate::train::evaluate(self.inner.model(), &mut workspace, batch, &labels, 500).map_err(js_error)?;
         to_js(&EvaluationJs { accuracy: result.accuracy, loss: result.loss })
     }
 
@@ -386,7 +439,12 @@ impl Model {
 /// the 28×28 image the model expects, as MNIST was made: `Float32Array(784)`, or `undefined`
 /// when the canvas holds no digit. Throws an `Error` when the length does not match the size.
 #[wasm_bindgen]
-pub fn preprocess_canvas(rgba: &[u8], width: f64, height: f64) -> Result<Option<Vec<f32>>, JsError> {
+pub fn preprocess_canvas(
+    #[wasm_bindgen(unchecked_param_type = "Uint8ClampedArray | Uint8Array")] rgba: &JsValue,
+    width: f64,
+    height: f64,
+) -> Result<Option<Vec<f32>>, JsError> {
+    let rgba = rgba_bytes(rgba, "rgba")?;
     // Plain JavaScript numbers, checked here: a u32 parameter would silently wrap 2³² + 1 to 1.
     let side = |name: &str, v: f64| -> Result<usize, JsError> {
         if v.is_finite() && v.fract() == 0.0 && (1.0..=f64::from(u32::MAX)).contains(&v) {
@@ -395,7 +453,7 @@ pub fn preprocess_canvas(rgba: &[u8], width: f64, height: f64) -> Result<Option<
             Err(JsError::new(&format!("{name} must be a whole number of pixels ≥ 1, got {v}")))
         }
     };
-    crate::data::preprocess::preprocess_rgba(rgba, side("width", width)?, side("height", height)?).map_err(js_error)
+    crate::data::preprocess::preprocess_rgba(&rgba, side("width", width)?, side("height", height)?).map_err(js_error)
 }
 
 /// Digits read from a pair of MNIST IDX files (plain or gzipped), as a session takes them.
@@ -421,8 +479,14 @@ mod serde_bytes_js {
 /// `Error` naming the file and what is wrong with it (wrong magic number, truncated, not 28×28,
 /// counts that differ, a label above 9, a header claiming more than the file holds).
 #[wasm_bindgen]
-pub fn read_idx(images: &[u8], images_name: &str, labels: &[u8], labels_name: &str) -> Result<JsValue, JsError> {
-    let digits = crate::data::idx::parse_digits(images, images_name, labels, labels_name).map_err(js_error)?;
+pub fn read_idx(
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] images: &JsValue,
+    images_name: &str,
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] labels: &JsValue,
+    labels_name: &str,
+) -> Result<JsValue, JsError> {
+    let (images, labels) = (u8_array(images, "images")?, u8_array(labels, "labels")?);
+    let digits = crate::data::idx::parse_digits(&images, images_name, &labels, labels_name).map_err(js_error)?;
     let count = digits.len();
     to_js(&DigitsJs { images: digits.images().to_vec(), labels: digits.labels().to_vec(), count })
 }

@@ -26,6 +26,24 @@ pub const MAX_HEADER_LEN: usize = 1 << 20;
 /// Length in bytes of the little-endian `u64` that starts a safetensors file: the header's length.
 const HEADER_LEN_BYTES: usize = 8;
 
+/// LeNet-5's trainable parameters (61,706), counted from the layer sizes so that the bound
+/// below is a constant: conv1 6·1·5·5 + 6, conv2 16·6·5·5 + 16, fc1 120·400 + 120,
+/// fc2 84·120 + 84, fc3 10·84 + 10.
+const NUM_PARAMETERS: usize = (6 * 25 + 6) + (16 * 6 * 25 + 16) + (120 * 400 + 120) + (84 * 120 + 84) + (10 * 84 + 10);
+
+/// The largest a valid LeNet-5 weights file can be, in bytes: 1,295,408.
+///
+/// A safetensors file is the 8-byte header length, the JSON header, then the tensors' data, and
+/// nothing else: the header's offsets must cover the data exactly. Here the header (tensor
+/// entries and all metadata) is at most [`MAX_HEADER_LEN`] = 1,048,576 bytes, and the data is
+/// exactly the 61,706 f32 parameters, 246,824 bytes, so a file can hold at most
+/// 8 + 1,048,576 + 246,824 = 1,295,408 bytes. [`from_safetensors`] refuses a larger input
+/// before parsing anything; a caller can compare a file's size with it before reading the file.
+pub const MAX_WEIGHTS_FILE_BYTES: usize = HEADER_LEN_BYTES + MAX_HEADER_LEN + NUM_PARAMETERS * 4;
+
+/// How many leading bytes [`check_file`] looks at to recognise what a file is.
+pub(crate) const SNIFF_BYTES: usize = 512;
+
 /// The model as a safetensors file, in bytes: the ten f32 tensors and the metadata
 /// `architecture = LeNet-5`, `input_mean`, `input_std`.
 ///
@@ -85,6 +103,7 @@ fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
 /// [`Error::Weights`] naming the problem: not a safetensors file, a truncated file, a missing
 /// or unexpected tensor, a wrong dtype or shape, a non-finite value, bad metadata.
 pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
+    check_file(bytes, bytes.len())?;
     let header = read_header(bytes)?;
     let file =
         SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("not a valid safetensors file: {e}")))?;
@@ -129,6 +148,53 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
     Ok(model)
 }
 
+/// Checks what can be told from a file's first bytes (`start`, at least its first
+/// [`SNIFF_BYTES`] when it has that many) and its length (`len`) alone: that it is not a Git LFS
+/// pointer or an HTML page, the two files most often found where weights were expected, and
+/// that it is no larger than [`MAX_WEIGHTS_FILE_BYTES`]. Lets a caller holding the bytes
+/// elsewhere (a JavaScript buffer) refuse a file before copying it.
+///
+/// A valid file cannot be mistaken for either kind: its header length is below 2²⁰, so bytes
+/// 3 to 7 are zero, while a pointer or a page starts with printable text.
+pub(crate) fn check_file(start: &[u8], len: usize) -> Result<()> {
+    let start = &start[..start.len().min(SNIFF_BYTES)];
+    if start.starts_with(b"version https://git-lfs.github.com/spec/") {
+        return Err(Error::Weights(
+            "the file is a Git LFS pointer, not the weights: run `git lfs pull` in the repository it came from to fetch them"
+                .into(),
+        ));
+    }
+    if looks_like_html(start) {
+        return Err(Error::Weights(
+            "the file is an HTML page, not a weights file: check the URL (a server answers a missing file with its index page) or pick the .safetensors file"
+                .into(),
+        ));
+    }
+    if len > MAX_WEIGHTS_FILE_BYTES {
+        return Err(Error::Weights(format!(
+            "the file is {len} bytes, larger than any LeNet-5 weights file ({MAX_WEIGHTS_FILE_BYTES} bytes at most: \
+             a header of up to {MAX_HEADER_LEN} bytes and 61,706 f32 parameters)"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `start` begins, after an optional UTF-8 byte-order mark and whitespace, with the
+/// markup an HTML page starts with (ASCII case-insensitive).
+fn looks_like_html(start: &[u8]) -> bool {
+    let text = start.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(start);
+    let text = &text[text.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(text.len())..];
+    if text.starts_with(b"<!--") {
+        return true;
+    }
+    ["<!doctype html", "<html", "<head", "<body", "<meta", "<title", "<script"].iter().any(|tag| {
+        text.len() >= tag.len()
+            && text[..tag.len()].eq_ignore_ascii_case(tag.as_bytes())
+            // A whole tag name: `<header` is not `<head`.
+            && text.get(tag.len()).is_none_or(|&b| b == b'>' || b == b'/' || b.is_ascii_whitespace())
+    })
+}
+
 /// Parses the header of a safetensors file after checking every size it claims against the
 /// bytes present: its own length, and the total length of the tensors' data.
 ///
@@ -163,8 +229,9 @@ fn read_header(bytes: &[u8]) -> Result<Metadata> {
         .map_err(|e| Error::Weights(format!("not a valid safetensors file: the header is not UTF-8: {e}")))?;
     // Deserializing checks that the offsets are contiguous and match each shape, with checked
     // arithmetic; only the tensor views are left to the safetensors crate, which reads in place.
-    let metadata: Metadata =
-        serde_json::from_str(text).map_err(|e| Error::Weights(format!("not a valid safetensors header: {e}")))?;
+    let metadata: Metadata = serde_json::from_str(text).map_err(|e| {
+        Error::Weights(metadata_problem(text).unwrap_or_else(|| format!("not a valid safetensors header: {e}")))
+    })?;
     if metadata.data_len() != data.len() {
         return Err(Error::Weights(format!(
             "truncated or padded: the header's tensors claim {} bytes of data, the file holds {}",
@@ -173,6 +240,38 @@ fn read_header(bytes: &[u8]) -> Result<Metadata> {
         )));
     }
     Ok(metadata)
+}
+
+/// Why a header that failed to parse has bad `__metadata__`, if that is the reason: the
+/// format's metadata maps strings to strings, and tools that write numbers or nested objects
+/// there make files that no safetensors reader loads.
+fn metadata_problem(text: &str) -> Option<String> {
+    let header: serde_json::Value = serde_json::from_str(text).ok()?;
+    // `null` reads as no metadata.
+    let metadata = header.get("__metadata__").filter(|m| !m.is_null())?;
+    let kind = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    };
+    let Some(map) = metadata.as_object() else {
+        return Some(format!(
+            "`__metadata__` is {}, but safetensors metadata is an object mapping strings to strings",
+            kind(metadata)
+        ));
+    };
+    let (key, value) = map.iter().find(|(_, v)| !v.is_string())?;
+    let mut shown = value.to_string();
+    if shown.len() > 40 {
+        shown = format!("{}…", shown.chars().take(40).collect::<String>());
+    }
+    Some(format!(
+        "metadata `{key}` is {} ({shown}), but safetensors metadata maps strings to strings: write it as a string",
+        kind(value)
+    ))
 }
 
 fn read_constant(metadata: &HashMap<String, String>, key: &str, default: f32) -> Result<f32> {
@@ -347,6 +446,13 @@ mod tests {
             message.starts_with("truncated or padded: the header's tensors claim 18446744073709551608 bytes"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_size_bound_counts_the_model_s_parameters() {
+        assert_eq!(NUM_PARAMETERS, LeNet5::new(0).num_parameters());
+        let file = to_safetensors(&LeNet5::new(0)).unwrap();
+        assert_eq!(MAX_WEIGHTS_FILE_BYTES - file.len(), MAX_HEADER_LEN - (file.len() - 8 - NUM_PARAMETERS * 4));
     }
 
     #[test]

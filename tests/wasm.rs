@@ -5,7 +5,7 @@
 mod common;
 
 use lenet::data::digits::Digits;
-use lenet::wasm::{defaults, preprocess_canvas, read_idx, Model, SessionJs};
+use lenet::wasm::{defaults, max_weights_file_bytes, preprocess_canvas, read_idx, Model, SessionJs};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
@@ -13,6 +13,16 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 fn images_of(data: &lenet::data::idx::Dataset, range: std::ops::Range<usize>) -> Vec<f32> {
     data.images.as_slice().unwrap()[range.start * 784..range.end * 784].to_vec()
+}
+
+/// `values` as a JavaScript `Float32Array`, the type the methods take images as.
+fn f32s(values: &[f32]) -> JsValue {
+    js_sys::Float32Array::from(values).into()
+}
+
+/// `values` as a JavaScript `Uint8Array`, the type the methods take labels and files as.
+fn u8s(values: &[u8]) -> JsValue {
+    js_sys::Uint8Array::from(values).into()
 }
 
 /// The message of the JavaScript `Error` a method threw; fails if it threw something else.
@@ -34,7 +44,7 @@ fn seed_0_predicts_as_natively() {
     let test = common::small_test();
     let mut model = Model::new(0.0).unwrap();
     for (i, golden) in common::SEED0_PROBABILITIES.iter().enumerate() {
-        let p = model.predict(&images_of(&test, i..i + 1)).unwrap();
+        let p = model.predict(&f32s(&images_of(&test, i..i + 1))).unwrap();
         for (a, b) in p.iter().zip(golden) {
             assert!((a - b).abs() <= 1e-5, "image {i}: wasm {p:?}, native {golden:?}");
         }
@@ -48,8 +58,8 @@ fn train_step_returns_minus_log_of_the_predicted_probability() {
     for i in [0usize, 1, 2] {
         let image = images_of(&train, i..i + 1);
         let label = train.labels[i];
-        let p = model.predict(&image).unwrap();
-        let loss = model.train_step(&image, &[label]).unwrap();
+        let p = model.predict(&f32s(&image)).unwrap();
+        let loss = model.train_step(&f32s(&image), &u8s(&[label])).unwrap();
         let expected = -p[usize::from(label)].ln();
         assert!((loss - expected).abs() <= 1e-5 * expected.max(1.0), "step {i}: loss {loss}, −ln p = {expected}");
     }
@@ -70,7 +80,9 @@ fn three_hundred_steps_learn_real_digits() {
     let (mut first, mut last) = (Vec::new(), Vec::new());
     for step in 0..300 {
         let start = (step * 32) % (train.len() - 32);
-        let loss = model.train_step(&all[start * 784..(start + 32) * 784], &train.labels[start..start + 32]).unwrap();
+        let loss = model
+            .train_step(&f32s(&all[start * 784..(start + 32) * 784]), &u8s(&train.labels[start..start + 32]))
+            .unwrap();
         if step < 10 {
             first.push(loss);
         }
@@ -81,7 +93,7 @@ fn three_hundred_steps_learn_real_digits() {
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
     assert!((first[0] - 10f32.ln()).abs() < 1.0, "first loss {}, not near ln 10", first[0]);
     assert!(mean(&last) < 0.5, "the last 20 losses average {}", mean(&last));
-    let result = model.evaluate(test.images.as_slice().unwrap(), &test.labels).unwrap();
+    let result = model.evaluate(&f32s(test.images.as_slice().unwrap()), &u8s(&test.labels)).unwrap();
     let accuracy = js_sys::Reflect::get(&result, &"accuracy".into()).unwrap().as_f64().unwrap();
     assert!(accuracy >= 0.90, "held-out accuracy {accuracy}");
 }
@@ -92,7 +104,7 @@ fn bad_input_throws_a_telling_error_and_changes_nothing() {
     let mut model = Model::new(1.0).unwrap();
     let image = images_of(&train, 0..1);
     let two = images_of(&train, 0..2);
-    let before = model.predict(&image).unwrap();
+    let before = model.predict(&f32s(&image)).unwrap();
     let mut nan = image.clone();
     nan[100] = f32::NAN;
     let mut infinite = image.clone();
@@ -102,21 +114,21 @@ fn bad_input_throws_a_telling_error_and_changes_nothing() {
     let mut negative = image.clone();
     negative[0] = -0.25;
     let cases: Vec<(&str, Result<f32, wasm_bindgen::JsError>, &str)> = vec![
-        ("length not a multiple of 784", model.train_step(&image[..700], &[1]), "n × 784"),
-        ("no images", model.train_step(&[], &[]), "n × 784"),
-        ("counts disagree", model.train_step(&two, &[1]), "2 images but 1 labels"),
-        ("label above 9", model.train_step(&two, &[1, 12]), "label 12 at index 1"),
-        ("NaN pixel", model.train_step(&nan, &[5]), "is NaN"),
-        ("infinite pixel", model.train_step(&infinite, &[5]), "is inf"),
-        ("pixel above 1", model.train_step(&bright, &[5]), "is 1.5"),
-        ("negative pixel", model.train_step(&negative, &[5]), "is -0.25"),
+        ("length not a multiple of 784", model.train_step(&f32s(&image[..700]), &u8s(&[1])), "n × 784"),
+        ("no images", model.train_step(&f32s(&[]), &u8s(&[])), "n × 784"),
+        ("counts disagree", model.train_step(&f32s(&two), &u8s(&[1])), "2 images but 1 labels"),
+        ("label above 9", model.train_step(&f32s(&two), &u8s(&[1, 12])), "label 12 at index 1"),
+        ("NaN pixel", model.train_step(&f32s(&nan), &u8s(&[5])), "is NaN"),
+        ("infinite pixel", model.train_step(&f32s(&infinite), &u8s(&[5])), "is inf"),
+        ("pixel above 1", model.train_step(&f32s(&bright), &u8s(&[5])), "is 1.5"),
+        ("negative pixel", model.train_step(&f32s(&negative), &u8s(&[5])), "is -0.25"),
     ];
     for (what, result, needle) in cases {
         let message = error_message(result.expect_err(what));
         assert!(message.contains(needle), "{what}: {message}");
     }
-    assert!(error_message(model.predict(&two).unwrap_err()).contains("784 values, got 1568"));
-    assert!(error_message(model.predict_batch(&image[..10]).unwrap_err()).contains("got 10 values"));
+    assert!(error_message(model.predict(&f32s(&two)).unwrap_err()).contains("784 values, got 1568"));
+    assert!(error_message(model.predict_batch(&f32s(&image[..10])).unwrap_err()).contains("got 10 values"));
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let settings = js_sys::Object::new();
         js_sys::Reflect::set(&settings, &"learning_rate".into(), &bad.into()).unwrap();
@@ -136,30 +148,30 @@ fn bad_input_throws_a_telling_error_and_changes_nothing() {
         ("empty", &bytes[..0]),
         ("garbage", b"{not safetensors}".as_slice()),
     ] {
-        let message = error_message(model.load_safetensors(bad).unwrap_err());
+        let message = error_message(model.load_safetensors(&u8s(bad)).unwrap_err());
         assert!(message.starts_with("weights file"), "{what}: {message}");
     }
     let mismatched = Model::new(2.0).unwrap().to_safetensors().unwrap();
     let mut renamed = mismatched.clone();
     let at = renamed.windows(8).position(|w| w == b"fc2.bias").expect("the header names fc2.bias");
     renamed[at + 7] = b'n';
-    let message = error_message(model.load_safetensors(&renamed).unwrap_err());
+    let message = error_message(model.load_safetensors(&u8s(&renamed)).unwrap_err());
     assert!(message.contains("unexpected tensor `fc2.bian`"), "{message}");
-    assert!(preprocess_canvas(&[0; 12], 2.0, 2.0).is_err());
-    assert!(error_message(preprocess_canvas(&[0; 16], 4_294_967_297.0, 1.0).unwrap_err())
+    assert!(preprocess_canvas(&u8s(&[0; 12]), 2.0, 2.0).is_err());
+    assert!(error_message(preprocess_canvas(&u8s(&[0; 16]), 4_294_967_297.0, 1.0).unwrap_err())
         .contains("width must be a whole number"));
 
-    assert_eq!(model.predict(&image).unwrap(), before, "a rejected input changed the model");
+    assert_eq!(model.predict(&f32s(&image)).unwrap(), before, "a rejected input changed the model");
 }
 
 #[wasm_bindgen_test]
 fn safetensors_round_trip_bit_for_bit() {
     let train = common::small_train();
     let mut model = Model::new(9.0).unwrap();
-    model.train_step(&images_of(&train, 0..16), &train.labels[0..16]).unwrap();
+    model.train_step(&f32s(&images_of(&train, 0..16)), &u8s(&train.labels[0..16])).unwrap();
     let bytes = model.to_safetensors().unwrap();
-    let mut copy = Model::from_safetensors(&bytes).unwrap();
-    let image = images_of(&train, 20..21);
+    let mut copy = Model::from_safetensors(&u8s(&bytes)).unwrap();
+    let image = f32s(&images_of(&train, 20..21));
     assert_eq!(copy.predict(&image).unwrap(), model.predict(&image).unwrap());
     let again = copy.to_safetensors().unwrap();
     assert_eq!(again.len(), bytes.len());
@@ -172,7 +184,7 @@ fn safetensors_round_trip_bit_for_bit() {
 #[wasm_bindgen_test]
 fn benchmark_predict_one_image() {
     let test = common::small_test();
-    let image = images_of(&test, 0..1);
+    let image = f32s(&images_of(&test, 0..1));
     let mut model = Model::new(0.0).unwrap();
     let performance = web_sys::window().unwrap().performance().unwrap();
     for _ in 0..100 {
@@ -229,8 +241,9 @@ async fn twenty_thousand_steps_and_ten_thousand_predictions_do_not_grow_memory()
     let batches = train.len() / 64;
     let step = |model: &mut Model, i: usize| {
         let b = i % batches;
-        let loss =
-            model.train_step(&all[b * 64 * 784..(b + 1) * 64 * 784], &train.labels[b * 64..(b + 1) * 64]).unwrap();
+        let loss = model
+            .train_step(&f32s(&all[b * 64 * 784..(b + 1) * 64 * 784]), &u8s(&train.labels[b * 64..(b + 1) * 64]))
+            .unwrap();
         assert!(loss.is_finite(), "step {i}: loss {loss}");
     };
     for i in 0..100 {
@@ -245,7 +258,7 @@ async fn twenty_thousand_steps_and_ten_thousand_predictions_do_not_grow_memory()
     }
     assert_eq!(memory_bytes(), after_100, "wasm memory grew between step 100 and step 20,000");
 
-    let image = &all[..784];
+    let image = &f32s(&all[..784]);
     model.predict(image).unwrap();
     let before = memory_bytes();
     for _ in 0..10_000 {
@@ -258,7 +271,7 @@ async fn twenty_thousand_steps_and_ten_thousand_predictions_do_not_grow_memory()
     // would grow it by a model's worth, about 1.5 MB, every time.
     let make_and_free = |seed: u32| {
         let mut m = Model::new(f64::from(seed)).unwrap();
-        m.train_step(image, &train.labels[..1]).unwrap();
+        m.train_step(image, &u8s(&train.labels[..1])).unwrap();
         drop(m);
     };
     for seed in 0..5 {
@@ -287,8 +300,8 @@ fn fixture_session(settings: &JsValue) -> SessionJs {
     let train = Digits::from_dataset(&common::small_train());
     let test = Digits::from_dataset(&common::small_test());
     let mut session = SessionJs::new(settings.clone()).unwrap();
-    session.set_train_data(train.images(), train.labels()).unwrap();
-    session.set_test_data(test.images(), test.labels()).unwrap();
+    session.set_train_data(&u8s(train.images()), &u8s(train.labels())).unwrap();
+    session.set_test_data(&u8s(test.images()), &u8s(test.labels())).unwrap();
     session
 }
 
@@ -313,7 +326,7 @@ fn a_session_resumed_in_a_new_object_equals_the_uninterrupted_one() {
         let checkpoint = first.checkpoint().unwrap();
         drop(first);
         let mut resumed = fixture_session(&JsValue::UNDEFINED);
-        resumed.restore(&checkpoint).unwrap();
+        resumed.restore(&u8s(&checkpoint)).unwrap();
         for _ in 0..25 {
             resumed.step().unwrap();
         }
@@ -358,11 +371,170 @@ fn a_session_steps_evaluates_and_reports_as_plain_objects() {
 fn read_idx_names_the_file_and_what_is_wrong() {
     let images = include_bytes!("fixtures/mnist-small/t10k-images-idx3-ubyte.gz");
     let labels = include_bytes!("fixtures/mnist-small/t10k-labels-idx1-ubyte.gz");
-    let digits = read_idx(images, "t10k-images", labels, "t10k-labels").unwrap();
+    let digits = read_idx(&u8s(images), "t10k-images", &u8s(labels), "t10k-labels").unwrap();
     assert_eq!(get(&digits, "count").as_f64(), Some(500.0));
     assert_eq!(get(&digits, "images").unchecked_into::<js_sys::Uint8Array>().length(), 500 * 784);
-    let message = error_message(read_idx(labels, "a.gz", labels, "b.gz").unwrap_err());
+    let message = error_message(read_idx(&u8s(labels), "a.gz", &u8s(labels), "b.gz").unwrap_err());
     assert!(message.contains("a.gz") && message.contains("magic number"), "{message}");
-    let message = error_message(read_idx(&images[..images.len() / 2], "half.gz", labels, "b.gz").unwrap_err());
+    let message =
+        error_message(read_idx(&u8s(&images[..images.len() / 2]), "half.gz", &u8s(labels), "b.gz").unwrap_err());
     assert!(message.contains("half.gz"), "{message}");
+}
+
+/// `stats().steps` of `model`.
+fn steps(model: &Model) -> f64 {
+    js_sys::Reflect::get(&model.stats().unwrap(), &"steps".into()).unwrap().as_f64().unwrap()
+}
+
+/// A JavaScript `ArrayBuffer` holding `bytes`.
+fn array_buffer(bytes: &[u8]) -> JsValue {
+    js_sys::Uint8Array::from(bytes).buffer().into()
+}
+
+/// A plain JavaScript array of the numbers `values`.
+fn plain_array(values: &[f64]) -> JsValue {
+    values.iter().map(|&v| JsValue::from_f64(v)).collect::<js_sys::Array>().into()
+}
+
+#[wasm_bindgen_test]
+fn arguments_of_the_wrong_type_throw_and_change_nothing() {
+    let train = common::small_train();
+    let mut model = Model::new(7.0).unwrap();
+    let two = images_of(&train, 0..2);
+    let image = images_of(&train, 0..1);
+    model.train_step(&f32s(&two), &u8s(&train.labels[..2])).unwrap();
+    let (before, steps_before) = (model.to_safetensors().unwrap(), steps(&model));
+    let file = u8s(&before);
+
+    let wrong_labels: [(&str, JsValue, &str); 5] = [
+        ("plain array [3, 259]", plain_array(&[3.0, 259.0]), "labels must be a Uint8Array, got an Array"),
+        (
+            "Float32Array [3.7, 1]",
+            js_sys::Float32Array::from([3.7f32, 1.0].as_slice()).into(),
+            "labels must be a Uint8Array, got a Float32Array",
+        ),
+        ("string \"35\"", JsValue::from_str("35"), "labels must be a Uint8Array, got a string"),
+        (
+            "ArrayBuffer",
+            array_buffer(&[3, 1]),
+            "labels must be a Uint8Array, got an ArrayBuffer: wrap it as `new Uint8Array(buffer)`",
+        ),
+        ("undefined", JsValue::UNDEFINED, "labels must be a Uint8Array, got undefined"),
+    ];
+    for (what, labels, expected) in &wrong_labels {
+        let message = error_message(model.train_step(&f32s(&two), labels).expect_err(what));
+        assert_eq!(&message, expected, "train_step, labels {what}");
+        let message = error_message(model.evaluate(&f32s(&two), labels).expect_err(what));
+        assert_eq!(&message, expected, "evaluate, labels {what}");
+    }
+
+    let mut with_text = vec![0.0; 784];
+    with_text[5] = f64::NAN; // replaced by a string below
+    let with_text: js_sys::Array = plain_array(&with_text).unchecked_into();
+    with_text.set(5, JsValue::from_str("0.5"));
+    let wrong_images: [(&str, JsValue, &str); 5] = [
+        (
+            "ArrayBuffer",
+            array_buffer(&vec![0; 784 * 4]),
+            "images must be a Float32Array (or an Array of numbers), got an ArrayBuffer: wrap it as `new Float32Array(buffer)`",
+        ),
+        (
+            "Float64Array",
+            js_sys::Float64Array::new_with_length(784).into(),
+            "images must be a Float32Array (or an Array of numbers), got a Float64Array",
+        ),
+        ("Uint8Array", u8s(&[0; 784]), "images must be a Float32Array (or an Array of numbers), got a Uint8Array"),
+        ("a string", JsValue::from_str("0.5"), "images must be a Float32Array (or an Array of numbers), got a string"),
+        ("an array holding a string", with_text.into(), "images must hold numbers (pixels in [0, 1]), but images[5] is a string"),
+    ];
+    for (what, images, expected) in &wrong_images {
+        let message = error_message(model.train_step(images, &u8s(&[1])).expect_err(what));
+        assert_eq!(&message, expected, "train_step, images {what}");
+        let message = error_message(model.predict_batch(images).expect_err(what));
+        assert_eq!(&message, expected, "predict_batch, images {what}");
+        let message = error_message(model.evaluate(images, &u8s(&[1])).expect_err(what));
+        assert_eq!(&message, expected, "evaluate, images {what}");
+        let message = error_message(model.predict(images).expect_err(what));
+        assert_eq!(message, expected.replace("images", "pixels"), "predict, pixels {what}");
+    }
+
+    let buffer = array_buffer(&before);
+    let message = error_message(model.load_safetensors(&buffer).unwrap_err());
+    assert_eq!(message, "bytes must be a Uint8Array, got an ArrayBuffer: wrap it as `new Uint8Array(buffer)`");
+    let message = error_message(Model::from_safetensors(&buffer).err().expect("an ArrayBuffer is refused"));
+    assert_eq!(message, "bytes must be a Uint8Array, got an ArrayBuffer: wrap it as `new Uint8Array(buffer)`");
+    let as_array = plain_array(&before.iter().map(|&b| f64::from(b)).collect::<Vec<_>>());
+    let message = error_message(model.load_safetensors(&as_array).unwrap_err());
+    assert_eq!(message, "bytes must be a Uint8Array, got an Array");
+    let message = error_message(model.load_safetensors(&JsValue::NULL).unwrap_err());
+    assert_eq!(message, "bytes must be a Uint8Array, got null");
+
+    let message = error_message(preprocess_canvas(&array_buffer(&[0; 16]), 2.0, 2.0).unwrap_err());
+    assert_eq!(
+        message,
+        "rgba must be a Uint8ClampedArray (a canvas's getImageData().data) or a Uint8Array, got an ArrayBuffer: \
+         wrap it as `new Uint8ClampedArray(buffer)`"
+    );
+    let message = error_message(preprocess_canvas(&f32s(&[0.0; 16]), 2.0, 2.0).unwrap_err());
+    assert!(message.ends_with("got a Float32Array"), "{message}");
+
+    assert_eq!(model.to_safetensors().unwrap(), before, "a rejected argument changed the weights");
+    assert_eq!(steps(&model), steps_before, "a rejected argument counted a step");
+
+    // What is accepted: a plain array of numbers gives exactly what the same Float32Array gives,
+    // the canvas's own Uint8ClampedArray is read, and the file as a Uint8Array loads.
+    let as_numbers = plain_array(&image.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
+    assert_eq!(model.predict(&as_numbers).unwrap(), model.predict(&f32s(&image)).unwrap());
+    let mut rgba = vec![0u8; 56 * 56 * 4];
+    for y in 10..46 {
+        for x in 24..32 {
+            rgba[(y * 56 + x) * 4 + 3] = 255;
+        }
+    }
+    let clamped: JsValue = js_sys::Uint8ClampedArray::from(rgba.as_slice()).into();
+    let from_clamped = preprocess_canvas(&clamped, 56.0, 56.0).unwrap().expect("a stroke is a digit");
+    assert_eq!(preprocess_canvas(&u8s(&rgba), 56.0, 56.0).unwrap(), Some(from_clamped));
+    model.load_safetensors(&file).unwrap();
+    assert_eq!(model.to_safetensors().unwrap(), before);
+    model.train_step(&as_numbers, &u8s(&train.labels[..1])).unwrap();
+    assert_eq!(steps(&model), steps_before + 1.0);
+}
+
+#[wasm_bindgen_test]
+fn a_pointer_or_a_page_in_place_of_the_weights_is_named() {
+    let mut model = Model::new(8.0).unwrap();
+    let before = model.to_safetensors().unwrap();
+    let pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 247640\n";
+    let message = error_message(model.load_safetensors(&u8s(pointer)).unwrap_err());
+    assert!(message.starts_with("weights file: the file is a Git LFS pointer, not the weights: run `git lfs pull`"));
+    let page = b"\xEF\xBB\xBF\n<!DOCTYPE html>\n<html><head><title>lenet</title></head></html>";
+    let message = error_message(Model::from_safetensors(&u8s(page)).err().expect("a page is refused"));
+    assert!(message.starts_with("weights file: the file is an HTML page, not a weights file: check the URL"));
+    assert_eq!(model.to_safetensors().unwrap(), before);
+}
+
+#[wasm_bindgen_test]
+fn an_oversized_weights_buffer_is_refused_without_growing_memory() {
+    assert_eq!(max_weights_file_bytes(), lenet::weights::MAX_WEIGHTS_FILE_BYTES as f64);
+    let mut model = Model::new(9.0).unwrap();
+    let before = model.to_safetensors().unwrap();
+    // The refusal's own small allocations (the message) happen once before measuring.
+    let just_over = js_sys::Uint8Array::new_with_length(lenet::weights::MAX_WEIGHTS_FILE_BYTES as u32 + 1);
+    let message = error_message(model.load_safetensors(&just_over).unwrap_err());
+    assert!(message.starts_with(&format!(
+        "weights file: the file is {} bytes, larger than any LeNet-5 weights file ({} bytes at most",
+        lenet::weights::MAX_WEIGHTS_FILE_BYTES + 1,
+        lenet::weights::MAX_WEIGHTS_FILE_BYTES
+    )));
+
+    // Larger than the whole of wasm memory now: copying it in would have to grow the memory.
+    let memory = memory_bytes();
+    let size = memory as u32 + (16 << 20);
+    let huge = js_sys::Uint8Array::new_with_length(size);
+    let message = error_message(model.load_safetensors(&huge).unwrap_err());
+    assert!(message.contains(&format!("the file is {size} bytes")), "{message}");
+    let message = error_message(Model::from_safetensors(&huge).err().expect("refused"));
+    assert!(message.contains(&format!("the file is {size} bytes")), "{message}");
+    assert_eq!(memory_bytes(), memory, "wasm memory grew while refusing a {size}-byte buffer");
+    assert_eq!(model.to_safetensors().unwrap(), before);
 }
