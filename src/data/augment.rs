@@ -96,7 +96,10 @@ impl Default for Augment {
     /// (`alpha = 20`, `sigma = 4`: displacements of about 0.8 px RMS), the kinds and sizes of
     /// distortion known to help on MNIST (LeCun et al. 1998; Simard et al. 2003; Cireşan, Meier
     /// and Schmidhuber, "Multi-column deep neural networks for image classification", CVPR
-    /// 2012), chosen among such settings by short training runs on full MNIST.
+    /// 2012). Five epochs of the default [`crate::train::Recipe`] (seed 0) on full MNIST reach
+    /// 99.25 % test accuracy with them, against 99.24 % without augmentation and 99.19 % with
+    /// the affine part alone: at that length the harder training images cost nothing, and their
+    /// use is to keep longer runs from overfitting, where the gains reported above come from.
     fn default() -> Self {
         Augment { translate: 2.5, rotate: 12.0, scale: 0.1, shear: 8.0, elastic_alpha: 20.0, elastic_sigma: 4.0 }
     }
