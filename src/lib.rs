@@ -25,6 +25,7 @@
 
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod gemm;
 pub mod layers;
 pub mod loss;

@@ -4,7 +4,7 @@ use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Ix4};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{shape_error, Error, Result};
+use crate::error::{fmt_shape, shape_error, Error, Result};
 use crate::layers::{
     ensure_shape, relu, relu_backward, Conv2d, Conv2dCache, Conv2dGrads, Linear, LinearGrads, MaxPool2d, MaxPool2dCache,
 };
@@ -156,6 +156,30 @@ impl Workspace {
     pub fn logits(&self) -> ArrayView2<'_, f32> {
         self.logits.view()
     }
+
+    /// The activations of the last forward pass, in the network's order: conv1 after ReLU
+    /// `(N, 6, 28, 28)`, pool1 `(N, 6, 14, 14)`, conv2 after ReLU `(N, 16, 10, 10)`, pool2
+    /// `(N, 16, 5, 5)`, fc1 after ReLU `(N, 120)`, fc2 after ReLU `(N, 84)`.
+    pub(crate) fn activations(&self) -> [&[f32]; 6] {
+        fn flat<D: ndarray::Dimension>(a: &ndarray::Array<f32, D>) -> &[f32] {
+            a.as_slice().expect("activations are in standard layout")
+        }
+        [
+            flat(&self.conv1_out),
+            flat(&self.pool1_out),
+            flat(&self.conv2_out),
+            flat(&self.pool2_out),
+            flat(&self.fc1_out),
+            flat(&self.fc2_out),
+        ]
+    }
+
+    /// Where [`LeNet5::backward_from_logits`] starts: the gradient of the logits, resized to
+    /// `(N, 10)` for the last forward batch; its contents are for the caller to write.
+    pub(crate) fn grad_logits_mut(&mut self) -> &mut Array2<f32> {
+        ensure_shape(&mut self.grad_logits, self.logits.raw_dim());
+        &mut self.grad_logits
+    }
 }
 
 /// Checks that `images` is `(N ≥ 1, 1, 28, 28)` with every pixel finite and in `[0, 1]`.
@@ -280,8 +304,25 @@ impl LeNet5 {
     /// [`Error::Shape`] when `labels` does not hold one label per image of the forward batch,
     /// [`Error::InvalidInput`] for a label above 9.
     pub fn backward(&self, workspace: &mut Workspace, labels: &[u8], grads: &mut Gradients) -> Result<f32> {
+        let loss = cross_entropy_backward(workspace.logits.view(), labels, &mut workspace.grad_logits)?;
+        self.backward_from_logits(workspace, grads, None)?;
+        Ok(loss)
+    }
+
+    /// The backward pass below the loss: from the gradient of some scalar with respect to the
+    /// logits, already in `workspace.grad_logits` `(N, 10)`, to every parameter's gradient
+    /// and, when `grad_pixels` is given, to the input pixels `(N, 1, 28, 28)` (through the
+    /// normalisation, so in units of the `[0, 1]` pixels the caller gave).
+    pub(crate) fn backward_from_logits(
+        &self,
+        workspace: &mut Workspace,
+        grads: &mut Gradients,
+        mut grad_pixels: Option<&mut Array4<f32>>,
+    ) -> Result<()> {
         let ws = workspace;
-        let loss = cross_entropy_backward(ws.logits.view(), labels, &mut ws.grad_logits)?;
+        if ws.grad_logits.dim() != ws.logits.dim() {
+            return Err(shape_error("LeNet5 logits gradient", fmt_shape(ws.logits.shape()), ws.grad_logits.shape()));
+        }
         self.fc3.backward(ws.fc2_out.view(), ws.grad_logits.view(), &mut grads.fc3, Some(&mut ws.grad_fc2))?;
         relu_backward(ws.fc2_out.view(), ws.grad_fc2.view_mut())?;
         self.fc2.backward(ws.fc1_out.view(), ws.grad_fc2.view(), &mut grads.fc2, Some(&mut ws.grad_fc1))?;
@@ -303,8 +344,19 @@ impl LeNet5 {
         )?;
         self.pool.backward(&ws.pool1_cache, ws.grad_pool1.view(), &mut ws.grad_conv1)?;
         relu_backward(ws.conv1_out.view(), ws.grad_conv1.view_mut())?;
-        self.conv1.backward(ws.input.view(), &mut ws.conv1_cache, ws.grad_conv1.view(), &mut grads.conv1, None)?;
-        Ok(loss)
+        self.conv1.backward(
+            ws.input.view(),
+            &mut ws.conv1_cache,
+            ws.grad_conv1.view(),
+            &mut grads.conv1,
+            grad_pixels.as_deref_mut(),
+        )?;
+        if let Some(grad) = grad_pixels {
+            // The input was (x − mean) / std: its pixels' gradient is the normalised one / std.
+            let inv_std = 1.0 / self.input_std;
+            grad.mapv_inplace(|g| g * inv_std);
+        }
+        Ok(())
     }
 
     /// The logits `(N, 10)` of a batch of images `(N, 1, 28, 28)`; allocates a workspace.

@@ -490,3 +490,65 @@ pub fn read_idx(
     let count = digits.len();
     to_js(&DigitsJs { images: digits.images().to_vec(), labels: digits.labels().to_vec(), count })
 }
+
+/// Sets `object[key] = value`; `Reflect.set` fails only on a frozen object, never on a fresh one.
+fn set(object: &js_sys::Object, key: &str, value: &JsValue) {
+    js_sys::Reflect::set(object, &JsValue::from_str(key), value).expect("a fresh object takes any key");
+}
+
+fn float32(values: &[f32]) -> JsValue {
+    js_sys::Float32Array::from(values).into()
+}
+
+/// A look inside the network (`crate::explain`).
+#[wasm_bindgen]
+impl Model {
+    /// Everything the page shows for one image of 784 pixels, as a plain object of
+    /// `Float32Array`s, each row-major: `input` (28×28), `conv1` (6×28×28, after ReLU), `pool1`
+    /// (6×14×14), `conv2` (16×10×10, after ReLU), `pool2` (16×5×5), `fc1` (120), `fc2` (84),
+    /// `logits` (10), `probabilities` (10); `predicted`, the digit with the largest logit;
+    /// `class`, the digit explained (`class` if given, else `predicted`); `saliency` (28×28),
+    /// ∂ logit[class] / ∂ pixel; `gradient_x_input` (28×28); and `evidence`, where the strongest
+    /// evidence for `class` lies, in words ("the upper right", or "nowhere"). Throws an `Error`
+    /// naming the problem for a wrong length, a pixel outside `[0, 1]` or a class above 9.
+    pub fn explain(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] pixels: &JsValue,
+        class: Option<u32>,
+    ) -> Result<JsValue, JsError> {
+        let pixels = f32_images(pixels, "pixels")?;
+        let mut explainer = crate::explain::Explainer::new();
+        let class = class.map(|c| c as usize);
+        let (a, s) = explainer.explain(self.inner.model(), &pixels, class).map_err(js_error)?;
+        let object = js_sys::Object::new();
+        for (key, values) in [
+            ("input", &a.input),
+            ("conv1", &a.conv1),
+            ("pool1", &a.pool1),
+            ("conv2", &a.conv2),
+            ("pool2", &a.pool2),
+            ("fc1", &a.fc1),
+            ("fc2", &a.fc2),
+            ("logits", &a.logits),
+            ("probabilities", &a.probabilities),
+            ("saliency", &s.gradient),
+            ("gradient_x_input", &s.gradient_x_input),
+        ] {
+            set(&object, key, &float32(values));
+        }
+        set(&object, "predicted", &JsValue::from(a.predicted() as u32));
+        set(&object, "class", &JsValue::from(s.class as u32));
+        set(&object, "evidence", &JsValue::from_str(&crate::explain::describe_evidence(s)));
+        Ok(object.into())
+    }
+
+    /// The learned filters, `{ conv1, conv2 }`: `Float32Array`s of conv1's weights (6×1×5×5)
+    /// and conv2's (16×6×5×5), row-major (output channel, input channel, row, column).
+    pub fn filters(&self) -> JsValue {
+        let (conv1, conv2) = crate::explain::filters(self.inner.model());
+        let object = js_sys::Object::new();
+        set(&object, "conv1", &float32(conv1));
+        set(&object, "conv2", &float32(conv2));
+        object.into()
+    }
+}

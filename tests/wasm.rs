@@ -538,3 +538,114 @@ fn an_oversized_weights_buffer_is_refused_without_growing_memory() {
     assert_eq!(memory_bytes(), memory, "wasm memory grew while refusing a {size}-byte buffer");
     assert_eq!(model.to_safetensors().unwrap(), before);
 }
+
+fn float32_field(object: &JsValue, key: &str) -> Vec<f32> {
+    let value = js_sys::Reflect::get(object, &key.into()).unwrap();
+    let array: &js_sys::Float32Array = value.dyn_ref().unwrap_or_else(|| panic!("{key} is not a Float32Array"));
+    array.to_vec()
+}
+
+fn number_field(object: &JsValue, key: &str) -> f64 {
+    js_sys::Reflect::get(object, &key.into()).unwrap().as_f64().unwrap_or_else(|| panic!("{key} is not a number"))
+}
+
+#[wasm_bindgen_test]
+fn explain_gives_every_map_and_a_saliency_that_raises_the_logit() {
+    let test = common::small_test();
+    let image = images_of(&test, 0..1);
+    let mut model = Model::new(0.0).unwrap();
+    let result = model.explain(&f32s(&image), None).unwrap();
+    for (key, len) in [
+        ("input", 784),
+        ("conv1", 6 * 28 * 28),
+        ("pool1", 6 * 14 * 14),
+        ("conv2", 16 * 10 * 10),
+        ("pool2", 16 * 5 * 5),
+        ("fc1", 120),
+        ("fc2", 84),
+        ("logits", 10),
+        ("probabilities", 10),
+        ("saliency", 784),
+        ("gradient_x_input", 784),
+    ] {
+        assert_eq!(float32_field(&result, key).len(), len, "{key}");
+    }
+    assert_eq!(float32_field(&result, "input"), image);
+    assert_eq!(float32_field(&result, "probabilities"), model.predict(&f32s(&image)).unwrap());
+    let logits = float32_field(&result, "logits");
+    let predicted = number_field(&result, "predicted") as usize;
+    assert_eq!(predicted, lenet::train::argmax(logits.iter().copied()));
+    assert_eq!(number_field(&result, "class") as usize, predicted);
+    let evidence = js_sys::Reflect::get(&result, &"evidence".into()).unwrap().as_string().unwrap();
+    assert!(lenet::explain::REGION_NAMES.contains(&evidence.as_str()), "evidence: {evidence}");
+
+    // Between kinks the network is linear: a small step along the gradient of logit[3] raises
+    // it by the step times the gradient's squared norm.
+    let other = model.explain(&f32s(&image), Some(3)).unwrap();
+    assert_eq!(number_field(&other, "class"), 3.0);
+    let gradient = float32_field(&other, "saliency");
+    let norm2: f64 = gradient.iter().map(|&g| f64::from(g) * f64::from(g)).sum();
+    let step = 1e-3 / norm2.sqrt();
+    let moved: Vec<f32> =
+        image.iter().zip(&gradient).map(|(&x, &g)| (x + (step * f64::from(g)) as f32).clamp(0.0, 1.0)).collect();
+    let moved_logit = float32_field(&model.explain(&f32s(&moved), Some(3)).unwrap(), "logits")[3];
+    // Pixels clamped at 0 or 1 do not move: only the gradient of those that did counts.
+    let expected: f64 = moved
+        .iter()
+        .zip(&image)
+        .zip(&gradient)
+        .map(|((&m, &x), &g)| (f64::from(m) - f64::from(x)) * f64::from(g))
+        .sum();
+    let rise = f64::from(moved_logit - float32_field(&other, "logits")[3]);
+    assert!(expected > 0.0 && (rise - expected).abs() <= 5e-2 * expected, "rise {rise}, gradient says {expected}");
+
+    let filters = model.filters();
+    let reference = lenet::LeNet5::new(0);
+    assert_eq!(float32_field(&filters, "conv1"), reference.parameters()[0]);
+    assert_eq!(float32_field(&filters, "conv2"), reference.parameters()[2]);
+
+    let message = error_message(model.explain(&f32s(&image), Some(10)).unwrap_err());
+    assert!(message.contains("class 10 is not a digit 0–9"), "{message}");
+    assert!(error_message(model.explain(&f32s(&image[..100]), None).unwrap_err()).contains("got (100)"));
+    let mut nan = image.clone();
+    nan[29] = f32::NAN;
+    assert!(error_message(model.explain(&f32s(&nan), None).unwrap_err()).contains("row 1, column 1"));
+}
+
+/// Not a test of speed (timings vary): prints the time of one `explain` (every feature map and
+/// the saliency of one drawing, turned into JavaScript arrays), and of the same work without
+/// the JavaScript objects and with the buffers kept between calls (`Explainer`). 200 calls
+/// each, timed in 20 rounds of 10 (browsers coarsen `performance.now()`); the median round
+/// gives the time per call.
+#[wasm_bindgen_test]
+fn benchmark_explain_one_image() {
+    let test = common::small_test();
+    let image = images_of(&test, 0..1);
+    let mut model = Model::new(0.0).unwrap();
+    let network = lenet::LeNet5::new(0);
+    let mut explainer = lenet::explain::Explainer::new();
+    let performance = web_sys::window().unwrap().performance().unwrap();
+    let median = |call: &mut dyn FnMut()| {
+        for _ in 0..20 {
+            call();
+        }
+        let mut rounds: Vec<f64> = (0..20)
+            .map(|_| {
+                let start = performance.now();
+                for _ in 0..10 {
+                    call();
+                }
+                (performance.now() - start) / 10.0
+            })
+            .collect();
+        rounds.sort_by(f64::total_cmp);
+        rounds[10]
+    };
+    let whole = median(&mut || assert!(model.explain(&f32s(&image), None).unwrap().is_object()));
+    let core = median(&mut || assert!(explainer.explain(&network, &image, None).unwrap().1.class < 10));
+    let line = format!(
+        "benchmark: explain one image, 200 calls, median of 20 rounds: {whole:.4} ms per call; \
+         Explainer alone, buffers kept: {core:.4} ms (this test build, without LTO)"
+    );
+    web_sys::console::log_1(&line.into());
+}

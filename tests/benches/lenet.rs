@@ -5,6 +5,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use lenet::data::augment::Augment;
 use lenet::data::idx::parse_dataset;
+use lenet::explain::Explainer;
 use lenet::model::Workspace;
 use lenet::optim::OptimizerConfig;
 use lenet::session::{Session, Settings};
@@ -77,6 +78,17 @@ fn benches(c: &mut Criterion) {
                 model.forward(many.slice(s![start..end, .., .., ..]), &mut workspace).unwrap();
             }
         })
+    });
+    group.finish();
+
+    // One update of the page's look inside the network: every feature map and the saliency.
+    let mut explainer = Explainer::new();
+    let image = data.images.as_slice().expect("standard layout");
+    let image = &image[..784];
+    let mut group = c.benchmark_group("explain");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("one image, maps and saliency", |b| {
+        b.iter(|| explainer.explain(&model, image, None).unwrap().1.class)
     });
     group.finish();
 }
