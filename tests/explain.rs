@@ -4,8 +4,8 @@
 mod common;
 
 use lenet::explain::{describe_evidence, Explainer, REGION_NAMES};
-use lenet::optim::SgdConfig;
-use lenet::train::Trainer;
+use lenet::optim::OptimizerConfig;
+use lenet::session::{Session, Settings};
 use lenet::LeNet5;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -110,10 +110,10 @@ fn saliency_matches_central_differences_of_the_logit() {
     let images = test.images.as_slice().unwrap();
     // Trained briefly, so that the gradients have a digit's structure rather than noise's.
     let train = common::small_train();
-    let mut trainer = Trainer::new(LeNet5::new(8), SgdConfig::default()).unwrap();
+    let mut trainer = Session::with_model(LeNet5::new(8), Settings::manual(OptimizerConfig::default())).unwrap();
     for start in (0..640).step_by(32) {
         let batch = train.images.slice(ndarray::s![start..start + 32, .., .., ..]);
-        trainer.train_step(batch, &train.labels[start..start + 32]).unwrap();
+        trainer.train_batch(batch, &train.labels[start..start + 32]).unwrap();
     }
     let model = trainer.model();
     let reference = Reference::new(model);
