@@ -30,6 +30,7 @@ pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod session;
 pub mod train;
 pub mod weights;
 

@@ -1,17 +1,17 @@
-//! The JavaScript face of the crate: one `Model` class and one function, compiled only for
-//! `wasm32` (wasm-pack, `--target web`). It holds no math: every method checks what JavaScript
-//! sent, calls the core, and turns any [`crate::Error`] into a JavaScript `Error` whose message
-//! names the problem, so no input from JavaScript reaches a Rust panic. A method that throws
-//! leaves the model exactly as it was.
+//! The JavaScript face of the crate, compiled only for `wasm32` (wasm-pack, `--target web`):
+//! the `Session` class (a whole training run), the `Model` class (a network to predict with or
+//! step by hand), `defaults()` and `preprocess_canvas`. It holds no math and no training logic:
+//! every method converts what JavaScript sent, calls the core, and turns any [`crate::Error`]
+//! into a JavaScript `Error` whose message names the problem, so no input from JavaScript
+//! reaches a Rust panic. A method that throws leaves its object exactly as it was.
 
-use ndarray::ArrayView4;
-use serde::{Deserialize, Serialize};
+use ndarray::{ArrayView4, Axis};
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
-use crate::model::{Workspace, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
-use crate::optim::SgdConfig;
-use crate::train::{argmax, evaluate, Trainer};
+use crate::data::digits::Digits;
+use crate::model::{IMAGE_PIXELS, IMAGE_SIDE, MNIST_MEAN, MNIST_STD, NUM_CLASSES};
+use crate::session::{self, Settings, MAX_BATCH_SIZE};
 use crate::{weights, Error, LeNet5};
 
 #[wasm_bindgen(start)]
@@ -21,6 +21,11 @@ fn start() {
 
 fn js_error(error: Error) -> JsError {
     JsError::new(&error.to_string())
+}
+
+/// Plain objects, `null` for `None` and numbers for 64-bit integers: what a page expects.
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    Ok(value.serialize(&serde_wasm_bindgen::Serializer::json_compatible())?)
 }
 
 /// Images per forward pass in `predict_batch`: large enough to fill the matrix kernels, small
@@ -39,23 +44,206 @@ fn image_batch(images: &[f32]) -> Result<ArrayView4<'_, f32>, JsError> {
     ArrayView4::from_shape((n, 1, IMAGE_SIDE, IMAGE_SIDE), images).map_err(|e| JsError::new(&e.to_string()))
 }
 
-fn check_labels(n: usize, labels: &[u8]) -> Result<(), JsError> {
-    if labels.len() != n {
-        return Err(JsError::new(&format!(
-            "{n} images but {} labels: there must be one label per image",
-            labels.len()
-        )));
+/// A seed from JavaScript: an integer from 0 to 2³² − 1 (a JavaScript number holds no more
+/// exactly than 2⁵³, and a u32 parameter would wrap silently).
+fn seed_from_js(seed: f64) -> Result<u64, JsError> {
+    if !(seed.is_finite() && seed.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&seed)) {
+        return Err(JsError::new(&format!("seed must be an integer from 0 to 4294967295, got {seed}")));
     }
-    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| usize::from(l) >= NUM_CLASSES) {
-        return Err(JsError::new(&format!("label {l} at index {i} is not a digit 0–9")));
-    }
-    Ok(())
+    Ok(seed as u64)
 }
 
-/// Statistics of the model and its last step, as a plain JavaScript object.
+/// Settings from a JavaScript object merged over `base` by the core; `undefined` keeps `base`.
+fn settings_from_js(base: &Settings, patch: JsValue) -> Result<Settings, JsError> {
+    if patch.is_undefined() || patch.is_null() {
+        return Ok(*base);
+    }
+    if !patch.is_object() || js_sys::Array::is_array(&patch) {
+        return Err(JsError::new("settings must be an object such as { learning_rate: 0.01 }"));
+    }
+    let json: serde_json::Value = serde_wasm_bindgen::from_value(patch)
+        .map_err(|e| JsError::new(&format!("settings must be a plain object of numbers and strings: {e}")))?;
+    base.merged(&json).map_err(js_error)
+}
+
+/// Softmax probabilities of n images, in chunks, as one `n × 10` vector.
+fn probabilities(session: &mut session::Session, images: &[f32]) -> Result<Vec<f32>, JsError> {
+    let batch = image_batch(images)?;
+    // Validate everything before computing anything, then go in chunks whose activations stay
+    // in cache however many images were sent.
+    crate::model::check_images(&batch).map_err(js_error)?;
+    let n = batch.dim().0;
+    let mut out = Vec::with_capacity(n * NUM_CLASSES);
+    for start in (0..n).step_by(PREDICT_CHUNK) {
+        let chunk = batch.slice_axis(Axis(0), (start..(start + PREDICT_CHUNK).min(n)).into());
+        let p = session.predict(chunk).map_err(|e| match e {
+            Error::Diverged(message) => JsError::new(&message),
+            other => js_error(other),
+        })?;
+        out.extend(p.iter());
+    }
+    Ok(out)
+}
+
+/// Constants and defaults the page shows and uses, from the one place that defines them.
+#[derive(Serialize)]
+struct Defaults {
+    image_side: usize,
+    image_pixels: usize,
+    num_classes: usize,
+    mnist_mean: f32,
+    mnist_std: f32,
+    max_batch_size: usize,
+    settings: Settings,
+}
+
+/// `{ image_side: 28, image_pixels: 784, num_classes: 10, mnist_mean, mnist_std,
+/// max_batch_size, settings }`: the model's constants and the page's training recipe
+/// (`settings`, as `Session.settings()` returns them).
+#[wasm_bindgen]
+pub fn defaults() -> Result<JsValue, JsError> {
+    to_js(&Defaults {
+        image_side: IMAGE_SIDE,
+        image_pixels: IMAGE_PIXELS,
+        num_classes: NUM_CLASSES,
+        mnist_mean: MNIST_MEAN,
+        mnist_std: MNIST_STD,
+        max_batch_size: MAX_BATCH_SIZE,
+        settings: Settings::browser(),
+    })
+}
+
+/// A whole training run, as seen from JavaScript: a LeNet-5, its optimizer, its training and
+/// held-out digits, their order, augmentation, the learning-rate schedule, evaluation and
+/// checkpoints. The worker that trains only schedules calls to it.
+///
+/// Digits cross the boundary as bytes, as MNIST stores them: `Uint8Array` of n × 784 pixels
+/// (row-major 28×28, 0 = background, 255 = ink) and `Uint8Array` of n labels.
+#[wasm_bindgen(js_name = Session)]
+pub struct SessionJs {
+    inner: session::Session,
+}
+
+#[wasm_bindgen(js_class = Session)]
+impl SessionJs {
+    /// A session with fresh weights. `settings`: any of the fields of `defaults().settings`
+    /// (the rest take those defaults); the weights are He-initialised from `settings.seed`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(settings: JsValue) -> Result<SessionJs, JsError> {
+        let settings = settings_from_js(&Settings::browser(), settings)?;
+        Ok(SessionJs { inner: session::Session::new(settings).map_err(js_error)? })
+    }
+
+    /// A session that starts from the weights of a safetensors file (for instance the
+    /// pretrained network), with `settings` as for the constructor.
+    pub fn from_safetensors(bytes: &[u8], settings: JsValue) -> Result<SessionJs, JsError> {
+        let settings = settings_from_js(&Settings::browser(), settings)?;
+        let model = weights::from_safetensors(bytes).map_err(js_error)?;
+        Ok(SessionJs { inner: session::Session::with_model(model, settings).map_err(js_error)? })
+    }
+
+    /// All the settings, as a plain object.
+    pub fn settings(&self) -> Result<JsValue, JsError> {
+        to_js(self.inner.settings())
+    }
+
+    /// Changes some settings (`{ learning_rate: 0.01 }`); they apply from the next step.
+    /// Throws, changing nothing, on an unknown setting or a value out of range.
+    pub fn set_settings(&mut self, patch: JsValue) -> Result<(), JsError> {
+        let settings = settings_from_js(self.inner.settings(), patch)?;
+        self.inner.set_settings(settings).map_err(js_error)
+    }
+
+    /// Replaces the training digits (copied); the data order starts at epoch 0 of them.
+    pub fn set_train_data(&mut self, images: &[u8], labels: &[u8]) -> Result<(), JsError> {
+        let digits = Digits::new(images.to_vec(), labels.to_vec()).map_err(js_error)?;
+        self.inner.set_train_data(digits).map_err(js_error)
+    }
+
+    /// Appends training digits (for instance a person's own); they join at the next epoch.
+    pub fn add_train_data(&mut self, images: &[u8], labels: &[u8]) -> Result<(), JsError> {
+        let digits = Digits::new(images.to_vec(), labels.to_vec()).map_err(js_error)?;
+        self.inner.add_train_data(&digits);
+        Ok(())
+    }
+
+    /// Replaces the held-out digits; evaluations use at most `settings.eval_limit` of them,
+    /// spread evenly.
+    pub fn set_test_data(&mut self, images: &[u8], labels: &[u8]) -> Result<(), JsError> {
+        let digits = Digits::new(images.to_vec(), labels.to_vec()).map_err(js_error)?;
+        self.inner.set_test_data(digits);
+        Ok(())
+    }
+
+    /// One optimizer step on the next batch: `{ step, loss, batch_accuracy, learning_rate,
+    /// epoch, seen, diverged }`. `diverged` is `null`, or a message: then the step was not
+    /// taken, the last finite weights are in place, and the caller should pause. Divergence
+    /// never throws; a session without training data does.
+    pub fn step(&mut self) -> Result<JsValue, JsError> {
+        to_js(&self.inner.step().map_err(js_error)?)
+    }
+
+    /// Begins a pass over the held-out digits, dropping one in progress.
+    pub fn start_evaluation(&mut self) {
+        self.inner.start_evaluation();
+    }
+
+    /// Advances the evaluation pass by at most `max_images` digits; returns `null`, or, when
+    /// the pass is complete, `{ step, accuracy, loss, correct, count, per_class: [10],
+    /// confusion: [10][10] }` (`confusion[label][predicted]`).
+    pub fn evaluate(&mut self, max_images: u32) -> Result<JsValue, JsError> {
+        to_js(&self.inner.evaluate(max_images as usize).map_err(js_error)?)
+    }
+
+    /// `{ step, epoch, epoch_progress, seen, train_count, test_count }`.
+    pub fn progress(&self) -> Result<JsValue, JsError> {
+        to_js(&self.inner.progress())
+    }
+
+    /// The ten probabilities (`Float32Array(10)`, summing to 1) of one image of 784 pixels in
+    /// `[0, 1]`.
+    pub fn predict(&mut self, pixels: &[f32]) -> Result<Vec<f32>, JsError> {
+        if pixels.len() != IMAGE_PIXELS {
+            return Err(JsError::new(&format!("predict takes one 28×28 image: 784 values, got {}", pixels.len())));
+        }
+        probabilities(&mut self.inner, pixels)
+    }
+
+    /// Probabilities for n images: `Float32Array(n × 10)`, row i for image i.
+    pub fn predict_batch(&mut self, images: &[f32]) -> Result<Vec<f32>, JsError> {
+        probabilities(&mut self.inner, images)
+    }
+
+    /// The weights as a safetensors file (`Uint8Array`), loadable by PyTorch.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>, JsError> {
+        weights::to_safetensors(self.inner.model()).map_err(js_error)
+    }
+
+    /// Replaces the weights with those of a safetensors file; the optimizer state starts afresh.
+    /// On a bad file it throws and nothing changes.
+    pub fn load_safetensors(&mut self, bytes: &[u8]) -> Result<(), JsError> {
+        let model = weights::from_safetensors(bytes).map_err(js_error)?;
+        self.inner.set_model(model).map_err(js_error)
+    }
+
+    /// The whole state of the session (`Uint8Array`): weights, optimizer state, settings and
+    /// position in the data; the digits themselves are not included.
+    pub fn checkpoint(&self) -> Result<Vec<u8>, JsError> {
+        self.inner.checkpoint().map_err(js_error)
+    }
+
+    /// Restores a `checkpoint()`. The same training digits must be set first. From here the
+    /// run goes on exactly as it would have. Throws, changing nothing, on bytes that are not a
+    /// checkpoint or on other training data.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), JsError> {
+        self.inner.restore(bytes).map_err(js_error)
+    }
+}
+
+/// Statistics of a model and its last step, as a plain JavaScript object.
 #[derive(Serialize)]
 struct Stats {
-    steps: f64,
+    steps: u64,
     num_parameters: usize,
     /// Fraction of the last training batch that the model (before that step's update) got right.
     batch_accuracy: Option<f32>,
@@ -68,41 +256,33 @@ struct EvaluationJs {
     loss: f32,
 }
 
-/// A LeNet-5 with its SGD optimiser, as seen from JavaScript.
+/// A LeNet-5 with its optimizer, stepped by hand on batches the caller makes, as seen from
+/// JavaScript.
 ///
 /// Images cross the boundary as `Float32Array`s of n × 784 pixels in `[0, 1]` (row-major
 /// 28×28, 0 = background, 1 = ink), labels as `Uint8Array`s of digits. Every method throws a
 /// JavaScript `Error` on bad input and then leaves the model as it was.
 #[wasm_bindgen]
 pub struct Model {
-    trainer: Trainer,
-    /// Activations for `predict` and `evaluate`, kept apart from training's so that predicting
-    /// between steps reallocates neither.
-    workspace: Workspace,
-    last_labels: Vec<u8>,
+    inner: session::Session,
+    last_batch_accuracy: Option<f32>,
 }
 
 impl Model {
     fn from_model(model: LeNet5) -> Result<Model, JsError> {
-        Ok(Model {
-            trainer: Trainer::new(model, SgdConfig::default()).map_err(js_error)?,
-            workspace: Workspace::default(),
-            last_labels: Vec::new(),
-        })
+        let settings = Settings::manual(crate::optim::OptimizerConfig::default());
+        Ok(Model { inner: session::Session::with_model(model, settings).map_err(js_error)?, last_batch_accuracy: None })
     }
 }
 
 #[wasm_bindgen]
 impl Model {
     /// A fresh LeNet-5, He-initialised from `seed` (an integer from 0 to 2³² − 1): the same
-    /// seed gives the same weights here and natively. SGD settings start at learning rate
-    /// 0.02, momentum 0.9, weight decay 5·10⁻⁴.
+    /// seed gives the same weights here and natively. The optimizer starts as SGD with learning
+    /// rate 0.02, momentum 0.9, weight decay 5·10⁻⁴.
     #[wasm_bindgen(constructor)]
     pub fn new(seed: f64) -> Result<Model, JsError> {
-        if !(seed.is_finite() && seed.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&seed)) {
-            return Err(JsError::new(&format!("seed must be an integer from 0 to 4294967295, got {seed}")));
-        }
-        Model::from_model(LeNet5::new(seed as u64))
+        Model::from_model(LeNet5::new(seed_from_js(seed)?))
     }
 
     /// A model read from the bytes of a safetensors file (see `to_safetensors`).
@@ -111,29 +291,30 @@ impl Model {
         Model::from_model(weights::from_safetensors(bytes).map_err(js_error)?)
     }
 
-    /// Replaces the weights with those of a safetensors file and clears momentum. On a bad file
-    /// it throws and the model is unchanged.
+    /// Replaces the weights with those of a safetensors file and clears the optimizer state. On
+    /// a bad file it throws and the model is unchanged.
     pub fn load_safetensors(&mut self, bytes: &[u8]) -> Result<(), JsError> {
         let model = weights::from_safetensors(bytes).map_err(js_error)?;
-        self.trainer.set_model(model).map_err(js_error)
+        self.inner.set_model(model).map_err(js_error)
     }
 
     /// The weights as a safetensors file (`Uint8Array`), loadable by PyTorch.
     pub fn to_safetensors(&self) -> Result<Vec<u8>, JsError> {
-        weights::to_safetensors(self.trainer.model()).map_err(js_error)
+        weights::to_safetensors(self.inner.model()).map_err(js_error)
     }
 
-    /// One SGD step on a batch of n images (`Float32Array` of n × 784) and their labels
+    /// One optimizer step on a batch of n images (`Float32Array` of n × 784) and their labels
     /// (`Uint8Array` of n). Returns the batch's mean cross-entropy computed *before* the update.
     /// On a non-finite loss or weights it throws an `Error` starting "training diverged" and the
     /// last finite weights are kept.
     pub fn train_step(&mut self, images: &[f32], labels: &[u8]) -> Result<f32, JsError> {
         let batch = image_batch(images)?;
-        check_labels(batch.dim().0, labels)?;
-        let loss = self.trainer.train_step(batch, labels).map_err(js_error)?;
-        self.last_labels.clear();
-        self.last_labels.extend_from_slice(labels);
-        Ok(loss)
+        let outcome = self.inner.train_batch(batch, labels).map_err(js_error)?;
+        if let Some(message) = outcome.diverged {
+            return Err(js_error(Error::Diverged(message)));
+        }
+        self.last_batch_accuracy = Some(outcome.batch_accuracy);
+        Ok(outcome.loss)
     }
 
     /// The ten class probabilities (`Float32Array(10)`, summing to 1) for one image of 784
@@ -142,113 +323,53 @@ impl Model {
         if pixels.len() != IMAGE_PIXELS {
             return Err(JsError::new(&format!("predict takes one 28×28 image: 784 values, got {}", pixels.len())));
         }
-        self.predict_batch(pixels)
+        probabilities(&mut self.inner, pixels)
     }
 
     /// Probabilities for n images: `Float32Array(n × 10)`, row i for image i.
     pub fn predict_batch(&mut self, images: &[f32]) -> Result<Vec<f32>, JsError> {
-        let batch = image_batch(images)?;
-        // Validate everything before computing anything, then go in chunks whose activations
-        // stay in cache (and whose workspace is reused) however many images were sent.
-        crate::model::check_images(&batch).map_err(js_error)?;
-        let n = batch.dim().0;
-        let mut out = Vec::with_capacity(n * NUM_CLASSES);
-        for start in (0..n).step_by(PREDICT_CHUNK) {
-            let chunk = batch.slice_axis(ndarray::Axis(0), (start..(start + PREDICT_CHUNK).min(n)).into());
-            let logits = self.trainer.model().forward(chunk, &mut self.workspace).map_err(js_error)?;
-            for row in logits.rows() {
-                let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                let first = out.len();
-                out.extend(row.iter().map(|&v| (v - max).exp()));
-                let sum: f32 = out[first..].iter().sum();
-                out[first..].iter_mut().for_each(|p| *p /= sum);
-            }
-        }
-        if let Some(i) = out.iter().position(|p| !p.is_finite()) {
-            return Err(JsError::new(&format!(
-                "the model's output for image {} is not finite: its weights have diverged",
-                i / NUM_CLASSES
-            )));
-        }
-        Ok(out)
+        probabilities(&mut self.inner, images)
     }
 
     /// Accuracy and mean cross-entropy over n images and labels: `{ accuracy, loss }`.
     pub fn evaluate(&mut self, images: &[f32], labels: &[u8]) -> Result<JsValue, JsError> {
         let batch = image_batch(images)?;
-        check_labels(batch.dim().0, labels)?;
-        let result = evaluate(self.trainer.model(), &mut self.workspace, batch, labels, 500, None).map_err(js_error)?;
-        Ok(serde_wasm_bindgen::to_value(&EvaluationJs { accuracy: result.accuracy, loss: result.loss })?)
+        if labels.len() != batch.dim().0 {
+            return Err(JsError::new(&format!(
+                "{} images but {} labels: there must be one label per image",
+                batch.dim().0,
+                labels.len()
+            )));
+        }
+        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| usize::from(l) >= NUM_CLASSES) {
+            return Err(JsError::new(&format!("label {l} at index {i} is not a digit 0–9")));
+        }
+        let mut workspace = crate::model::Workspace::default();
+        let result =
+            crate::train::evaluate(self.inner.model(), &mut workspace, batch, labels, 500).map_err(js_error)?;
+        to_js(&EvaluationJs { accuracy: result.accuracy, loss: result.loss })
     }
 
-    /// The SGD settings: `{ learning_rate, momentum, weight_decay }`.
+    /// The optimizer's settings (all of `defaults().settings`; a `Model` uses the optimizer's).
     pub fn settings(&self) -> Result<JsValue, JsError> {
-        Ok(serde_wasm_bindgen::to_value(&self.trainer.config())?)
+        to_js(self.inner.settings())
     }
 
-    /// Sets the SGD settings from `{ learning_rate, momentum, weight_decay }`; any field left out
+    /// Sets some settings, e.g. `{ learning_rate, momentum, weight_decay }`; any field left out
     /// keeps its value. Throws, changing nothing, on an unknown field or a value out of range.
     pub fn set_settings(&mut self, settings: JsValue) -> Result<(), JsError> {
-        let mut config = self.trainer.config();
-        #[derive(Deserialize)]
-        struct Partial {
-            learning_rate: Option<f64>,
-            momentum: Option<f64>,
-            weight_decay: Option<f64>,
-        }
-        // serde's deny_unknown_fields does not see a JavaScript object's extra keys: check them
-        // here, so that a misspelt setting is an error, not silently ignored.
-        let object: &js_sys::Object = settings
-            .dyn_ref()
-            .ok_or_else(|| JsError::new("settings must be an object { learning_rate, momentum, weight_decay }"))?;
-        for key in js_sys::Object::keys(object).iter() {
-            let key = key.as_string().unwrap_or_default();
-            if !["learning_rate", "momentum", "weight_decay"].contains(&key.as_str()) {
-                return Err(JsError::new(&format!(
-                    "unknown setting `{key}`: the settings are learning_rate, momentum and weight_decay"
-                )));
-            }
-        }
-        let partial: Partial = serde_wasm_bindgen::from_value(settings)
-            .map_err(|e| JsError::new(&format!("settings must be {{ learning_rate, momentum, weight_decay }}: {e}")))?;
-        let narrow = |name: &str, v: f64| -> Result<f32, JsError> {
-            let x = v as f32;
-            if v.is_finite() && !x.is_finite() {
-                return Err(JsError::new(&format!("{name} {v} is too large")));
-            }
-            Ok(x)
-        };
-        if let Some(v) = partial.learning_rate {
-            config.learning_rate = narrow("learning_rate", v)?;
-        }
-        if let Some(v) = partial.momentum {
-            config.momentum = narrow("momentum", v)?;
-        }
-        if let Some(v) = partial.weight_decay {
-            config.weight_decay = narrow("weight_decay", v)?;
-        }
-        self.trainer.set_config(config).map_err(js_error)
+        let settings = settings_from_js(self.inner.settings(), settings)?;
+        self.inner.set_settings(settings).map_err(js_error)
     }
 
     /// `{ steps, num_parameters, batch_accuracy }`: steps taken, 61,706, and the accuracy on the
     /// last training batch before its update (null before the first step).
     pub fn stats(&self) -> Result<JsValue, JsError> {
-        let logits = self.trainer.workspace().logits();
-        let batch_accuracy = (!self.last_labels.is_empty() && logits.nrows() == self.last_labels.len()).then(|| {
-            let correct = logits
-                .rows()
-                .into_iter()
-                .zip(&self.last_labels)
-                .filter(|(row, &l)| argmax(row.iter().copied()) == usize::from(l))
-                .count();
-            correct as f32 / self.last_labels.len() as f32
-        });
-        let stats = Stats {
-            steps: self.trainer.steps() as f64,
-            num_parameters: self.trainer.model().num_parameters(),
-            batch_accuracy,
-        };
-        Ok(serde_wasm_bindgen::to_value(&stats)?)
+        to_js(&Stats {
+            steps: self.inner.progress().step,
+            num_parameters: self.inner.model().num_parameters(),
+            batch_accuracy: self.last_batch_accuracy,
+        })
     }
 }
 
@@ -266,4 +387,33 @@ pub fn preprocess_canvas(rgba: &[u8], width: f64, height: f64) -> Result<Option<
         }
     };
     crate::data::preprocess::preprocess_rgba(rgba, side("width", width)?, side("height", height)?).map_err(js_error)
+}
+
+/// Digits read from a pair of MNIST IDX files (plain or gzipped), as a session takes them.
+#[derive(Serialize)]
+struct DigitsJs {
+    #[serde(with = "serde_bytes_js")]
+    images: Vec<u8>,
+    #[serde(with = "serde_bytes_js")]
+    labels: Vec<u8>,
+    count: usize,
+}
+
+/// Byte vectors as `Uint8Array`s rather than arrays of numbers.
+mod serde_bytes_js {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+}
+
+/// Parses an IDX image file and an IDX label file (plain or gzipped; MNIST's format) with the
+/// core's reader: `{ images: Uint8Array(n × 784), labels: Uint8Array(n), count: n }`, ready
+/// for `Session.set_train_data` / `set_test_data`. The names are used in messages. Throws an
+/// `Error` naming the file and what is wrong with it (wrong magic number, truncated, not 28×28,
+/// counts that differ, a label above 9, a header claiming more than the file holds).
+#[wasm_bindgen]
+pub fn read_idx(images: &[u8], images_name: &str, labels: &[u8], labels_name: &str) -> Result<JsValue, JsError> {
+    let digits = crate::data::idx::parse_digits(images, images_name, labels, labels_name).map_err(js_error)?;
+    let count = digits.len();
+    to_js(&DigitsJs { images: digits.images().to_vec(), labels: digits.labels().to_vec(), count })
 }

@@ -355,3 +355,107 @@ mod tests {
         assert_eq!((model.input_mean, model.input_std), (MNIST_MEAN, MNIST_STD));
     }
 }
+
+/// Metadata key under which a session checkpoint keeps its state (JSON).
+const CHECKPOINT_KEY: &str = "lenet.checkpoint";
+
+/// A session checkpoint as a safetensors file: the ten weight tensors under their PyTorch
+/// names, the optimizer's buffers as `optimizer.first.<name>` and `optimizer.second.<name>`
+/// (absent when empty), and `state` (the session's JSON) in the metadata under
+/// `lenet.checkpoint`. Used by [`crate::session::Session::checkpoint`].
+///
+/// # Errors
+/// [`Error::Weights`] if the serializer fails or a buffer's length does not match its tensor.
+pub fn checkpoint_to_bytes(model: &LeNet5, state: &str, first: &[Vec<f32>], second: &[Vec<f32>]) -> Result<Vec<u8>> {
+    let shapes = model.parameter_shapes();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let to_bytes = |t: &[f32]| t.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+    for ((name, shape), t) in PARAMETER_NAMES.iter().zip(&shapes).zip(model.parameters()) {
+        tensors.push((name.to_string(), shape.clone(), to_bytes(t)));
+    }
+    for (prefix, buffers) in [("optimizer.first", first), ("optimizer.second", second)] {
+        // An empty buffer stands for zeros (the optimizer allocates it on first use).
+        if buffers.iter().all(Vec::is_empty) {
+            continue;
+        }
+        for ((name, shape), t) in PARAMETER_NAMES.iter().zip(&shapes).zip(buffers) {
+            if t.len() != shape.iter().product::<usize>() {
+                return Err(Error::Weights(format!(
+                    "{prefix}.{name}: {} values for shape {}",
+                    t.len(),
+                    fmt_shape(shape)
+                )));
+            }
+            tensors.push((format!("{prefix}.{name}"), shape.clone(), to_bytes(t)));
+        }
+    }
+    let mut views = Vec::with_capacity(tensors.len());
+    for (name, shape, data) in &tensors {
+        let view =
+            TensorView::new(Dtype::F32, shape.clone(), data).map_err(|e| Error::Weights(format!("{name}: {e}")))?;
+        views.push((name.as_str(), view));
+    }
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("architecture".to_string(), "LeNet-5".to_string()),
+        ("input_mean".to_string(), model.input_mean.to_string()),
+        ("input_std".to_string(), model.input_std.to_string()),
+        (CHECKPOINT_KEY.to_string(), state.to_string()),
+    ]);
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights(e.to_string()))?;
+    Ok(with_sorted_header(bytes))
+}
+
+/// Reads what [`checkpoint_to_bytes`] wrote: the model, the state JSON and the optimizer's
+/// buffers (empty vectors where absent).
+///
+/// # Errors
+/// [`Error::Weights`] naming the problem, as for weights files; a weights file without a
+/// session's state is named as such ("a weights file, not a checkpoint").
+#[allow(clippy::type_complexity)]
+pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    let header = read_header(bytes).map_err(|e| Error::Weights(format!("checkpoint: {e}")))?;
+    let state = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(CHECKPOINT_KEY))
+        .cloned()
+        .ok_or_else(|| Error::Weights("a weights file, not a checkpoint: it holds no training state".into()))?;
+    let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("checkpoint: {e}")))?;
+    let read = |name: &str, shape: &[usize]| -> Result<Option<Vec<f32>>> {
+        let Ok(tensor) = file.tensor(name) else { return Ok(None) };
+        if tensor.dtype() != Dtype::F32 || tensor.shape() != shape {
+            return Err(Error::Weights(format!("checkpoint: tensor `{name}` is not f32 {}", fmt_shape(shape))));
+        }
+        let values: Vec<f32> =
+            tensor.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Weights(format!("checkpoint: tensor `{name}` holds a non-finite value")));
+        }
+        Ok(Some(values))
+    };
+    let mut model = LeNet5::new(0);
+    let shapes = model.parameter_shapes();
+    for ((name, shape), dst) in PARAMETER_NAMES.iter().zip(&shapes).zip(model.parameters_mut()) {
+        let values =
+            read(name, shape)?.ok_or_else(|| Error::Weights(format!("checkpoint: missing tensor `{name}`")))?;
+        dst.copy_from_slice(&values);
+    }
+    let metadata = header.metadata().clone().unwrap_or_default();
+    model.input_mean = read_constant(&metadata, "input_mean", MNIST_MEAN)?;
+    model.input_std = read_constant(&metadata, "input_std", MNIST_STD)?;
+    let mut buffers = [Vec::new(), Vec::new()];
+    for (prefix, out) in ["optimizer.first", "optimizer.second"].iter().zip(buffers.iter_mut()) {
+        let mut all = Vec::new();
+        for (name, shape) in PARAMETER_NAMES.iter().zip(&shapes) {
+            all.push(read(&format!("{prefix}.{name}"), shape)?);
+        }
+        if all.iter().all(Option::is_some) {
+            *out = all.into_iter().map(Option::unwrap).collect();
+        } else if all.iter().any(Option::is_some) {
+            return Err(Error::Weights(format!("checkpoint: some `{prefix}` tensors are missing")));
+        }
+    }
+    let [first, second] = buffers;
+    Ok((model, state, first, second))
+}

@@ -9,8 +9,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use lenet::data::idx::{load, Split};
-use lenet::train::{train_epoch, Recipe, Trainer};
+use lenet::data::idx::{load_digits, Split};
+use lenet::session::{Session, Settings};
 use lenet::LeNet5;
 use ndarray::s;
 
@@ -27,15 +27,23 @@ fn one_epoch_of_the_default_recipe_reaches_98_5_percent() {
         eprintln!("MNIST not found (set MNIST_DIR): full-data training test not run");
         return;
     };
-    let train_set = load(&dir, Split::Train).unwrap();
-    let test_set = load(&dir, Split::Test).unwrap();
-    let recipe = Recipe { epochs: 1, ..Recipe::default() };
-    let mut trainer = Trainer::new(LeNet5::new(recipe.seed), recipe.sgd).unwrap();
+    let train_set = load_digits(&dir, Split::Train).unwrap();
+    let test_set = load_digits(&dir, Split::Test).unwrap();
+    // The default recipe, its schedule compressed into one epoch.
+    let steps = 60_000 / 32;
+    let mut session = Session::new(Settings { schedule_steps: steps, ..Settings::default() }).unwrap();
+    session.set_train_data(train_set).unwrap();
+    session.set_test_data(test_set);
     let mut losses = Vec::new();
-    train_epoch(&mut trainer, &train_set, &recipe, 0, |r| losses.push(r.loss)).unwrap();
-    assert_eq!(losses.len(), 60_000 / 32);
-    let result = trainer.evaluate(test_set.images.view(), &test_set.labels, 1000).unwrap();
+    for _ in 0..steps {
+        let outcome = session.step().unwrap();
+        assert_eq!(outcome.diverged, None);
+        losses.push(outcome.loss);
+    }
+    assert_eq!(session.progress().seen, 60_000);
+    let result = session.evaluate_all().unwrap();
     eprintln!("one epoch, seed 0: test accuracy {:.2} %, loss {:.4}", 100.0 * result.accuracy, result.loss);
+    assert_eq!(result.count, 10_000);
     assert!(result.accuracy >= 0.985, "test accuracy {} after one epoch", result.accuracy);
     // An untrained network predicts nearly uniformly: its loss starts near ln 10 = 2.30.
     assert!((losses[0] - 10f32.ln()).abs() < 1.0, "the first loss is {}, not near ln 10", losses[0]);

@@ -3,9 +3,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use lenet::model::{Gradients, Workspace, PARAMETER_NAMES};
-use lenet::optim::SgdConfig;
-use lenet::train::Trainer;
-use lenet::{Error, LeNet5};
+use lenet::optim::OptimizerConfig;
+use lenet::session::{Session, Settings};
+use lenet::LeNet5;
 use ndarray::Array4;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -85,54 +85,57 @@ fn train_step_returns_the_loss_before_its_update_and_lowers_it() {
     let labels = [0u8, 1, 2, 3, 4, 5, 6, 7];
     let model = LeNet5::new(5);
     let before = loss(&model, &images, &labels);
-    let mut trainer = Trainer::new(model, SgdConfig { learning_rate: 0.01, momentum: 0.9, weight_decay: 0.0 }).unwrap();
-    let first = trainer.train_step(images.view(), &labels).unwrap();
+    let config =
+        OptimizerConfig { learning_rate: 0.01, momentum: 0.9, weight_decay: 0.0, ..OptimizerConfig::default() };
+    let mut session = Session::with_model(model, Settings::manual(config)).unwrap();
+    let first = session.train_batch(images.view(), &labels).unwrap().loss;
     assert_eq!(first, before);
     let mut last = first;
     for _ in 0..30 {
-        last = trainer.train_step(images.view(), &labels).unwrap();
+        last = session.train_batch(images.view(), &labels).unwrap().loss;
     }
     assert!(last < 0.5 * first, "memorising 8 images: loss {first} → {last}");
-    assert_eq!(trainer.steps(), 31);
+    assert_eq!(session.progress().step, 31);
 }
 
 #[test]
 fn bad_batches_are_rejected_and_change_nothing() {
-    let mut trainer = Trainer::new(LeNet5::new(1), SgdConfig::default()).unwrap();
+    let mut trainer = Session::with_model(LeNet5::new(1), Settings::manual(OptimizerConfig::default())).unwrap();
     let before = trainer.model().clone();
     let images = random_images(2, 3);
-    let err = trainer.train_step(images.view(), &[1]).unwrap_err();
+    let err = trainer.train_batch(images.view(), &[1]).unwrap_err();
     assert!(err.to_string().contains("2 images but 1 labels"), "{err}");
-    let err = trainer.train_step(images.view(), &[1, 10]).unwrap_err();
+    let err = trainer.train_batch(images.view(), &[1, 10]).unwrap_err();
     assert!(err.to_string().contains("label 10 at index 1"), "{err}");
     let mut bright = images.clone();
     bright[[1, 0, 27, 0]] = 1.5;
-    let err = trainer.train_step(bright.view(), &[1, 2]).unwrap_err();
+    let err = trainer.train_batch(bright.view(), &[1, 2]).unwrap_err();
     assert!(err.to_string().contains("pixel (row 27, column 0) of image 1 is 1.5"), "{err}");
-    let err = trainer.train_step(Array4::zeros((2, 1, 28, 27)).view(), &[1, 2]).unwrap_err();
+    let err = trainer.train_batch(Array4::zeros((2, 1, 28, 27)).view(), &[1, 2]).unwrap_err();
     assert!(err.to_string().contains("expected shape (N ≥ 1, 1, 28, 28), got (2, 1, 28, 27)"), "{err}");
     assert_eq!(trainer.model(), &before);
-    assert_eq!(trainer.steps(), 0);
+    assert_eq!(trainer.progress().step, 0);
 }
 
 #[test]
 fn learning_rate_10_for_20_steps_keeps_every_weight_finite() {
     let images = random_images(16, 4);
     let labels: Vec<u8> = (0..16).map(|i| (i % 10) as u8).collect();
-    let mut trainer =
-        Trainer::new(LeNet5::new(2), SgdConfig { learning_rate: 10.0, momentum: 0.9, weight_decay: 5e-4 }).unwrap();
+    let config = OptimizerConfig { learning_rate: 10.0, ..OptimizerConfig::default() };
+    let mut trainer = Session::with_model(LeNet5::new(2), Settings::manual(config)).unwrap();
     let mut diverged = 0;
     for _ in 0..20 {
-        match trainer.train_step(images.view(), &labels) {
-            Ok(loss) => assert!(loss.is_finite()),
-            Err(Error::Diverged(message)) => {
+        let outcome = trainer.train_batch(images.view(), &labels).unwrap();
+        match outcome.diverged {
+            None => assert!(outcome.loss.is_finite()),
+            Some(message) => {
                 assert!(message.contains("weights were") || message.contains("restored"), "{message}");
                 diverged += 1;
             }
-            Err(other) => panic!("unexpected error {other}"),
         }
         assert!(trainer.model().is_finite());
     }
+    assert!(diverged > 0, "learning rate 10 never diverged: the test exercises nothing");
     // Predictions still work after the storm.
     let p = trainer.model().predict(images.view()).unwrap();
     assert!(p.iter().all(|v| v.is_finite()));
@@ -143,12 +146,15 @@ fn learning_rate_10_for_20_steps_keeps_every_weight_finite() {
 fn settings_out_of_range_are_refused_by_name() {
     let model = LeNet5::new(0);
     for (config, word) in [
-        (SgdConfig { learning_rate: 0.0, ..SgdConfig::default() }, "learning_rate"),
-        (SgdConfig { learning_rate: f32::NAN, ..SgdConfig::default() }, "learning_rate"),
-        (SgdConfig { momentum: 1.0, ..SgdConfig::default() }, "momentum"),
-        (SgdConfig { weight_decay: -1.0, ..SgdConfig::default() }, "weight_decay"),
+        (Settings { learning_rate: 0.0, ..Settings::default() }, "learning_rate"),
+        (Settings { learning_rate: f32::NAN, ..Settings::default() }, "learning_rate"),
+        (Settings { momentum: 1.0, ..Settings::default() }, "momentum"),
+        (Settings { weight_decay: -1.0, ..Settings::default() }, "weight_decay"),
+        (Settings { batch_size: 0, ..Settings::default() }, "batch_size"),
+        (Settings { batch_size: 5000, ..Settings::default() }, "batch_size"),
+        (Settings { shard_size: 0, ..Settings::default() }, "shard_size"),
     ] {
-        let err = Trainer::new(model.clone(), config).unwrap_err().to_string();
+        let err = Session::with_model(model.clone(), config).unwrap_err().to_string();
         assert!(err.contains(word), "{err}");
     }
 }

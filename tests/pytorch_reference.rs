@@ -8,8 +8,8 @@
 
 use lenet::layers::{Conv2d, Conv2dCache, Conv2dGrads, MaxPool2d, MaxPool2dCache};
 use lenet::model::{Gradients, Workspace, PARAMETER_NAMES};
-use lenet::optim::SgdConfig;
-use lenet::train::Trainer;
+use lenet::optim::OptimizerConfig;
+use lenet::session::{Session, Settings};
 use lenet::LeNet5;
 use ndarray::{Array4, ArrayD, IxDyn};
 use safetensors::tensor::{Dtype, SafeTensors};
@@ -85,9 +85,13 @@ fn logits_loss_and_every_gradient_match_pytorch() {
 fn two_sgd_steps_match_torch_optim_sgd() {
     let file = SafeTensors::deserialize(FIXTURE).unwrap();
     let (model, images, labels) = model_and_batch(&file);
-    let mut trainer = Trainer::new(model, SgdConfig { learning_rate: 0.1, momentum: 0.9, weight_decay: 5e-4 }).unwrap();
-    let losses =
-        [trainer.train_step(images.view(), &labels).unwrap(), trainer.train_step(images.view(), &labels).unwrap()];
+    let config =
+        OptimizerConfig { learning_rate: 0.1, momentum: 0.9, weight_decay: 5e-4, ..OptimizerConfig::default() };
+    let mut trainer = Session::with_model(model, Settings::manual(config)).unwrap();
+    let losses = [
+        trainer.train_batch(images.view(), &labels).unwrap().loss,
+        trainer.train_batch(images.view(), &labels).unwrap().loss,
+    ];
     assert_matches("step_losses", &losses, tensor(&file, "step_losses").as_slice().unwrap());
     for (name, got) in PARAMETER_NAMES.iter().zip(trainer.model().parameters()) {
         assert_matches(&format!("step2.{name}"), got, tensor(&file, &format!("step2.{name}")).as_slice().unwrap());

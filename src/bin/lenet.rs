@@ -19,12 +19,14 @@ mod cli {
 
     use clap::{Parser, Subcommand, ValueEnum};
     use indicatif::{ProgressBar, ProgressStyle};
+    use lenet::data::augment::Augment;
     use lenet::data::idx::{self, Split};
     use lenet::model::{Workspace, NUM_CLASSES};
-    use lenet::optim::SgdConfig;
-    use lenet::train::{evaluate, gather, shuffled_indices, train_epoch, LrSchedule, Recipe, Trainer};
-    use lenet::{weights, Error, LeNet5};
-    use ndarray::{Array2, Array4, Axis};
+    use lenet::optim::OptimizerKind;
+    use lenet::session::{Session, Settings};
+    use lenet::train::{evaluate, Evaluation, LrSchedule};
+    use lenet::{weights, Error};
+    use ndarray::Axis;
 
     #[derive(Parser)]
     #[command(name = "lenet", version, about = "LeNet-5 from scratch: train, evaluate and benchmark on MNIST")]
@@ -50,39 +52,84 @@ mod cli {
         }
     }
 
+    #[derive(Clone, Copy, ValueEnum)]
+    enum Optimizer {
+        Sgd,
+        Adam,
+        Adamw,
+    }
+
+    impl From<Optimizer> for OptimizerKind {
+        fn from(o: Optimizer) -> Self {
+            match o {
+                Optimizer::Sgd => OptimizerKind::Sgd,
+                Optimizer::Adam => OptimizerKind::Adam,
+                Optimizer::Adamw => OptimizerKind::AdamW,
+            }
+        }
+    }
+
+    /// The recipe's options of `lenet train`; defaults are the crate's recipe ([`Settings`]).
+    #[derive(clap::Args)]
+    struct TrainArgs {
+        /// Folder holding MNIST's four IDX files (plain or .gz).
+        #[arg(long, env = "MNIST_DIR")]
+        data: PathBuf,
+        /// Passes over the training images.
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        /// Images per optimizer step.
+        #[arg(long, default_value_t = Settings::default().batch_size)]
+        batch_size: usize,
+        /// The optimizer.
+        #[arg(long, value_enum, default_value_t = Optimizer::Sgd)]
+        optimizer: Optimizer,
+        /// Base learning rate.
+        #[arg(long, default_value_t = Settings::default().learning_rate)]
+        lr: f32,
+        /// How the learning rate changes over the run.
+        #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
+        schedule: Schedule,
+        /// SGD momentum.
+        #[arg(long, default_value_t = Settings::default().momentum)]
+        momentum: f32,
+        /// Weight decay: L2 for SGD and Adam, decoupled for AdamW.
+        #[arg(long, default_value_t = Settings::default().weight_decay)]
+        weight_decay: f32,
+        /// Train on the images as they are, without random distortions.
+        #[arg(long)]
+        no_augment: bool,
+        /// Seed of the initial weights, the data order and the augmentation.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Images per gradient shard: part of the recipe (it sets the order of the gradient sum);
+        /// the weights do not depend on --threads.
+        #[arg(long, default_value_t = Settings::default().shard_size)]
+        shard_size: usize,
+        /// Threads computing the shards of each batch.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Where to write the trained weights (safetensors).
+        #[arg(long, default_value = "lenet5.safetensors")]
+        out: PathBuf,
+        /// Write the whole training state here after every epoch and at the end (see --resume).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Go on from a checkpoint written by --checkpoint, with its settings, to the same result
+        /// as an uninterrupted run.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// Stop after this optimizer step (writing --checkpoint and --out), e.g. to resume later.
+        #[arg(long)]
+        stop_at_step: Option<u64>,
+    }
+
     #[derive(Subcommand)]
     enum Command {
-        /// Train from a fresh seeded initialisation; print test accuracy after every epoch.
+        /// Train from a fresh seeded initialisation (or a checkpoint); print test accuracy after
+        /// every epoch.
         #[command(allow_negative_numbers = true)]
-        Train {
-            /// Folder holding MNIST's four IDX files (plain or .gz).
-            #[arg(long, env = "MNIST_DIR")]
-            data: PathBuf,
-            /// Passes over the 60,000 training images.
-            #[arg(long, default_value_t = 10)]
-            epochs: usize,
-            /// Images per SGD step.
-            #[arg(long, default_value_t = 32)]
-            batch_size: usize,
-            /// Base learning rate.
-            #[arg(long, default_value_t = 0.02)]
-            lr: f32,
-            /// How the learning rate changes over the run.
-            #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
-            schedule: Schedule,
-            /// SGD momentum.
-            #[arg(long, default_value_t = 0.9)]
-            momentum: f32,
-            /// L2 weight decay.
-            #[arg(long, default_value_t = 5e-4)]
-            weight_decay: f32,
-            /// Seed of the initial weights and of the shuffling.
-            #[arg(long, default_value_t = 0)]
-            seed: u64,
-            /// Where to write the trained weights (safetensors).
-            #[arg(long, default_value = "lenet5.safetensors")]
-            out: PathBuf,
-        },
+        Train(TrainArgs),
         /// Accuracy, per-class accuracy and confusion matrix of saved weights on the test set.
         Eval {
             /// A safetensors file written by `train` (or by PyTorch, same names and shapes).
@@ -106,6 +153,9 @@ mod cli {
             /// Images per training step.
             #[arg(long, default_value_t = 64)]
             batch_size: usize,
+            /// Threads computing the shards of each batch (shards of 32 images).
+            #[arg(long, default_value_t = 1)]
+            threads: usize,
             /// Also print the figures as one JSON line.
             #[arg(long)]
             json: bool,
@@ -122,13 +172,11 @@ mod cli {
         }
         let cli = Cli::parse();
         let result = match cli.command {
-            Command::Train { data, epochs, batch_size, lr, schedule, momentum, weight_decay, seed, out } => {
-                let sgd = SgdConfig { learning_rate: lr, momentum, weight_decay };
-                let recipe = Recipe { epochs, batch_size, sgd, schedule: schedule.into(), seed };
-                train(&data, recipe, &out)
-            }
+            Command::Train(args) => train(&args),
             Command::Eval { weights, data } => eval(&weights, &data),
-            Command::Bench { data, steps, rounds, batch_size, json } => bench(&data, steps, rounds, batch_size, json),
+            Command::Bench { data, steps, rounds, batch_size, threads, json } => {
+                bench(&data, steps, rounds, batch_size, threads, json)
+            }
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -139,107 +187,157 @@ mod cli {
         }
     }
 
-    fn train(dir: &Path, recipe: Recipe, out: &Path) -> lenet::Result<()> {
-        if recipe.epochs == 0 || recipe.batch_size == 0 {
+    fn train(args: &TrainArgs) -> lenet::Result<()> {
+        if args.epochs == 0 || args.threads == 0 {
             return Err(Error::InvalidInput(format!(
-                "--epochs and --batch-size must be at least 1, got {} and {}",
-                recipe.epochs, recipe.batch_size
+                "--epochs and --threads must be at least 1, got {} and {}",
+                args.epochs, args.threads
             )));
         }
         // Find out now, not after the whole run, that the weights could not be written.
-        let folder = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if !folder.is_dir() {
-            return Err(Error::InvalidInput(format!(
-                "--out {}: the folder {} does not exist",
-                out.display(),
-                folder.display()
-            )));
+        for path in std::iter::once(&args.out).chain(&args.checkpoint) {
+            let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !folder.is_dir() {
+                return Err(Error::InvalidInput(format!(
+                    "{}: the folder {} does not exist",
+                    path.display(),
+                    folder.display()
+                )));
+            }
         }
-        recipe.sgd.validate()?;
-        let train_set = idx::load(dir, Split::Train)?;
-        let test_set = idx::load(dir, Split::Test)?;
+        let train_set = idx::load_digits(&args.data, Split::Train)?;
+        let test_set = idx::load_digits(&args.data, Split::Test)?;
         let n = train_set.len();
-        let mut trainer = Trainer::new(LeNet5::new(recipe.seed), recipe.sgd)?;
+        let total_steps = ((args.epochs * n) as u64).div_ceil(args.batch_size.max(1) as u64);
+        let settings = Settings {
+            seed: args.seed,
+            optimizer: args.optimizer.into(),
+            learning_rate: args.lr,
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+            batch_size: args.batch_size,
+            shard_size: args.shard_size,
+            schedule: args.schedule.into(),
+            schedule_steps: total_steps,
+            augment: (!args.no_augment).then(Augment::default),
+            eval_limit: 0,
+            ..Settings::default()
+        };
+        let mut session = Session::new(settings)?;
+        session.set_threads(args.threads);
+        session.set_train_data(train_set)?;
+        session.set_test_data(test_set);
+        if let Some(path) = &args.resume {
+            let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+            session.restore(&bytes)?;
+            println!("resumed from {} at step {} (its settings apply)", path.display(), session.progress().step);
+        }
+        let s = *session.settings();
+        let total_steps = s.schedule_steps;
         println!(
             "LeNet-5, {} parameters; {n} training and {} test images from {}",
-            trainer.model().num_parameters(),
-            test_set.len(),
-            dir.display()
+            session.model().num_parameters(),
+            session.progress().test_count,
+            args.data.display()
         );
-        let Recipe { epochs, batch_size, sgd, schedule, seed } = recipe;
         println!(
-            "SGD: batch {batch_size}, learning rate {} ({schedule:?}), momentum {}, weight decay {}, seed {seed}",
-            sgd.learning_rate, sgd.momentum, sgd.weight_decay
+            "{:?}: batch {}, learning rate {} ({:?} over {total_steps} steps), momentum {}, weight decay {}, augmentation {}, seed {}, {} thread(s)",
+            s.optimizer,
+            s.batch_size,
+            s.learning_rate,
+            s.schedule,
+            s.momentum,
+            s.weight_decay,
+            if s.augment.is_some() { "on" } else { "off" },
+            s.seed,
+            args.threads
         );
+        let stop = args.stop_at_step.unwrap_or(total_steps).min(total_steps);
         let started = Instant::now();
-        for epoch in 0..epochs {
-            let bar = ProgressBar::new(n as u64);
-            bar.set_style(
-                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(format!("{}/{epochs}", epoch + 1));
-            let epoch_start = Instant::now();
-            let mut smoothed = None::<f32>;
-            let outcome = train_epoch(&mut trainer, &train_set, &recipe, epoch, |report| {
-                let s = smoothed.map_or(report.loss, |s| 0.98 * s + 0.02 * report.loss);
-                smoothed = Some(s);
-                bar.set_position(report.seen as u64);
-                if report.step % 20 == 0 {
-                    let rate = report.seen as f64 / epoch_start.elapsed().as_secs_f64();
-                    bar.set_message(format!("loss {s:.4} lr {:.4} {rate:.0} examples/s", report.learning_rate));
-                }
-            });
-            if let Err(e) = outcome {
+        let epochs = total_steps.saturating_mul(s.batch_size as u64).div_ceil(n as u64);
+        let bar = ProgressBar::new(n as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        let mut epoch_start = (Instant::now(), session.progress().seen);
+        let mut smoothed = None::<f32>;
+        while session.progress().step < stop {
+            let outcome = session.step()?;
+            if let Some(reason) = outcome.diverged {
                 bar.abandon();
-                if matches!(e, Error::Diverged(_)) {
-                    weights::save(trainer.model(), out)?;
-                    eprintln!("the last good weights were saved to {}", out.display());
-                }
-                return Err(e);
+                weights::save(session.model(), &args.out)?;
+                eprintln!("the last good weights were saved to {}", args.out.display());
+                return Err(Error::Diverged(reason));
             }
-            bar.finish();
-            let result = trainer.evaluate(test_set.images.view(), &test_set.labels, 1000)?;
-            println!(
-                "epoch {}/{epochs}: test accuracy {:.2} % ({}/{}), test loss {:.4}, {:.0} examples/s",
-                epoch + 1,
-                100.0 * result.accuracy,
-                result.correct,
-                result.count,
-                result.loss,
-                n as f64 / epoch_start.elapsed().as_secs_f64()
-            );
+            let sm = smoothed.map_or(outcome.loss, |v| 0.98 * v + 0.02 * outcome.loss);
+            smoothed = Some(sm);
+            let epoch_done = outcome.seen / n as u64;
+            bar.set_prefix(format!("{}/{epochs}", (epoch_done + 1).min(epochs)));
+            bar.set_position(outcome.seen % n as u64);
+            if outcome.step % 20 == 0 {
+                let rate = (outcome.seen - epoch_start.1) as f64 / epoch_start.0.elapsed().as_secs_f64();
+                bar.set_message(format!("loss {sm:.4} lr {:.4} {rate:.0} examples/s", outcome.learning_rate));
+            }
+            let finished = outcome.step == stop;
+            if outcome.seen / n as u64 > (outcome.seen - s.batch_size as u64) / n as u64 || finished {
+                bar.suspend(|| -> lenet::Result<()> {
+                    let result = session.evaluate_all()?;
+                    let rate = (outcome.seen - epoch_start.1) as f64 / epoch_start.0.elapsed().as_secs_f64();
+                    println!(
+                        "epoch {:.2}/{epochs}, step {}: test accuracy {:.2} % ({}/{}), test loss {:.4}, {rate:.0} examples/s",
+                        outcome.seen as f64 / n as f64,
+                        outcome.step,
+                        100.0 * result.accuracy,
+                        result.correct,
+                        result.count,
+                        result.loss,
+                    );
+                    if let Some(path) = &args.checkpoint {
+                        write(path, &session.checkpoint()?)?;
+                    }
+                    Ok(())
+                })?;
+                epoch_start = (Instant::now(), outcome.seen);
+            }
         }
-        weights::save(trainer.model(), out)?;
-        println!("trained in {:.1} s; weights written to {}", started.elapsed().as_secs_f64(), out.display());
+        bar.finish_and_clear();
+        weights::save(session.model(), &args.out)?;
+        println!(
+            "trained to step {stop} in {:.1} s; weights written to {}",
+            started.elapsed().as_secs_f64(),
+            args.out.display()
+        );
         Ok(())
+    }
+
+    fn write(path: &Path, bytes: &[u8]) -> lenet::Result<()> {
+        std::fs::write(path, bytes).map_err(|e| Error::Io { path: path.display().to_string(), source: e })
     }
 
     fn eval(weights_path: &Path, dir: &Path) -> lenet::Result<()> {
         let model = weights::load(weights_path)?;
         let test_set = idx::load(dir, Split::Test)?;
-        let mut confusion = Array2::<u64>::zeros((NUM_CLASSES, NUM_CLASSES));
-        let result = evaluate(
-            &model,
-            &mut Workspace::default(),
-            test_set.images.view(),
-            &test_set.labels,
-            1000,
-            Some(&mut confusion),
-        )?;
+        let result = evaluate(&model, &mut Workspace::default(), test_set.images.view(), &test_set.labels, 1000)?;
+        println!("{}: test accuracy", weights_path.display());
+        print_evaluation(&result);
+        Ok(())
+    }
+
+    /// Accuracy, per-class accuracy and the confusion matrix, as `eval` prints them.
+    fn print_evaluation(result: &Evaluation) {
         println!(
-            "{}: test accuracy {:.2} % ({}/{}), loss {:.4}",
-            weights_path.display(),
+            "accuracy {:.2} % ({}/{}), loss {:.4}",
             100.0 * result.accuracy,
             result.correct,
             result.count,
             result.loss
         );
         println!("\nper class:");
-        for (digit, row) in confusion.rows().into_iter().enumerate() {
-            let total: u64 = row.sum();
-            println!("  {digit}: {:6.2} % of {total}", 100.0 * row[digit] as f64 / total.max(1) as f64);
+        for (digit, row) in result.confusion.iter().enumerate() {
+            let total: u64 = row.iter().sum();
+            println!("  {digit}: {:6.2} % of {total}", 100.0 * result.per_class[digit]);
         }
         println!("\nconfusion matrix (rows: true digit, columns: predicted):");
         print!("     ");
@@ -247,50 +345,59 @@ mod cli {
             print!("{p:>6}");
         }
         println!();
-        for (digit, row) in confusion.rows().into_iter().enumerate() {
+        for (digit, row) in result.confusion.iter().enumerate() {
             print!("  {digit}: ");
             for v in row {
                 print!("{v:>6}");
             }
             println!();
         }
-        Ok(())
     }
 
-    fn bench(dir: &Path, steps: usize, rounds: usize, batch_size: usize, json: bool) -> lenet::Result<()> {
-        if steps == 0 || rounds == 0 || batch_size == 0 {
-            return Err(Error::InvalidInput("steps, rounds and batch size must be at least 1".into()));
+    fn bench(
+        dir: &Path,
+        steps: usize,
+        rounds: usize,
+        batch_size: usize,
+        threads: usize,
+        json: bool,
+    ) -> lenet::Result<()> {
+        if steps == 0 || rounds == 0 || batch_size == 0 || threads == 0 {
+            return Err(Error::InvalidInput("steps, rounds, batch size and threads must be at least 1".into()));
         }
-        let train_set = idx::load(dir, Split::Train)?;
-        let mut trainer = Trainer::new(LeNet5::new(0), SgdConfig { learning_rate: 0.01, ..SgdConfig::default() })?;
-        let order = shuffled_indices(train_set.len(), 0, 0);
-        let mut images = Array4::zeros((batch_size, 1, 28, 28));
-        let mut labels = Vec::with_capacity(batch_size);
-        let batches: Vec<&[usize]> = order.chunks_exact(batch_size).collect();
-        if batches.is_empty() {
-            return Err(Error::InvalidInput(format!(
-                "--batch-size {batch_size} is larger than the {} training images",
-                train_set.len()
-            )));
-        }
-        let mut run = |count: usize, offset: usize| -> lenet::Result<f64> {
+        let train_set = idx::load_digits(dir, Split::Train)?;
+        let one_image = idx::load(dir, Split::Test)?;
+        // The session's own loop (batch gather included), on the images as they are: the
+        // figure is the network's speed, comparable with a peer's.
+        let settings = Settings {
+            batch_size,
+            learning_rate: 0.01,
+            schedule: LrSchedule::Constant,
+            augment: None,
+            ..Settings::default()
+        };
+        let mut session = Session::new(settings)?;
+        session.set_threads(threads);
+        session.set_train_data(train_set)?;
+        let mut run = |count: usize| -> lenet::Result<f64> {
             let start = Instant::now();
-            for i in 0..count {
-                gather(&train_set, batches[(offset + i) % batches.len()], &mut images, &mut labels);
-                trainer.train_step(images.view(), &labels)?;
+            for _ in 0..count {
+                if let Some(reason) = session.step()?.diverged {
+                    return Err(Error::Diverged(reason));
+                }
             }
             Ok(start.elapsed().as_secs_f64())
         };
-        run(50, 0)?;
+        run(50)?;
         let mut seconds = f64::INFINITY;
-        for round in 0..rounds {
-            seconds = seconds.min(run(steps, 50 + round * steps)?);
+        for _ in 0..rounds {
+            seconds = seconds.min(run(steps)?);
         }
         let train_rate = (steps * batch_size) as f64 / seconds;
 
-        let model = trainer.model().clone();
+        let model = session.model().clone();
         let mut ws = Workspace::default();
-        let one = train_set.images.slice_axis(Axis(0), (0..1).into());
+        let one = one_image.images.slice_axis(Axis(0), (0..1).into());
         for _ in 0..100 {
             model.forward(one, &mut ws)?;
         }
@@ -304,12 +411,12 @@ mod cli {
             .collect();
         times.sort_by(f64::total_cmp);
         let predict_ms = times[times.len() / 2];
-        println!("lenet (this crate), 1 thread, batch {batch_size}:");
+        println!("lenet (this crate), {threads} thread(s), batch {batch_size}:");
         println!("  training   {train_rate:>10.0} examples/s  (fastest of {rounds} rounds of {steps} steps)");
         println!("  predict    {predict_ms:>10.4} ms per image (median of 1,000)");
         if json {
             println!(
-                "{{\"peer\":\"lenet\",\"threads\":1,\"batch\":{batch_size},\"train_examples_per_s\":{train_rate:.1},\"predict_ms\":{predict_ms:.5}}}"
+                "{{\"peer\":\"lenet\",\"threads\":{threads},\"batch\":{batch_size},\"train_examples_per_s\":{train_rate:.1},\"predict_ms\":{predict_ms:.5}}}"
             );
         }
         Ok(())

@@ -16,6 +16,7 @@ use std::ops::Range;
 use flate2::read::MultiGzDecoder;
 use ndarray::{s, Array4};
 
+use crate::data::digits::Digits;
 use crate::error::shape_error;
 use crate::{Error, Result};
 
@@ -136,6 +137,19 @@ impl Split {
 /// 2051, the images are not 28×28, the header claims more than [`MAX_IMAGES`] images, or the
 /// pixel bytes are fewer or more than the header claims.
 pub fn parse_images(bytes: &[u8], name: &str) -> Result<Array4<f32>> {
+    let pixels = parse_image_bytes(bytes, name)?;
+    let count = pixels.len() / IMAGE_PIXELS;
+    let values: Vec<f32> = pixels.iter().map(|&byte| f32::from(byte) / 255.0).collect();
+    Array4::from_shape_vec((count, 1, IMAGE_SIDE, IMAGE_SIDE), values)
+        .map_err(|e| idx_error(name, format!("cannot shape the pixels: {e}")))
+}
+
+/// Parses an IDX image file like [`parse_images`], keeping the pixels as the file's bytes:
+/// `N × 784` values, 0 = background, 255 = ink.
+///
+/// # Errors
+/// As [`parse_images`].
+pub fn parse_image_bytes(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
     let mut reader = open(bytes);
     let dims = read_header(&mut reader, name, IMAGES_MAGIC)?;
     let &[count, rows, cols] = dims.as_slice() else {
@@ -146,10 +160,38 @@ pub fn parse_images(bytes: &[u8], name: &str) -> Result<Array4<f32>> {
     }
     check_count(count, name, "images")?;
     // Cannot overflow: count <= MAX_IMAGES, and 784 * MAX_IMAGES fits even a 32-bit usize.
-    let pixels = read_body(&mut reader, name, count * IMAGE_PIXELS, count, "images")?;
-    let values: Vec<f32> = pixels.iter().map(|&byte| f32::from(byte) / 255.0).collect();
-    Array4::from_shape_vec((count, 1, IMAGE_SIDE, IMAGE_SIDE), values)
-        .map_err(|e| idx_error(name, format!("cannot shape the pixels: {e}")))
+    read_body(&mut reader, name, count * IMAGE_PIXELS, count, "images")
+}
+
+/// Parses an image file and a label file (each gzipped or plain, named `images_name` and
+/// `labels_name` in messages) into [`Digits`]: bytes, as a training session keeps them.
+///
+/// # Errors
+/// Those of [`parse_images`] and [`parse_labels`], and [`Error::Idx`] if the two files hold
+/// different numbers of digits.
+pub fn parse_digits(images: &[u8], images_name: &str, labels: &[u8], labels_name: &str) -> Result<Digits> {
+    let pixels = parse_image_bytes(images, images_name)?;
+    let labels = parse_labels(labels, labels_name)?;
+    let count = pixels.len() / IMAGE_PIXELS;
+    if count != labels.len() {
+        return Err(idx_error(
+            images_name,
+            format!("holds {count} images but {labels_name} holds {} labels", labels.len()),
+        ));
+    }
+    Digits::new(pixels, labels)
+}
+
+/// Reads a split of MNIST from the folder `dir` as [`Digits`] (bytes): the files as for [`load`].
+///
+/// # Errors
+/// As [`load`].
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_digits(dir: &std::path::Path, split: Split) -> Result<Digits> {
+    let (images_name, labels_name) = split.file_names();
+    let (images_path, images) = read_plain_or_gz(dir, images_name)?;
+    let (labels_path, labels) = read_plain_or_gz(dir, labels_name)?;
+    parse_digits(&images, &images_path, &labels, &labels_path)
 }
 
 /// Parses an IDX label file, gzipped or plain, into `N` digits `0..=9`.

@@ -5,8 +5,8 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use lenet::data::idx::parse_dataset;
 use lenet::model::Workspace;
-use lenet::optim::SgdConfig;
-use lenet::train::Trainer;
+use lenet::optim::OptimizerConfig;
+use lenet::session::{Session, Settings};
 use lenet::LeNet5;
 use ndarray::s;
 
@@ -19,7 +19,8 @@ fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("train_step");
     group.throughput(Throughput::Elements(64));
-    let mut trainer = Trainer::new(LeNet5::new(0), SgdConfig { learning_rate: 0.01, ..SgdConfig::default() }).unwrap();
+    let config = OptimizerConfig { learning_rate: 0.01, ..OptimizerConfig::default() };
+    let mut trainer = Session::with_model(LeNet5::new(0), Settings::manual(config)).unwrap();
     let mut offset = 0;
     group.bench_function("batch 64", |b| {
         b.iter_batched(
@@ -29,8 +30,9 @@ fn benches(c: &mut Criterion) {
             },
             |start| {
                 trainer
-                    .train_step(data.images.slice(s![start..start + 64, .., .., ..]), &data.labels[start..start + 64])
+                    .train_batch(data.images.slice(s![start..start + 64, .., .., ..]), &data.labels[start..start + 64])
                     .unwrap()
+                    .loss
             },
             BatchSize::SmallInput,
         )

@@ -1,0 +1,871 @@
+//! A training session: the one training loop of the crate, behind the `lenet` command and the
+//! page's worker alike.
+//!
+//! A [`Session`] owns everything a run is made of: the network, the optimizer and its state,
+//! the training and held-out digits (as bytes), the seeded data order with its cursor, epoch
+//! and step counters, on-the-fly augmentation, the learning-rate schedule, held-out
+//! evaluation, divergence recovery, and a checkpoint of all of it as bytes.
+//!
+//! # Determinism
+//! Every random choice is a function of the seed and of where the run is, never of a hidden
+//! generator state: the data order of epoch `e` is [`shuffled_indices`]`(n, seed, e)` and the
+//! augmentation of the image in batch position `p` of step `s` draws from ChaCha8 keyed by
+//! `(seed, s)` on stream `p`. So a checkpoint needs no generator state, and a run resumed from
+//! one is the run it would have been.
+//!
+//! # Shards
+//! A batch's gradient is the weighted sum of the gradients of its *shards* — consecutive runs of
+//! [`Settings::shard_size`] images — added in shard order. Shards can be computed on any number
+//! of threads (or workers) and the sum is the same bits, so the weights after `k` steps do not
+//! depend on the thread count. A batch of one shard gives exactly the unsharded gradient.
+
+use ndarray::{Array4, ArrayView4, Axis, Ix4};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::augment::Augment;
+use crate::data::digits::Digits;
+use crate::error::{Error, Result};
+use crate::layers::ensure_shape;
+use crate::loss::softmax;
+use crate::model::{Gradients, LeNet5, Workspace, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
+use crate::optim::{OptimizerConfig, OptimizerKind, OptimizerState};
+use crate::train::{argmax, shuffled_indices, Evaluation, LrSchedule, MAX_WEIGHT};
+
+/// Largest batch a session accepts: far above what LeNet-5 trains well with, small enough that
+/// a batch's activations (about 40 KB an image) stay within memory in a browser tab.
+pub const MAX_BATCH_SIZE: usize = 4096;
+
+/// Held-out digits evaluated per forward pass: big enough for the matrix kernels, small enough
+/// that a slice of evaluation stays short.
+const EVAL_CHUNK: usize = 250;
+
+/// Everything that decides a run besides the data: the recipe.
+///
+/// `Default` is the crate's recipe: batches of 32 (two shards of 16), SGD with learning rate
+/// 0.02 under a cosine schedule (2 % warm-up), momentum 0.9, weight decay 5·10⁻⁴, seed 0,
+/// augmentation on. The
+/// `lenet train` command sets `schedule_steps` from its epoch count; the page uses
+/// [`Settings::browser`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Seed of the initial weights, the data order and the augmentation.
+    pub seed: u64,
+    /// SGD, Adam or AdamW.
+    pub optimizer: OptimizerKind,
+    /// The schedule's base learning rate, > 0.
+    pub learning_rate: f32,
+    /// SGD's momentum, in `[0, 1)`.
+    pub momentum: f32,
+    /// L2 penalty (SGD, Adam) or decoupled decay (AdamW), ≥ 0.
+    pub weight_decay: f32,
+    /// Adam's β₁, in `[0, 1)`.
+    pub beta1: f32,
+    /// Adam's β₂, in `[0, 1)`.
+    pub beta2: f32,
+    /// Adam's ε, > 0.
+    pub eps: f32,
+    /// Images per optimizer step, 1 to [`MAX_BATCH_SIZE`].
+    pub batch_size: usize,
+    /// Images per gradient shard (see the module's docs), ≥ 1. It changes the rounding of the
+    /// gradient sum, so it is part of the recipe; the thread count is not.
+    pub shard_size: usize,
+    /// How the learning rate changes over the run.
+    pub schedule: LrSchedule,
+    /// Steps the schedule spans (cosine reaches 0 there); ignored by `constant`; ≥ 1.
+    pub schedule_steps: u64,
+    /// Random distortions of each training image, or `None` for the images as they are.
+    pub augment: Option<Augment>,
+    /// At most this many held-out digits per evaluation, spread evenly over the held-out set;
+    /// 0 for all of them.
+    pub eval_limit: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let optimizer = OptimizerConfig::default();
+        Settings {
+            seed: 0,
+            optimizer: optimizer.kind,
+            learning_rate: optimizer.learning_rate,
+            momentum: optimizer.momentum,
+            weight_decay: optimizer.weight_decay,
+            beta1: optimizer.beta1,
+            beta2: optimizer.beta2,
+            eps: optimizer.eps,
+            batch_size: 32,
+            shard_size: 16,
+            schedule: LrSchedule::Cosine,
+            schedule_steps: 18_750,
+            augment: Some(Augment::default()),
+            eval_limit: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// The recipe of the page: training in a tab, on whatever data it has, until the person
+    /// stops it. A cosine schedule over about 30 s of training in one worker, then its floor;
+    /// held-out accuracy on at most 1,000 digits.
+    pub fn browser() -> Self {
+        Settings { schedule_steps: 6_000, eval_limit: 1_000, ..Settings::default() }
+    }
+
+    /// Settings for stepping on batches the caller makes ([`Session::train_batch`]): `optimizer`'s
+    /// rule at a constant rate, no augmentation, and one shard however large the batch, so the
+    /// gradient is the plain mean over the batch.
+    pub fn manual(optimizer: OptimizerConfig) -> Self {
+        Settings {
+            optimizer: optimizer.kind,
+            learning_rate: optimizer.learning_rate,
+            momentum: optimizer.momentum,
+            weight_decay: optimizer.weight_decay,
+            beta1: optimizer.beta1,
+            beta2: optimizer.beta2,
+            eps: optimizer.eps,
+            schedule: LrSchedule::Constant,
+            augment: None,
+            shard_size: MAX_BATCH_SIZE,
+            ..Settings::default()
+        }
+    }
+
+    /// The optimizer's part of the settings.
+    pub fn optimizer_config(&self) -> OptimizerConfig {
+        OptimizerConfig {
+            kind: self.optimizer,
+            learning_rate: self.learning_rate,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+        }
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the first setting out of its range and its value.
+    pub fn validate(&self) -> Result<()> {
+        self.optimizer_config().validate()?;
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(Error::InvalidInput(format!(
+                "batch_size must be a whole number from 1 to {MAX_BATCH_SIZE}, got {}",
+                self.batch_size
+            )));
+        }
+        if self.shard_size == 0 {
+            return Err(Error::InvalidInput("shard_size must be at least 1, got 0".into()));
+        }
+        if self.schedule_steps == 0 {
+            return Err(Error::InvalidInput("schedule_steps must be at least 1, got 0".into()));
+        }
+        if let Some(augment) = &self.augment {
+            augment.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The learning rate of step `step` (0-based).
+    pub fn learning_rate_at(&self, step: u64) -> f32 {
+        self.schedule.rate(self.learning_rate, step, self.schedule_steps)
+    }
+}
+
+/// What one call of [`Session::step`] did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepOutcome {
+    /// The step's number, from 1: the session's step count after it (or, when it diverged, the
+    /// number it would have had).
+    pub step: u64,
+    /// The batch's mean cross-entropy before the update, in nats (NaN or ∞ when it diverged).
+    pub loss: f32,
+    /// Fraction of the batch the network classified correctly before the update.
+    pub batch_accuracy: f32,
+    /// The learning rate the schedule gave this step.
+    pub learning_rate: f32,
+    /// Epochs completed plus the fraction of the current one, e.g. 2.25.
+    pub epoch: f64,
+    /// Training images drawn so far.
+    pub seen: u64,
+    /// `None` when the step was taken. Otherwise the step was not taken: the weights and the
+    /// optimizer state are the last finite ones, and this says why; the caller should stop and
+    /// lower the learning rate.
+    pub diverged: Option<String>,
+}
+
+/// Where a session is in its data.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Progress {
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Epochs started, from 0.
+    pub epoch: u64,
+    /// Fraction of the current epoch drawn, in `[0, 1)`.
+    pub epoch_progress: f64,
+    /// Training images drawn so far.
+    pub seen: u64,
+    /// Training digits.
+    pub train_count: usize,
+    /// Held-out digits an evaluation uses (at most `eval_limit`).
+    pub test_count: usize,
+}
+
+/// The batch a shard works on, and what it needs to compute its gradient.
+#[derive(Clone, Debug, Default)]
+struct Shard {
+    images: Array4<f32>,
+    labels: Vec<u8>,
+    workspace: Workspace,
+    grads: Option<Gradients>,
+    loss: f32,
+    correct: usize,
+}
+
+/// An evaluation pass in progress over the held-out digits.
+#[derive(Clone, Debug)]
+struct EvalPass {
+    step: u64,
+    next: usize,
+    correct: usize,
+    loss: f64,
+    confusion: [[u64; NUM_CLASSES]; NUM_CLASSES],
+}
+
+/// A training session; see the module's documentation.
+#[derive(Clone, Debug)]
+pub struct Session {
+    settings: Settings,
+    model: LeNet5,
+    optimizer: OptimizerState,
+    train: Digits,
+    test: Digits,
+    /// Indices of the held-out digits an evaluation uses.
+    test_subset: Vec<usize>,
+    step: u64,
+    epoch: u64,
+    cursor: usize,
+    seen: u64,
+    /// The training digits' count when the current epoch's order was drawn: digits added later
+    /// join at the next epoch.
+    order: Vec<usize>,
+    shards: Vec<Shard>,
+    grads: Gradients,
+    /// The weights and optimizer state before the last update, for divergence recovery.
+    backup: Option<(LeNet5, OptimizerState)>,
+    eval: Option<EvalPass>,
+    eval_workspace: Workspace,
+    eval_images: Array4<f32>,
+    threads: usize,
+}
+
+impl Session {
+    /// A session with fresh weights, He-initialised from `settings.seed`, and no data yet.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming a setting out of range.
+    pub fn new(settings: Settings) -> Result<Self> {
+        Session::with_model(LeNet5::new(settings.seed), settings)
+    }
+
+    /// A session that starts from `model`'s weights (for instance pretrained ones).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming a setting out of range, or for non-finite weights.
+    pub fn with_model(model: LeNet5, settings: Settings) -> Result<Self> {
+        settings.validate()?;
+        if !model.is_finite() {
+            return Err(Error::InvalidInput("the model has non-finite weights".into()));
+        }
+        let lengths: Vec<usize> = model.parameters().iter().map(|t| t.len()).collect();
+        Ok(Session {
+            optimizer: OptimizerState::new(&lengths),
+            grads: Gradients::zeros_like(&model),
+            model,
+            settings,
+            train: Digits::default(),
+            test: Digits::default(),
+            test_subset: Vec::new(),
+            step: 0,
+            epoch: 0,
+            cursor: 0,
+            seen: 0,
+            order: Vec::new(),
+            shards: Vec::new(),
+            backup: None,
+            eval: None,
+            eval_workspace: Workspace::default(),
+            eval_images: Array4::zeros((0, 1, IMAGE_SIDE, IMAGE_SIDE)),
+            threads: 1,
+        })
+    }
+
+    /// The network.
+    pub fn model(&self) -> &LeNet5 {
+        &self.model
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Replaces the settings; they apply from the next step. A new seed or new augmentation
+    /// settings change what comes next, never what was.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the bad setting; nothing changes then.
+    pub fn set_settings(&mut self, settings: Settings) -> Result<()> {
+        settings.validate()?;
+        if settings.optimizer != self.settings.optimizer {
+            // Momentum buffers and Adam moments mean different things: start them afresh.
+            self.optimizer.reset();
+            self.backup = None;
+        }
+        let eval_changed = settings.eval_limit != self.settings.eval_limit;
+        self.settings = settings;
+        if eval_changed {
+            self.select_test_subset();
+        }
+        Ok(())
+    }
+
+    /// How many threads compute the shards of a batch (natively; always 1 in wasm). The
+    /// weights do not depend on it.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// Replaces the training digits; the data order starts again at epoch 0 of the new data.
+    /// The step count and the weights are kept.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty set.
+    pub fn set_train_data(&mut self, train: Digits) -> Result<()> {
+        if train.is_empty() {
+            return Err(Error::InvalidInput("the training data holds no digit".into()));
+        }
+        self.train = train;
+        self.epoch = 0;
+        self.cursor = 0;
+        self.order = shuffled_indices(self.train.len(), self.settings.seed, 0);
+        Ok(())
+    }
+
+    /// Appends training digits (for instance a person's own); they join the data order at the
+    /// next epoch.
+    pub fn add_train_data(&mut self, more: &Digits) {
+        self.train.extend(more);
+        if self.order.is_empty() {
+            self.order = shuffled_indices(self.train.len(), self.settings.seed, self.epoch);
+        }
+    }
+
+    /// The training digits.
+    pub fn train_data(&self) -> &Digits {
+        &self.train
+    }
+
+    /// Replaces the held-out digits; an evaluation in progress is dropped.
+    pub fn set_test_data(&mut self, test: Digits) {
+        self.test = test;
+        self.eval = None;
+        self.select_test_subset();
+    }
+
+    fn select_test_subset(&mut self) {
+        let n = self.test.len();
+        let limit = self.settings.eval_limit;
+        self.test_subset = if limit == 0 || limit >= n {
+            (0..n).collect()
+        } else {
+            // Evenly spread: held-out sets are often sorted or grouped by class or writer.
+            (0..limit).map(|i| i * n / limit).collect()
+        };
+        self.eval = None;
+    }
+
+    /// Where the session is in its data.
+    pub fn progress(&self) -> Progress {
+        let n = self.order.len().max(1);
+        Progress {
+            step: self.step,
+            epoch: self.epoch,
+            epoch_progress: self.cursor as f64 / n as f64,
+            seen: self.seen,
+            train_count: self.train.len(),
+            test_count: self.test_subset.len(),
+        }
+    }
+
+    /// The indices of the next batch's training digits, drawing a new epoch's order as the
+    /// current one runs out (a batch may span two epochs).
+    fn next_batch_indices(&mut self) -> Vec<usize> {
+        let mut indices = Vec::with_capacity(self.settings.batch_size);
+        while indices.len() < self.settings.batch_size {
+            if self.cursor >= self.order.len() {
+                self.epoch += 1;
+                self.cursor = 0;
+                self.order = shuffled_indices(self.train.len(), self.settings.seed, self.epoch);
+            }
+            indices.push(self.order[self.cursor]);
+            self.cursor += 1;
+        }
+        indices
+    }
+
+    /// The 784 f32 pixels of training digit `index` as batch position `position` of step `step`
+    /// sees them: augmented when augmentation is on.
+    fn fill_image(&self, index: usize, position: usize, step: u64, dst: &mut [f32]) {
+        let src = self.train.image(index);
+        match &self.settings.augment {
+            Some(augment) if !augment.is_none() => {
+                let mut rng = augmentation_rng(self.settings.seed, step, position);
+                augment.apply(src, dst, &mut rng);
+            }
+            _ => {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = f32::from(s) / 255.0;
+                }
+            }
+        }
+    }
+
+    /// One optimizer step on the next batch of the training digits.
+    ///
+    /// Divergence is an outcome, not an error: see [`StepOutcome::diverged`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the session has no training data.
+    pub fn step(&mut self) -> Result<StepOutcome> {
+        if self.train.is_empty() {
+            return Err(Error::InvalidInput("no training data: set the training digits first".into()));
+        }
+        let step = self.step;
+        let indices = self.next_batch_indices();
+        let shard_size = self.settings.shard_size;
+        let count = indices.len().div_ceil(shard_size);
+        let mut shards = std::mem::take(&mut self.shards);
+        shards.resize_with(count.max(shards.len()), Shard::default);
+        for (s, chunk) in indices.chunks(shard_size).enumerate() {
+            let shard = &mut shards[s];
+            ensure_shape(&mut shard.images, Ix4(chunk.len(), 1, IMAGE_SIDE, IMAGE_SIDE));
+            shard.labels.clear();
+            let pixels = shard.images.as_slice_mut().expect("a fresh array is contiguous");
+            for (i, &index) in chunk.iter().enumerate() {
+                let position = s * shard_size + i;
+                self.fill_image(index, position, step, &mut pixels[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]);
+                shard.labels.push(self.train.labels()[index]);
+            }
+        }
+        self.seen += indices.len() as u64;
+        let outcome = self.step_on_shards(&mut shards[..count]);
+        self.shards = shards;
+        outcome
+    }
+
+    /// One optimizer step on an explicit batch: `images` `(N, 1, 28, 28)` in `[0, 1]`, `labels`
+    /// `N` digits. The training digits, their order and the augmentation are not involved.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] / [`Error::InvalidInput`] for bad images or labels; nothing changes.
+    pub fn train_batch(&mut self, images: ArrayView4<f32>, labels: &[u8]) -> Result<StepOutcome> {
+        let n = images.dim().0;
+        if labels.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "{n} images but {} labels: there must be one label per image",
+                labels.len()
+            )));
+        }
+        crate::model::check_images(&images)?;
+        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| usize::from(l) >= NUM_CLASSES) {
+            return Err(Error::InvalidInput(format!("label {l} at index {i} is not a digit 0–9")));
+        }
+        let shard_size = self.settings.shard_size;
+        let count = n.div_ceil(shard_size);
+        let mut shards = std::mem::take(&mut self.shards);
+        shards.resize_with(count.max(shards.len()), Shard::default);
+        for (s, shard) in shards[..count].iter_mut().enumerate() {
+            let range = s * shard_size..((s + 1) * shard_size).min(n);
+            let view = images.slice_axis(Axis(0), range.clone().into());
+            ensure_shape(&mut shard.images, Ix4(range.len(), 1, IMAGE_SIDE, IMAGE_SIDE));
+            shard.images.assign(&view);
+            shard.labels.clear();
+            shard.labels.extend_from_slice(&labels[range]);
+        }
+        self.seen += n as u64;
+        let outcome = self.step_on_shards(&mut shards[..count]);
+        self.shards = shards;
+        outcome
+    }
+
+    fn step_on_shards(&mut self, shards: &mut [Shard]) -> Result<StepOutcome> {
+        let step = self.step;
+        let learning_rate = self.settings.learning_rate_at(step);
+        compute_shards(&self.model, shards, self.threads)?;
+        let total: usize = shards.iter().map(|s| s.labels.len()).sum();
+        // The weighted sum, in shard order: the same bits however the shards were computed.
+        let mut loss = 0.0f32;
+        for g in self.grads.tensors_mut() {
+            g.fill(0.0);
+        }
+        let mut correct = 0;
+        for shard in shards.iter() {
+            let weight = shard.labels.len() as f32 / total as f32;
+            loss += weight * shard.loss;
+            correct += shard.correct;
+            let grads = shard.grads.as_ref().expect("computed above");
+            for (sum, g) in self.grads.tensors_mut().into_iter().zip(grads.tensors()) {
+                for (s, &v) in sum.iter_mut().zip(g) {
+                    *s += weight * v;
+                }
+            }
+        }
+        let batch_accuracy = correct as f32 / total as f32;
+        let mut outcome = StepOutcome {
+            step: step + 1,
+            loss,
+            batch_accuracy,
+            learning_rate,
+            epoch: self.epoch as f64 + self.progress().epoch_progress,
+            seen: self.seen,
+            diverged: None,
+        };
+        if !loss.is_finite() {
+            // Finite weights can still overflow the logits: the update before this one broke
+            // the model, so go back to the weights before it.
+            let restored = match self.backup.take() {
+                Some((model, optimizer)) => {
+                    self.model = model;
+                    self.optimizer = optimizer;
+                    "the weights before the previous update were restored"
+                }
+                None => "the weights were left as they were",
+            };
+            outcome.diverged = Some(format!("the loss is {loss} at step {}; {restored}", step + 1));
+            return Ok(outcome);
+        }
+        self.backup = Some((self.model.clone(), self.optimizer.clone()));
+        let config = OptimizerConfig { learning_rate, ..self.settings.optimizer_config() };
+        let mut params = self.model.parameters_mut();
+        crate::optim::step(&config, &mut self.optimizer, &mut params, &self.grads.tensors());
+        // NaN fails the comparison too.
+        let finite = self.model.parameters().iter().all(|t| t.iter().all(|v| v.abs() <= MAX_WEIGHT));
+        if !finite {
+            let (model, optimizer) = self.backup.take().expect("saved above");
+            self.model = model;
+            self.optimizer = optimizer;
+            outcome.diverged = Some(format!(
+                "step {} would make weights non-finite or larger than {MAX_WEIGHT} (learning rate {learning_rate}); the last good weights were restored",
+                step + 1
+            ));
+            return Ok(outcome);
+        }
+        self.step += 1;
+        Ok(outcome)
+    }
+
+    /// Begins a pass over the held-out digits (dropping one in progress).
+    pub fn start_evaluation(&mut self) {
+        self.eval = Some(EvalPass {
+            step: self.step,
+            next: 0,
+            correct: 0,
+            loss: 0.0,
+            confusion: [[0; NUM_CLASSES]; NUM_CLASSES],
+        });
+    }
+
+    /// Advances the evaluation pass by at most `max_images` held-out digits (starting one if
+    /// none is in progress); returns its result when the pass is complete, else `None`. The
+    /// result describes the weights as they were when the pass started only if no step was
+    /// taken meanwhile; callers that interleave steps evaluate in short passes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when there are no held-out digits or `max_images` is 0.
+    pub fn evaluate(&mut self, max_images: usize) -> Result<Option<Evaluation>> {
+        if self.test_subset.is_empty() {
+            return Err(Error::InvalidInput("no held-out data: set the held-out digits first".into()));
+        }
+        if max_images == 0 {
+            return Err(Error::InvalidInput("evaluate needs max_images ≥ 1".into()));
+        }
+        if self.eval.is_none() {
+            self.start_evaluation();
+        }
+        let mut pass = self.eval.take().expect("started above");
+        let end = (pass.next + max_images).min(self.test_subset.len());
+        while pass.next < end {
+            let chunk_end = (pass.next + EVAL_CHUNK).min(end);
+            let indices = &self.test_subset[pass.next..chunk_end];
+            ensure_shape(&mut self.eval_images, Ix4(indices.len(), 1, IMAGE_SIDE, IMAGE_SIDE));
+            let pixels = self.eval_images.as_slice_mut().expect("contiguous");
+            for (slot, &k) in indices.iter().enumerate() {
+                for (d, &s) in pixels[slot * IMAGE_PIXELS..(slot + 1) * IMAGE_PIXELS].iter_mut().zip(self.test.image(k))
+                {
+                    *d = f32::from(s) / 255.0;
+                }
+            }
+            let labels: Vec<u8> = indices.iter().map(|&k| self.test.labels()[k]).collect();
+            let logits = self.model.forward(self.eval_images.view(), &mut self.eval_workspace)?;
+            pass.loss += f64::from(crate::loss::cross_entropy(logits, &labels)?) * labels.len() as f64;
+            for (row, &label) in logits.rows().into_iter().zip(&labels) {
+                let predicted = argmax(row.iter().copied());
+                pass.correct += usize::from(predicted == usize::from(label));
+                pass.confusion[usize::from(label)][predicted] += 1;
+            }
+            pass.next = chunk_end;
+        }
+        if pass.next < self.test_subset.len() {
+            self.eval = Some(pass);
+            return Ok(None);
+        }
+        let n = self.test_subset.len();
+        Ok(Some(Evaluation::from_counts(pass.step, pass.correct, n, (pass.loss / n as f64) as f32, pass.confusion)))
+    }
+
+    /// A whole evaluation pass at once (see [`Session::evaluate`]).
+    ///
+    /// # Errors
+    /// As [`Session::evaluate`].
+    pub fn evaluate_all(&mut self) -> Result<Evaluation> {
+        self.start_evaluation();
+        Ok(self.evaluate(usize::MAX)?.expect("a pass over everything completes"))
+    }
+
+    /// The ten probabilities of each of `images` `(N, 1, 28, 28)`: `(N, 10)`, rows summing to 1.
+    ///
+    /// # Errors
+    /// As [`LeNet5::forward`]; [`Error::Diverged`] if an output is not finite.
+    pub fn predict(&mut self, images: ArrayView4<f32>) -> Result<ndarray::Array2<f32>> {
+        let probabilities = softmax(self.model.forward(images, &mut self.eval_workspace)?);
+        if let Some(i) = probabilities.iter().position(|p| !p.is_finite()) {
+            return Err(Error::Diverged(format!(
+                "the model's output for image {} is not finite: its weights have diverged",
+                i / NUM_CLASSES
+            )));
+        }
+        Ok(probabilities)
+    }
+
+    /// Replaces the weights (for instance with a loaded file); the optimizer state starts afresh.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for non-finite weights; nothing changes then.
+    pub fn set_model(&mut self, model: LeNet5) -> Result<()> {
+        if !model.is_finite() {
+            return Err(Error::InvalidInput("the new model has non-finite weights".into()));
+        }
+        self.model = model;
+        self.optimizer.reset();
+        self.backup = None;
+        self.eval = None;
+        Ok(())
+    }
+
+    /// The whole state of the session as bytes: weights, optimizer state, settings, step, epoch,
+    /// cursor, images seen, and a fingerprint of the training digits (which are not included).
+    /// See [`Session::restore`].
+    ///
+    /// # Errors
+    /// [`Error::Weights`] if serialisation fails (it does not for a well-formed session).
+    pub fn checkpoint(&self) -> Result<Vec<u8>> {
+        let header = CheckpointHeader {
+            format: CHECKPOINT_FORMAT.to_string(),
+            settings: self.settings,
+            step: self.step,
+            epoch: self.epoch,
+            cursor: self.cursor as u64,
+            order_len: self.order.len() as u64,
+            seen: self.seen,
+            optimizer_steps: self.optimizer.steps,
+            train_count: self.train.len() as u64,
+            train_fingerprint: self.train.fingerprint(),
+        };
+        crate::weights::checkpoint_to_bytes(
+            &self.model,
+            &serde_json::to_string(&header).map_err(|e| Error::Weights(e.to_string()))?,
+            &self.optimizer.first,
+            &self.optimizer.second,
+        )
+    }
+
+    /// Restores the state saved by [`Session::checkpoint`]. The session must already hold the
+    /// same training digits (checked by count and fingerprint); its held-out digits are kept.
+    /// From here, steps give the same weights, bit for bit, as the run that was checkpointed.
+    ///
+    /// # Errors
+    /// [`Error::Weights`] for bytes that are not a checkpoint (a weights file is named as such);
+    /// [`Error::InvalidInput`] when the training digits differ. Nothing changes on error.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let (model, header, first, second) = crate::weights::checkpoint_from_bytes(bytes)?;
+        let header: CheckpointHeader = serde_json::from_str(&header)
+            .map_err(|e| Error::Weights(format!("checkpoint: its state cannot be read: {e}")))?;
+        if header.format != CHECKPOINT_FORMAT {
+            return Err(Error::Weights(format!(
+                "checkpoint: format {:?}, this version reads {CHECKPOINT_FORMAT:?}",
+                header.format
+            )));
+        }
+        header.settings.validate()?;
+        if header.train_count != self.train.len() as u64 || header.train_fingerprint != self.train.fingerprint() {
+            return Err(Error::InvalidInput(format!(
+                "the checkpoint was made on other training data ({} digits, fingerprint {:016x}); this session has {} digits (fingerprint {:016x})",
+                header.train_count,
+                header.train_fingerprint,
+                self.train.len(),
+                self.train.fingerprint()
+            )));
+        }
+        let lengths: Vec<usize> = model.parameters().iter().map(|t| t.len()).collect();
+        let fits =
+            |buffers: &Vec<Vec<f32>>| buffers.is_empty() || buffers.iter().map(Vec::len).eq(lengths.iter().copied());
+        if !fits(&first)
+            || !fits(&second)
+            || header.order_len > self.train.len() as u64
+            || header.cursor > header.order_len
+        {
+            return Err(Error::Weights("checkpoint: its optimizer state or data position is inconsistent".into()));
+        }
+        let mut optimizer = OptimizerState::new(&lengths);
+        if !first.is_empty() {
+            optimizer.first = first;
+        }
+        if !second.is_empty() {
+            optimizer.second = second;
+        }
+        optimizer.steps = header.optimizer_steps;
+        let settings = header.settings;
+        self.settings = settings;
+        self.model = model;
+        self.optimizer = optimizer;
+        self.step = header.step;
+        self.epoch = header.epoch;
+        self.seen = header.seen;
+        self.order = shuffled_indices(header.order_len as usize, settings.seed, header.epoch);
+        self.cursor = header.cursor as usize;
+        self.backup = None;
+        self.select_test_subset();
+        Ok(())
+    }
+}
+
+/// Names the checkpoint format and its version; a checkpoint of another is refused.
+const CHECKPOINT_FORMAT: &str = "lenet-session/1";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointHeader {
+    format: String,
+    settings: Settings,
+    step: u64,
+    epoch: u64,
+    cursor: u64,
+    order_len: u64,
+    seen: u64,
+    optimizer_steps: u64,
+    train_count: u64,
+    train_fingerprint: u64,
+}
+
+/// The generator for the augmentation of batch position `position` of step `step`: keyed by
+/// the seed and the step, one stream per position, so no state needs saving and an image's
+/// distortion does not depend on which thread or worker draws it.
+fn augmentation_rng(seed: u64, step: u64, position: usize) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&step.to_le_bytes());
+    key[16..24].copy_from_slice(b"augment\0");
+    let mut rng = ChaCha8Rng::from_seed(key);
+    rng.set_stream(position as u64);
+    rng
+}
+
+/// Forward and backward passes of every shard: each gets its loss, its count of correct
+/// answers and its gradient. On `threads` > 1 (natively) the shards are spread over scoped
+/// threads; what each computes does not depend on which thread computes it.
+fn compute_shards(model: &LeNet5, shards: &mut [Shard], threads: usize) -> Result<()> {
+    let run = |shard: &mut Shard| -> Result<()> {
+        let grads = shard.grads.get_or_insert_with(|| Gradients::zeros_like(model));
+        let logits = model.forward(shard.images.view(), &mut shard.workspace)?;
+        shard.correct = logits
+            .rows()
+            .into_iter()
+            .zip(&shard.labels)
+            .filter(|(row, &l)| argmax(row.iter().copied()) == usize::from(l))
+            .count();
+        shard.loss = model.backward(&mut shard.workspace, &shard.labels, grads)?;
+        Ok(())
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    if threads > 1 && shards.len() > 1 {
+        let per_thread = shards.len().div_ceil(threads);
+        return std::thread::scope(|scope| {
+            let handles: Vec<_> = shards
+                .chunks_mut(per_thread)
+                .map(|group| scope.spawn(move || group.iter_mut().try_for_each(run)))
+                .collect();
+            handles.into_iter().try_for_each(|h| h.join().expect("a shard thread panicked"))
+        });
+    }
+    let _ = threads;
+    shards.iter_mut().try_for_each(run)
+}
+
+impl Settings {
+    /// The names of the settings, as they appear in JSON and JavaScript.
+    pub const NAMES: [&'static str; 14] = [
+        "seed",
+        "optimizer",
+        "learning_rate",
+        "momentum",
+        "weight_decay",
+        "beta1",
+        "beta2",
+        "eps",
+        "batch_size",
+        "shard_size",
+        "schedule",
+        "schedule_steps",
+        "augment",
+        "eval_limit",
+    ];
+
+    /// These settings with the fields of `patch` (a JSON object holding any of
+    /// [`Settings::NAMES`]) replaced; the rest are kept.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the first unknown setting, or the setting whose value has
+    /// the wrong type or is out of range.
+    pub fn merged(&self, patch: &serde_json::Value) -> Result<Settings> {
+        let serde_json::Value::Object(patch) = patch else {
+            return Err(Error::InvalidInput(format!(
+                "settings must be an object such as {{ learning_rate: 0.01 }}, got {patch}"
+            )));
+        };
+        let mut merged = serde_json::to_value(self).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        for (key, value) in patch {
+            if !Settings::NAMES.contains(&key.as_str()) {
+                return Err(Error::InvalidInput(format!(
+                    "unknown setting `{key}`: the settings are {}",
+                    Settings::NAMES.join(", ")
+                )));
+            }
+            merged[key] = value.clone();
+            if let Err(e) = serde_json::from_value::<Settings>(merged.clone()) {
+                let what = if value.is_null() {
+                    "null (NaN and ±∞ are not numbers here)".to_string()
+                } else {
+                    value.to_string()
+                };
+                return Err(Error::InvalidInput(format!("setting `{key}` cannot be {what}: {e}")));
+            }
+        }
+        let settings: Settings = serde_json::from_value(merged).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+}

@@ -1,0 +1,203 @@
+//! The training session: exact resume, the same weights for any thread count, divergence as
+//! an outcome, evaluation, settings, on the committed real-digit fixture.
+#![cfg(not(target_arch = "wasm32"))]
+
+use lenet::data::digits::Digits;
+use lenet::data::idx::parse_digits;
+use lenet::optim::OptimizerKind;
+use lenet::session::{Session, Settings};
+use lenet::weights;
+
+fn fixture() -> (Digits, Digits) {
+    let train = parse_digits(
+        include_bytes!("fixtures/mnist-small/train-images-idx3-ubyte.gz"),
+        "train images",
+        include_bytes!("fixtures/mnist-small/train-labels-idx1-ubyte.gz"),
+        "train labels",
+    )
+    .unwrap();
+    let test = parse_digits(
+        include_bytes!("fixtures/mnist-small/t10k-images-idx3-ubyte.gz"),
+        "test images",
+        include_bytes!("fixtures/mnist-small/t10k-labels-idx1-ubyte.gz"),
+        "test labels",
+    )
+    .unwrap();
+    (train, test)
+}
+
+fn session(settings: Settings) -> Session {
+    let (train, test) = fixture();
+    let mut s = Session::new(settings).unwrap();
+    s.set_train_data(train).unwrap();
+    s.set_test_data(test);
+    s
+}
+
+fn run(s: &mut Session, steps: u64) {
+    for _ in 0..steps {
+        let outcome = s.step().unwrap();
+        assert_eq!(outcome.diverged, None, "step {}", outcome.step);
+    }
+}
+
+fn weights_of(s: &Session) -> Vec<u8> {
+    weights::to_safetensors(s.model()).unwrap()
+}
+
+/// A recipe that crosses an epoch of the 2,500-digit fixture within the test (batch 64: an
+/// epoch is 39 steps and a bit), with augmentation and a schedule, so resume must get the
+/// order, the cursor, the augmentation and the rate right.
+fn recipe(optimizer: OptimizerKind) -> Settings {
+    let learning_rate = if optimizer == OptimizerKind::Sgd { 0.02 } else { 1e-3 };
+    Settings { optimizer, learning_rate, batch_size: 64, shard_size: 16, schedule_steps: 120, ..Settings::default() }
+}
+
+#[test]
+fn a_resumed_run_equals_the_uninterrupted_run_bit_for_bit() {
+    for optimizer in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW] {
+        let mut whole = session(recipe(optimizer));
+        run(&mut whole, 60);
+
+        let mut first = session(recipe(optimizer));
+        run(&mut first, 35);
+        let checkpoint = first.checkpoint().unwrap();
+        drop(first);
+        // A fresh session with other settings: the checkpoint's own apply.
+        let mut resumed = session(Settings { seed: 99, learning_rate: 0.5, ..Settings::default() });
+        resumed.restore(&checkpoint).unwrap();
+        assert_eq!(resumed.progress().step, 35);
+        run(&mut resumed, 25);
+        assert_eq!(resumed.progress(), whole.progress(), "{optimizer:?}");
+        assert!(weights_of(&resumed) == weights_of(&whole), "{optimizer:?}: resumed weights differ");
+        assert_eq!(resumed.checkpoint().unwrap(), whole.checkpoint().unwrap(), "{optimizer:?}");
+    }
+}
+
+#[test]
+fn a_run_without_its_momentum_is_another_run() {
+    // The check above would pass vacuously if the optimizer state did not matter.
+    let mut whole = session(recipe(OptimizerKind::Sgd));
+    run(&mut whole, 30);
+    let mut other = session(recipe(OptimizerKind::Sgd));
+    run(&mut other, 20);
+    let model = other.model().clone();
+    other.set_model(model).unwrap(); // clears momentum
+    run(&mut other, 10);
+    assert!(weights_of(&other) != weights_of(&whole));
+}
+
+#[test]
+fn the_weights_do_not_depend_on_the_thread_count() {
+    let mut one = session(recipe(OptimizerKind::Sgd));
+    run(&mut one, 20);
+    for threads in [2, 3, 4] {
+        let mut many = session(recipe(OptimizerKind::Sgd));
+        many.set_threads(threads);
+        run(&mut many, 20);
+        assert!(weights_of(&many) == weights_of(&one), "{threads} threads gave other weights");
+    }
+}
+
+#[test]
+fn one_shard_is_the_plain_batch_gradient() {
+    // Shards of 64 and of 16 sum the gradient in another order: close, not equal.
+    let mut sharded = session(Settings { augment: None, ..recipe(OptimizerKind::Sgd) });
+    let mut whole = session(Settings { augment: None, shard_size: 64, ..recipe(OptimizerKind::Sgd) });
+    run(&mut sharded, 5);
+    run(&mut whole, 5);
+    let (a, b) = (sharded.model().parameters(), whole.model().parameters());
+    let max = a
+        .iter()
+        .zip(b.iter())
+        .flat_map(|(x, y)| x.iter().zip(y.iter()))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    assert!(max < 1e-5, "largest difference {max}");
+}
+
+#[test]
+fn a_checkpoint_refuses_other_data_and_weights_files_are_named() {
+    let mut s = session(recipe(OptimizerKind::Sgd));
+    run(&mut s, 3);
+    let checkpoint = s.checkpoint().unwrap();
+    let (train, _) = fixture();
+    let mut other = Session::new(Settings::default()).unwrap();
+    let half = Digits::new(train.images()[..784 * 1000].to_vec(), train.labels()[..1000].to_vec()).unwrap();
+    other.set_train_data(half).unwrap();
+    let before = weights_of(&other);
+    let err = other.restore(&checkpoint).unwrap_err().to_string();
+    assert!(err.contains("other training data") && err.contains("1000 digits"), "{err}");
+    assert!(weights_of(&other) == before);
+    let err = other.restore(&weights_of(&s)).unwrap_err().to_string();
+    assert!(err.contains("a weights file, not a checkpoint"), "{err}");
+    let err = other.restore(&checkpoint[..100]).unwrap_err().to_string();
+    assert!(err.starts_with("weights file: checkpoint:"), "{err}");
+}
+
+#[test]
+fn divergence_is_an_outcome_and_keeps_finite_weights() {
+    let mut s = session(Settings { learning_rate: 1e6, ..recipe(OptimizerKind::Sgd) });
+    let mut diverged = None;
+    for _ in 0..10 {
+        let outcome = s.step().unwrap();
+        if let Some(reason) = outcome.diverged {
+            diverged = Some((outcome.step, reason));
+            break;
+        }
+    }
+    let (step, reason) = diverged.expect("learning rate 10⁶ diverges within 10 steps");
+    assert!(reason.contains("restored") || reason.contains("left as they were"), "{reason}");
+    assert!(s.model().is_finite());
+    assert_eq!(s.progress().step, step - 1, "a diverged step is not counted");
+}
+
+#[test]
+fn evaluation_counts_add_up_and_come_in_passes() {
+    let mut s = session(Settings { eval_limit: 300, ..recipe(OptimizerKind::Sgd) });
+    run(&mut s, 40);
+    assert_eq!(s.progress().test_count, 300);
+    assert_eq!(s.evaluate(250).unwrap(), None);
+    let result = s.evaluate(250).unwrap().expect("the pass completes at 300");
+    assert_eq!(result.count, 300);
+    let total: u64 = result.confusion.iter().flatten().sum();
+    let diagonal: u64 = (0..10).map(|d| result.confusion[d][d]).sum();
+    assert_eq!(total, 300);
+    assert_eq!(diagonal as usize, result.correct);
+    assert!((result.accuracy - result.correct as f32 / 300.0).abs() < 1e-6);
+    for d in 0..10 {
+        let row: u64 = result.confusion[d].iter().sum();
+        assert!((result.per_class[d] - result.confusion[d][d] as f32 / row as f32).abs() < 1e-6);
+    }
+    assert!(result.accuracy > 0.3, "40 steps of 64 reach {}: no better than chance", result.accuracy);
+    assert_eq!(result.step, 40);
+}
+
+#[test]
+fn settings_merge_by_name_and_refuse_what_is_wrong() {
+    let base = Settings::default();
+    let merged = base.merged(&serde_json::json!({ "learning_rate": 0.5, "optimizer": "adamw" })).unwrap();
+    assert_eq!(merged.learning_rate, 0.5);
+    assert_eq!(merged.optimizer, OptimizerKind::AdamW);
+    assert_eq!(merged.batch_size, base.batch_size);
+    for (patch, words) in [
+        (serde_json::json!({ "learning_rat": 0.1 }), "unknown setting `learning_rat`"),
+        (serde_json::json!({ "learning_rate": "0,01" }), "setting `learning_rate` cannot be \"0,01\""),
+        (serde_json::json!({ "learning_rate": null }), "NaN"),
+        (serde_json::json!({ "learning_rate": -1 }), "learning_rate must be a positive"),
+        (serde_json::json!({ "optimizer": "rmsprop" }), "setting `optimizer`"),
+        (serde_json::json!({ "batch_size": 2.5 }), "setting `batch_size`"),
+        (serde_json::json!([1, 2]), "settings must be an object"),
+    ] {
+        let err = base.merged(&patch).unwrap_err().to_string();
+        assert!(err.contains(words), "{patch}: {err}");
+    }
+}
+
+#[test]
+fn no_data_is_an_error_not_a_panic() {
+    let mut s = Session::new(Settings::default()).unwrap();
+    assert!(s.step().unwrap_err().to_string().contains("no training data"));
+    assert!(s.evaluate(10).unwrap_err().to_string().contains("no held-out data"));
+    assert!(s.set_train_data(Digits::default()).is_err());
+}
