@@ -54,8 +54,8 @@ export function createMessageHandlers({ store, charts, recognizer }) {
     [MSG.DIVERGED]: training((msg) =>
       store.set({
         diverged:
-          `Step ${msg.step}: the loss is not a finite number, so training was paused and the weights were ` +
-          `restored to the last finite state. Lower the learning rate, then resume. (${msg.message})`,
+          `Step ${msg.step}: training diverged (the loss or the weights stopped being finite), so it was ` +
+          `paused and the last good weights were restored. Lower the learning rate, then resume. (${msg.message})`,
       }),
     ),
     [MSG.WEIGHTS_CHANGED]: (msg) => recognizer.setWeights(msg.net, msg.bytes, msg.step),

@@ -29,7 +29,7 @@ export const MSG = Object.freeze({
   FATAL: 'fatal', // { message }: the worker could not start
   STATE: 'state', // a network's state
   WAS_RESET: 'was-reset', // { from, ...state }: a fresh network; the page clears its charts
-  STEPS: 'steps', // { steps: [{ step, loss }], ...state }: the losses of the last slice, NaN kept
+  STEPS: 'steps', // { steps: [{ step, loss, diverged? }], ...state }: the losses of the last slice, NaN kept
   EVAL: 'eval', // { net, step, accuracy, loss, count }: on the held-out digits
   DIVERGED: 'diverged', // { net, step, message }: training is paused, the last good weights restored
   WEIGHTS_CHANGED: 'weights-changed', // { net, bytes: Uint8Array, step }: for the page's copy of a WATCHed network

@@ -142,11 +142,13 @@ export class Trainer {
       const t0 = performance.now();
       const result = network.session.step();
       const dt = performance.now() - t0;
-      steps.push({ step: result.step, loss: result.loss });
       if (result.diverged !== null) {
+        // Plotted too: the page marks the step where training diverged.
+        steps.push({ step: result.step, loss: result.loss, diverged: true });
         diverged = result;
         break;
       }
+      steps.push({ step: result.step, loss: result.loss });
       network.trainMs += dt;
       if (dt > 0) {
         const rate = ((result.seen - seen) * 1000) / dt;
