@@ -21,6 +21,7 @@ export async function resumeTraining({ store, client, charts }, run = true) {
     error: null,
     accuracy: null,
     training: msg,
+    requested: null,
     settings: msg.settings,
     flash: `Resumed training from step ${msg.step.toLocaleString('en')}`,
   });

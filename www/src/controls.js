@@ -11,13 +11,10 @@ export function bindControls({ ui, store, client, charts }) {
   const fail = (error, prefix = '') => store.set({ error: prefix + error.message });
 
   ui.run.addEventListener('click', () => {
-    const { training } = store.get();
-    const start = !training?.running;
-    // Optimistic: the worker confirms with a state message, and may still be loading.
-    store.set({
-      training: { ...(training ?? { step: 0 }), running: start },
-      ...(start && { diverged: null, offer: null, notice: null }),
-    });
+    const start = !runs(store.get());
+    // The button follows the request at once; the worker confirms with a state message, and may
+    // still be loading.
+    store.set({ requested: start ? 'run' : 'pause', ...(start && { diverged: null, offer: null, notice: null }) });
     client.post({ type: start ? MSG.START : MSG.PAUSE, net: NET });
   });
   ui.resetFrom.addEventListener('change', () => store.set({ resetFrom: ui.resetFrom.value }));
@@ -84,22 +81,27 @@ export function bindControls({ ui, store, client, charts }) {
   store.subscribe((state, previous) => render(ui, charts, state, previous));
 }
 
+/** Whether the network in training runs, or is about to: a request not yet confirmed counts. */
+function runs({ requested, training }) {
+  return requested ? requested === 'run' : Boolean(training?.running);
+}
+
 function render(ui, charts, state, previous) {
   const changed = (key) => state[key] !== previous[key];
+  if (changed('training') || changed('requested')) {
+    const running = runs(state);
+    ui.run.textContent = running ? 'Pause' : state.training?.step > 0 ? 'Resume' : 'Start training';
+    ui.run.classList.toggle('running', running);
+  }
   if (changed('training') && state.training) {
     const s = state.training;
-    const running = Boolean(s.running);
-    ui.run.textContent = running ? 'Pause' : s.step > 0 ? 'Resume' : 'Start training';
-    ui.run.classList.toggle('running', running);
-    ui.body.dataset.training = running ? 'running' : 'paused';
-    if (s.epoch !== undefined) {
-      ui.step.textContent = s.step.toLocaleString('en');
-      ui.epoch.textContent = String(s.epoch + 1);
-      ui.progress.value = s.epochProgress;
-      ui.progressText.textContent = `${Math.floor(s.epochProgress * 100)} %`;
-      ui.speed.textContent = s.examplesPerSec ? Math.round(s.examplesPerSec).toLocaleString('en') : '–';
-      ui.speed.dataset.value = String(s.examplesPerSec || 0);
-    }
+    ui.body.dataset.training = s.running ? 'running' : 'paused';
+    ui.step.textContent = s.step.toLocaleString('en');
+    ui.epoch.textContent = String(s.epoch + 1);
+    ui.progress.value = s.epochProgress;
+    ui.progressText.textContent = `${Math.floor(s.epochProgress * 100)} %`;
+    ui.speed.textContent = s.examplesPerSec ? Math.round(s.examplesPerSec).toLocaleString('en') : '–';
+    ui.speed.dataset.value = String(s.examplesPerSec || 0);
   }
   if (changed('training') || changed('chartsStale')) {
     // Stale charts hold the loss of a dead worker's run, not of this network.

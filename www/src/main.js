@@ -37,6 +37,7 @@ const client = new WorkerClient({
       worker: 'restarting',
       restarts: restarts + 1,
       training: training && { ...training, running: false },
+      requested: null,
       chartsStale: true,
       offer: null,
       notice: 'The training worker stopped unexpectedly and is being restarted…',

@@ -17,13 +17,12 @@ export function createMessageHandlers({ store, charts, recognizer }) {
     [MSG.STATUS]: (msg) => store.set({ loading: msg.text }),
     [MSG.READY]: (msg) => {
       const state = store.get();
-      // Start may have been pressed while the worker loaded: the button then stays as pressed.
-      const running = state.training?.running ?? false;
-      const net = msg.nets.training;
+      // Start may have been pressed while the worker loaded: the START waits in its inbox.
+      const running = state.requested === 'run';
       store.set({
         worker: 'ready',
         data: msg.data,
-        training: running ? { ...net, running } : net,
+        training: msg.nets.training,
         pretrainedAvailable: 'pretrained' in msg.nets,
         // Unless a new run was started before the worker was ready: its checkpoints replace this one.
         offer: msg.checkpoint && !running ? msg.checkpoint : null,
@@ -37,9 +36,10 @@ export function createMessageHandlers({ store, charts, recognizer }) {
       store.set({ worker: 'failed', loading: 'Training is unavailable', error: `The training worker could not start: ${msg.message}` }),
     [MSG.WAS_RESET]: training((msg) => {
       resetCharts();
-      store.set({ training: msg, settings: msg.settings, diverged: null });
+      store.set({ training: msg, settings: msg.settings, diverged: null, requested: null });
     }),
-    [MSG.STATE]: training((msg) => store.set({ training: msg })),
+    // The answer to START or PAUSE (or a stop): the request is confirmed.
+    [MSG.STATE]: training((msg) => store.set({ training: msg, requested: null })),
     [MSG.STEPS]: training((msg) => {
       if (store.get().chartsStale) resetCharts();
       charts.addSteps(msg.steps);

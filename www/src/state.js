@@ -16,6 +16,7 @@ export function initialState() {
     restarts: 0,
     data: null, // { source, train, test } once the worker has the digits
     training: null,
+    requested: null, // 'run' | 'pause' while the worker has not yet confirmed Start or Pause
     // The settings the controls show: the core's defaults until the worker reports the network's own.
     settings: null,
     // When the last checkpoint of the run on the charts was saved (its savedAt).
