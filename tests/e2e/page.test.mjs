@@ -15,6 +15,36 @@ const TRAIN_SECONDS = Number(process.env.E2E_TRAIN_SECONDS ?? 20);
 const LONG_TASK_MS = 50;
 
 /**
+ * Records a trace of the page's renderer (Chrome's devtools.timeline category) until `stop()`,
+ * which resolves to the main thread's calls into the page's own scripts (served from `origin`):
+ * `{ script, wall, cpu }` in ms. `cpu` is the thread's own clock: a task that a loaded machine
+ * preempted takes long on the wall but not on it.
+ */
+async function traceOwnScripts(page, origin) {
+  const cdp = await page.context().newCDPSession(page);
+  const events = [];
+  cdp.on('Tracing.dataCollected', ({ value }) => events.push(...value));
+  const complete = new Promise((resolve) => cdp.once('Tracing.tracingComplete', resolve));
+  await cdp.send('Tracing.start', { categories: 'devtools.timeline', transferMode: 'ReportEvents' });
+  return async () => {
+    await cdp.send('Tracing.end');
+    await complete;
+    await cdp.detach();
+    const main = new Set(
+      events.filter((e) => e.ph === 'M' && e.name === 'thread_name' && e.args?.name === 'CrRendererMain').map((e) => `${e.pid}:${e.tid}`),
+    );
+    return events
+      .filter((e) => e.ph === 'X' && e.name === 'FunctionCall' && main.has(`${e.pid}:${e.tid}`))
+      .filter((e) => (e.args?.data?.url ?? '').startsWith(origin))
+      .map((e) => ({
+        script: `${e.args.data.url.slice(origin.length)} ${e.args.data.functionName ?? ''}`.trim(),
+        wall: e.dur / 1000,
+        cpu: (e.tdur ?? e.dur) / 1000,
+      }));
+  };
+}
+
+/**
  * Runs in the page: records the main thread's long tasks, attributed to scripts. Chromium's
  * long-animation-frame entries name each script that ran in a slow frame (its sourceURL and
  * duration); only the page's own scripts, served from its origin, count, so that a frame slowed by
@@ -123,9 +153,12 @@ test(`${TRAIN_SECONDS} s of live training: the loss falls, held-out accuracy pas
   const browser = await openPage();
   try {
     const { page } = browser;
-    // The page's own long tasks fail the test; a 16 ms timer's longest gap is only reported, since
-    // on a loaded machine it also measures everything else the machine does.
+    // The page's own long tasks fail the test: long animation frames name the scripts that ran in
+    // them, and the trace tells how much of that was the main thread's own CPU time, so that a
+    // task merely preempted on a loaded machine does not count. A 16 ms timer's longest gap is
+    // only reported, since it also measures everything else the machine does.
     await page.evaluate(watchMainThread, LONG_TASK_MS);
+    const stopTrace = await traceOwnScripts(page, new URL(BASE_URL).origin);
     await page.click('#run');
     await page.waitForFunction(() => document.body.dataset.training === 'running');
     const started = Date.now();
@@ -135,6 +168,7 @@ test(`${TRAIN_SECONDS} s of live training: the loss falls, held-out accuracy pas
     await page.waitForTimeout(TRAIN_SECONDS * 1000 - (Date.now() - started));
     await page.click('#run');
     await page.waitForFunction(() => document.body.dataset.training === 'paused');
+    const calls = await stopTrace();
     // The last evaluation of the run.
     await page.waitForTimeout(2500);
     await page.screenshot({ path: join(ARTIFACTS, 'after-training.png'), fullPage: true });
@@ -162,14 +196,22 @@ test(`${TRAIN_SECONDS} s of live training: the loss falls, held-out accuracy pas
       `# training: ${run.steps} steps in ${TRAIN_SECONDS} s, ${Math.round(run.speed)} examples/s, epoch ${run.epoch}; ` +
         `loss ${first.toFixed(3)} → ${last.toFixed(3)}; accuracy ${run.accuracy.map((a) => (a * 100).toFixed(1)).join(' → ')} %; ` +
         `longest 16 ms timer gap ${run.watch.maxGap.toFixed(1)} ms (not a pass/fail figure); ` +
-        `${run.watch.source} entries: ${run.watch.entries}, the page's own tasks over ${LONG_TASK_MS} ms: ${JSON.stringify(run.watch.own)}`,
+        `${run.watch.source} entries: ${run.watch.entries}, with the page's scripts over ${LONG_TASK_MS} ms on the wall: ${JSON.stringify(run.watch.own)}`,
     );
     await writeFile(join(ARTIFACTS, 'training.json'), JSON.stringify({ ...run, first, last }, null, 2));
     if (run.watch.others.length) console.log(`# long frames without the page's scripts in them (the machine, the test driver): ${JSON.stringify(run.watch.others)}`);
     assert.ok(run.steps >= 50, `only ${run.steps} steps were plotted`);
     assert.ok(last < first * 0.5, `the loss did not fall: ${first} → ${last}`);
     assert.ok(best > 0.9, `held-out accuracy reached only ${best}`);
-    assert.deepEqual(run.watch.own, [], `the page's own scripts ran for over ${LONG_TASK_MS} ms at a time`);
+    const busiest = calls.reduce((a, c) => (c.cpu > a.cpu ? c : a), { cpu: 0, wall: 0, script: '' });
+    console.log(
+      `# main-thread calls into the page's scripts: ${calls.length}; the longest on the thread's clock ` +
+        `${busiest.cpu.toFixed(1)} ms (${busiest.wall.toFixed(1)} ms on the wall, ${busiest.script})`,
+    );
+    assert.ok(calls.length > 0, 'the trace holds no calls into the page');
+    // A long frame the page's scripts ran in is the page's fault only if the thread itself was busy.
+    const long = calls.filter((c) => c.cpu > LONG_TASK_MS);
+    assert.deepEqual(long, [], `the page's own scripts held the main thread over ${LONG_TASK_MS} ms (long frames: ${JSON.stringify(run.watch.own)})`);
     assert.match(await page.textContent('#recognizer-name'), /training/);
     assert.ok(await predicted(page), 'the network in training recognized the drawing');
     assertClean(browser);
