@@ -113,7 +113,8 @@ pub enum LrSchedule {
     /// The base rate throughout.
     Constant,
     /// Cosine decay from the base rate to 0 over the run, after a linear warm-up over the first
-    /// 2 % of steps (Loshchilov and Hutter, "SGDR", ICLR 2017, without restarts).
+    /// 2 % of steps (Loshchilov and Hutter, "SGDR", ICLR 2017, without restarts); past the end of
+    /// the run, 1 % of the base rate.
     #[default]
     Cosine,
     /// The base rate divided by 10 after 50 % and again after 75 % of the run.
@@ -129,7 +130,11 @@ impl LrSchedule {
             LrSchedule::Constant => 1.0,
             LrSchedule::Cosine => {
                 let warmup = 0.02;
-                if t < warmup {
+                if step >= total_steps {
+                    // A run that goes on past its schedule (the page trains until stopped)
+                    // keeps learning slowly, as the step schedule's last stage does.
+                    0.01
+                } else if t < warmup {
                     (step as f64 + 1.0) / (warmup * total).max(1.0)
                 } else {
                     0.5 * (1.0 + (std::f64::consts::PI * (t - warmup) / (1.0 - warmup)).cos())
@@ -182,6 +187,7 @@ mod tests {
         assert!((LrSchedule::Cosine.rate(0.1, 20, total) - 0.1).abs() < 1e-3);
         assert!(LrSchedule::Cosine.rate(0.1, 0, total) < 0.01, "warm-up starts low");
         assert!(LrSchedule::Cosine.rate(0.1, 999, total) < 1e-5);
+        assert!((LrSchedule::Cosine.rate(0.1, 1000, total) - 1e-3).abs() < 1e-9, "past the end: 1 %");
         assert!((LrSchedule::Step.rate(0.1, 600, total) - 0.01).abs() < 1e-7);
         assert!((LrSchedule::Step.rate(0.1, 800, total) - 0.001).abs() < 1e-8);
     }

@@ -8,6 +8,7 @@
 use ndarray::{ArrayView4, Axis};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::data::digits::Digits;
 use crate::model::{IMAGE_PIXELS, IMAGE_SIDE, MNIST_MEAN, MNIST_STD, NUM_CLASSES};
@@ -60,6 +61,14 @@ fn settings_from_js(base: &Settings, patch: JsValue) -> Result<Settings, JsError
     }
     if !patch.is_object() || js_sys::Array::is_array(&patch) {
         return Err(JsError::new("settings must be an object such as { learning_rate: 0.01 }"));
+    }
+    // JSON has no NaN or infinity: name them here, before they turn into `null`.
+    for entry in js_sys::Object::entries(patch.unchecked_ref()).iter() {
+        let entry: js_sys::Array = entry.unchecked_into();
+        if let Some(v) = entry.get(1).as_f64().filter(|v| !v.is_finite()) {
+            let key = entry.get(0).as_string().unwrap_or_default();
+            return Err(JsError::new(&format!("invalid input: {key} must be a finite number, got {v}")));
+        }
     }
     let json: serde_json::Value = serde_wasm_bindgen::from_value(patch)
         .map_err(|e| JsError::new(&format!("settings must be a plain object of numbers and strings: {e}")))?;

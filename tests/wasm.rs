@@ -4,7 +4,8 @@
 
 mod common;
 
-use lenet::wasm::{preprocess_canvas, Model};
+use lenet::data::digits::Digits;
+use lenet::wasm::{defaults, preprocess_canvas, read_idx, Model, SessionJs};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
@@ -120,7 +121,7 @@ fn bad_input_throws_a_telling_error_and_changes_nothing() {
         let settings = js_sys::Object::new();
         js_sys::Reflect::set(&settings, &"learning_rate".into(), &bad.into()).unwrap();
         let message = error_message(model.set_settings(settings.into()).unwrap_err());
-        assert!(message.contains("learning_rate must be a positive finite number"), "{message}");
+        assert!(message.contains("learning_rate must be a"), "{message}");
     }
     let settings = js_sys::Object::new();
     js_sys::Reflect::set(&settings, &"learning_rat".into(), &0.1.into()).unwrap();
@@ -199,6 +200,12 @@ fn simd_kernels_match_the_reference_for_every_layout() {
     common::check_gemm_against_reference();
 }
 
+#[wasm_bindgen_test]
+fn augmentation_gives_the_native_images_bit_for_bit() {
+    let hash = common::augment_hash();
+    assert_eq!(hash, common::AUGMENT_HASH, "wasm {hash:#018x}, native {:#018x}", common::AUGMENT_HASH);
+}
+
 fn memory_bytes() -> f64 {
     let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
     let buffer: js_sys::ArrayBuffer = memory.buffer().unchecked_into();
@@ -262,4 +269,100 @@ async fn twenty_thousand_steps_and_ten_thousand_predictions_do_not_grow_memory()
         make_and_free(seed);
     }
     assert_eq!(memory_bytes(), before, "wasm memory grew over 200 models made and freed");
+}
+
+fn get(object: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(object, &key.into()).unwrap()
+}
+
+fn object(entries: &[(&str, JsValue)]) -> JsValue {
+    let o = js_sys::Object::new();
+    for (k, v) in entries {
+        js_sys::Reflect::set(&o, &(*k).into(), v).unwrap();
+    }
+    o.into()
+}
+
+fn fixture_session(settings: &JsValue) -> SessionJs {
+    let train = Digits::from_dataset(&common::small_train());
+    let test = Digits::from_dataset(&common::small_test());
+    let mut session = SessionJs::new(settings.clone()).unwrap();
+    session.set_train_data(train.images(), train.labels()).unwrap();
+    session.set_test_data(test.images(), test.labels()).unwrap();
+    session
+}
+
+#[wasm_bindgen_test]
+fn a_session_resumed_in_a_new_object_equals_the_uninterrupted_one() {
+    for optimizer in ["sgd", "adam"] {
+        let lr = if optimizer == "sgd" { 0.02 } else { 1e-3 };
+        let settings = object(&[
+            ("optimizer", optimizer.into()),
+            ("learning_rate", lr.into()),
+            ("batch_size", 64.into()),
+            ("seed", 5.into()),
+        ]);
+        let mut whole = fixture_session(&settings);
+        let mut first = fixture_session(&settings);
+        for _ in 0..45 {
+            assert!(get(&whole.step().unwrap(), "diverged").is_null());
+        }
+        for _ in 0..20 {
+            first.step().unwrap();
+        }
+        let checkpoint = first.checkpoint().unwrap();
+        drop(first);
+        let mut resumed = fixture_session(&JsValue::UNDEFINED);
+        resumed.restore(&checkpoint).unwrap();
+        for _ in 0..25 {
+            resumed.step().unwrap();
+        }
+        assert_eq!(resumed.to_safetensors().unwrap(), whole.to_safetensors().unwrap(), "{optimizer}");
+        assert_eq!(resumed.checkpoint().unwrap(), whole.checkpoint().unwrap(), "{optimizer}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn a_session_steps_evaluates_and_reports_as_plain_objects() {
+    let d = defaults().unwrap();
+    assert_eq!(get(&d, "image_pixels").as_f64(), Some(784.0));
+    assert_eq!(get(&d, "num_classes").as_f64(), Some(10.0));
+    let settings = get(&d, "settings");
+    assert!(get(&settings, "learning_rate").as_f64().unwrap() > 0.0);
+    let mut session = fixture_session(&object(&[("eval_limit", 200.into())]));
+    let outcome = session.step().unwrap();
+    assert_eq!(get(&outcome, "step").as_f64(), Some(1.0));
+    assert!((get(&outcome, "loss").as_f64().unwrap() - 10f64.ln()).abs() < 1.0);
+    assert!(get(&outcome, "diverged").is_null());
+    assert!(session.evaluate(150).unwrap().is_null(), "a pass over 200 digits is not done after 150");
+    let report = session.evaluate(150).unwrap();
+    assert_eq!(get(&report, "count").as_f64(), Some(200.0));
+    let confusion: js_sys::Array = get(&report, "confusion").unchecked_into();
+    assert_eq!(confusion.length(), 10);
+    let total: f64 = confusion
+        .iter()
+        .flat_map(|row| row.unchecked_into::<js_sys::Array>().iter().collect::<Vec<_>>())
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert_eq!(total, 200.0);
+    let message = error_message(session.set_settings(object(&[("batch_size", 0.into())])).unwrap_err());
+    assert!(message.contains("batch_size must be a whole number from 1 to 4096, got 0"), "{message}");
+    let message = error_message(session.set_settings(object(&[("learning_rat", 0.1.into())])).unwrap_err());
+    assert!(message.contains("unknown setting `learning_rat`"), "{message}");
+    let mut wild = fixture_session(&object(&[("learning_rate", 1e6.into())]));
+    let diverged = (0..10).map(|_| wild.step().unwrap()).find(|o| !get(o, "diverged").is_null());
+    assert!(diverged.is_some(), "learning rate 10⁶ never diverged");
+}
+
+#[wasm_bindgen_test]
+fn read_idx_names_the_file_and_what_is_wrong() {
+    let images = include_bytes!("fixtures/mnist-small/t10k-images-idx3-ubyte.gz");
+    let labels = include_bytes!("fixtures/mnist-small/t10k-labels-idx1-ubyte.gz");
+    let digits = read_idx(images, "t10k-images", labels, "t10k-labels").unwrap();
+    assert_eq!(get(&digits, "count").as_f64(), Some(500.0));
+    assert_eq!(get(&digits, "images").unchecked_into::<js_sys::Uint8Array>().length(), 500 * 784);
+    let message = error_message(read_idx(labels, "a.gz", labels, "b.gz").unwrap_err());
+    assert!(message.contains("a.gz") && message.contains("magic number"), "{message}");
+    let message = error_message(read_idx(&images[..images.len() / 2], "half.gz", labels, "b.gz").unwrap_err());
+    assert!(message.contains("half.gz"), "{message}");
 }

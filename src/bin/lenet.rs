@@ -254,7 +254,7 @@ mod cli {
         );
         let stop = args.stop_at_step.unwrap_or(total_steps).min(total_steps);
         let started = Instant::now();
-        let epochs = total_steps.saturating_mul(s.batch_size as u64).div_ceil(n as u64);
+        let epochs = (total_steps as f64 * s.batch_size as f64 / n as f64).round() as u64;
         let bar = ProgressBar::new(n as u64);
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")

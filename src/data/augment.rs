@@ -82,6 +82,8 @@ pub struct Augment {
     /// smoothed by a Gaussian of standard deviation `elastic_sigma` and multiplied by `alpha`;
     /// each displacement component then has a standard deviation of about
     /// `0.163 · alpha / elastic_sigma` pixels (1.4 px for the paper's `alpha = 34, sigma = 4`).
+    /// For speed the noise is drawn and smoothed on a coarse grid of nodes `sigma / 2` pixels
+    /// apart (15 × 15 at most), scaled to give the same spread, and interpolated bilinearly.
     pub elastic_alpha: f32,
     /// Smoothness of the elastic distortion: the standard deviation of its Gaussian, in pixels;
     /// in `[1, 28]` when `elastic_alpha > 0`, otherwise unused (any finite value ≥ 0).
@@ -154,8 +156,8 @@ impl Augment {
     /// rotation, scale and shear are drawn uniformly from their ranges and combined as
     /// [`Affine::new`] describes; the elastic field, when on, is added to the sampling
     /// positions. Takes exactly [`DRAWS_PER_IMAGE`] 32-bit draws from `rng` whatever the
-    /// settings, so the images of a batch get the same transforms whether or not the settings of
-    /// another image change.
+    /// settings, so that the stream of draws, and with it every later image's transform,
+    /// depends on the seed and the number of images only.
     ///
     /// Settings should have passed [`Augment::validate`]; out-of-range ones never panic and
     /// still give pixels in `[0, 1]`, but the image may be blank or torn.

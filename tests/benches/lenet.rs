@@ -3,12 +3,15 @@
 //! `tests/pytorch/bench.sh`; for the browser, `.ci/bench`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use lenet::data::augment::Augment;
 use lenet::data::idx::parse_dataset;
 use lenet::model::Workspace;
 use lenet::optim::OptimizerConfig;
 use lenet::session::{Session, Settings};
 use lenet::LeNet5;
 use ndarray::s;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 fn benches(c: &mut Criterion) {
     let data = parse_dataset(
@@ -36,6 +39,26 @@ fn benches(c: &mut Criterion) {
             },
             BatchSize::SmallInput,
         )
+    });
+    group.finish();
+
+    // What augmentation adds to each training step of batch 64 (the default settings).
+    let bytes: Vec<u8> = data.images.iter().map(|&v| (v * 255.0).round() as u8).collect();
+    let augment = Augment::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut batch = vec![0.0f32; 64 * 784];
+    let mut offset = 0;
+    let mut group = c.benchmark_group("augment");
+    group.throughput(Throughput::Elements(64));
+    group.bench_function("augment 64 images", |b| {
+        b.iter(|| {
+            offset = (offset + 64) % (data.len() - 64);
+            for (i, dst) in batch.chunks_exact_mut(784).enumerate() {
+                let image = offset + i;
+                augment.apply(&bytes[image * 784..(image + 1) * 784], dst, &mut rng);
+            }
+            batch[0]
+        })
     });
     group.finish();
 
