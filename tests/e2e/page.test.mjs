@@ -11,6 +11,74 @@ import { DIGITS, drawWithMouse, drawWithTouch } from './digits.mjs';
 
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 const TRAIN_SECONDS = Number(process.env.E2E_TRAIN_SECONDS ?? 20);
+// A task longer than this is noticeable (RAIL's budget for a response).
+const LONG_TASK_MS = 50;
+
+/**
+ * Records a trace of the page's renderer (Chrome's devtools.timeline category) until `stop()`,
+ * which resolves to the main thread's calls into the page's own scripts (served from `origin`):
+ * `{ script, wall, cpu }` in ms. `cpu` is the thread's own clock: a task that a loaded machine
+ * preempted takes long on the wall but not on it.
+ */
+async function traceOwnScripts(page, origin) {
+  const cdp = await page.context().newCDPSession(page);
+  const events = [];
+  cdp.on('Tracing.dataCollected', ({ value }) => events.push(...value));
+  const complete = new Promise((resolve) => cdp.once('Tracing.tracingComplete', resolve));
+  await cdp.send('Tracing.start', { categories: 'devtools.timeline', transferMode: 'ReportEvents' });
+  return async () => {
+    await cdp.send('Tracing.end');
+    await complete;
+    await cdp.detach();
+    const main = new Set(
+      events.filter((e) => e.ph === 'M' && e.name === 'thread_name' && e.args?.name === 'CrRendererMain').map((e) => `${e.pid}:${e.tid}`),
+    );
+    return events
+      .filter((e) => e.ph === 'X' && e.name === 'FunctionCall' && main.has(`${e.pid}:${e.tid}`))
+      .filter((e) => (e.args?.data?.url ?? '').startsWith(origin))
+      .map((e) => ({
+        script: `${e.args.data.url.slice(origin.length)} ${e.args.data.functionName ?? ''}`.trim(),
+        wall: e.dur / 1000,
+        cpu: (e.tdur ?? e.dur) / 1000,
+      }));
+  };
+}
+
+/**
+ * Runs in the page: records the main thread's long tasks, attributed to scripts. Chromium's
+ * long-animation-frame entries name each script that ran in a slow frame (its sourceURL and
+ * duration); only the page's own scripts, served from its origin, count, so that a frame slowed by
+ * the test driver's injected code is not held against the page. Where that entry type is missing,
+ * 'longtask' entries (which name no script) all count. A 16 ms timer's longest gap is kept too.
+ */
+function watchMainThread(limit = 50) {
+  const watch = { maxGap: 0, last: performance.now(), own: [], others: [], entries: 0, source: '' };
+  window.__watch = watch;
+  watch.timer = setInterval(() => {
+    const now = performance.now();
+    watch.maxGap = Math.max(watch.maxGap, now - watch.last);
+    watch.last = now;
+  }, 16);
+  const loaf = PerformanceObserver.supportedEntryTypes.includes('long-animation-frame');
+  watch.source = loaf ? 'long-animation-frame' : 'longtask';
+  watch.observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      watch.entries++;
+      if (!loaf) {
+        if (entry.duration > limit) watch.own.push({ start: Math.round(entry.startTime), duration: Math.round(entry.duration) });
+        continue;
+      }
+      const mine = entry.scripts.filter((s) => s.sourceURL.startsWith(location.origin));
+      for (const s of mine) {
+        if (s.duration > limit) {
+          watch.own.push({ start: Math.round(s.startTime), duration: Math.round(s.duration), script: `${s.invoker} ${s.sourceURL}:${s.sourceFunctionName}` });
+        }
+      }
+      if (!mine.length && entry.duration > limit) watch.others.push({ start: Math.round(entry.startTime), duration: Math.round(entry.duration) });
+    }
+  });
+  watch.observer.observe({ type: watch.source, buffered: false });
+}
 
 before(async () => {
   await mkdir(ARTIFACTS, { recursive: true });
@@ -33,6 +101,11 @@ test('the page loads from its own origin only, under a tight Content-Security-Po
     assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'(;|$)/);
     assert.doesNotMatch(csp, /unsafe-inline|\*|https?:/);
     assert.match(await page.textContent('#data-source'), /training digits/);
+    // The controls show the core's recipe, not numbers of the page's own.
+    const { learningRate, batchSize } = await page.evaluate(() => window.lenetPage.trainingState());
+    assert.ok(learningRate > 0 && batchSize > 0, `the network's settings: ${learningRate}, ${batchSize}`);
+    assert.equal(Number(await page.inputValue('#lr')), learningRate, 'the learning rate shown');
+    assert.equal(Number(await page.inputValue('#batch')), batchSize, 'the batch size shown');
     assertClean(browser);
   } finally {
     await browser.close();
@@ -76,35 +149,16 @@ test('digits drawn with pointer events are recognized by the pretrained network'
   }
 });
 
-test(`${TRAIN_SECONDS} s of live training: the loss falls, held-out accuracy passes 90 %, the page stays responsive`, async () => {
+test(`${TRAIN_SECONDS} s of live training: the loss falls, held-out accuracy passes 90 %, the page's own scripts never hold the main thread over 50 ms`, async () => {
   const browser = await openPage();
   try {
     const { page } = browser;
-    // A 16 ms timer and the long-task observer watch the main thread for the whole run.
-    await page.evaluate(() => {
-      const watch = { maxGap: 0, longTasks: [], last: performance.now() };
-      window.__watch = watch;
-      watch.timer = setInterval(() => {
-        const now = performance.now();
-        watch.maxGap = Math.max(watch.maxGap, now - watch.last);
-        watch.last = now;
-      }, 16);
-      new PerformanceObserver((list) => {
-        for (const entry of list.getEntries()) watch.longTasks.push([Math.round(entry.startTime), Math.round(entry.duration)]);
-      }).observe({ type: 'longtask' });
-      // Which scripts ran in slow frames, to tell the page's own work from a busy machine.
-      watch.slowFrames = [];
-      new PerformanceObserver((list) => {
-        for (const f of list.getEntries()) {
-          watch.slowFrames.push({
-            start: Math.round(f.startTime),
-            duration: Math.round(f.duration),
-            blocking: Math.round(f.blockingDuration),
-            scripts: f.scripts.map((s) => `${s.invoker || s.invokerType} ${Math.round(s.duration)} ms`),
-          });
-        }
-      }).observe({ type: 'long-animation-frame' });
-    });
+    // The page's own long tasks fail the test: long animation frames name the scripts that ran in
+    // them, and the trace tells how much of that was the main thread's own CPU time, so that a
+    // task merely preempted on a loaded machine does not count. A 16 ms timer's longest gap is
+    // only reported, since it also measures everything else the machine does.
+    await page.evaluate(watchMainThread, LONG_TASK_MS);
+    const stopTrace = await traceOwnScripts(page, new URL(BASE_URL).origin);
     await page.click('#run');
     await page.waitForFunction(() => document.body.dataset.training === 'running');
     const started = Date.now();
@@ -114,15 +168,18 @@ test(`${TRAIN_SECONDS} s of live training: the loss falls, held-out accuracy pas
     await page.waitForTimeout(TRAIN_SECONDS * 1000 - (Date.now() - started));
     await page.click('#run');
     await page.waitForFunction(() => document.body.dataset.training === 'paused');
+    const calls = await stopTrace();
     // The last evaluation of the run.
     await page.waitForTimeout(2500);
     await page.screenshot({ path: join(ARTIFACTS, 'after-training.png'), fullPage: true });
 
     const run = await page.evaluate(() => {
-      clearInterval(window.__watch.timer);
+      const { timer, observer, ...watch } = window.__watch;
+      clearInterval(timer);
+      observer.disconnect();
       const { charts } = window.lenetPage;
       return {
-        watch: window.__watch,
+        watch,
         losses: charts.raw.filter((v) => v != null),
         accuracy: charts.accuracy,
         speed: Number(document.querySelector('#stat-speed').dataset.value),
@@ -138,16 +195,23 @@ test(`${TRAIN_SECONDS} s of live training: the loss falls, held-out accuracy pas
     console.log(
       `# training: ${run.steps} steps in ${TRAIN_SECONDS} s, ${Math.round(run.speed)} examples/s, epoch ${run.epoch}; ` +
         `loss ${first.toFixed(3)} → ${last.toFixed(3)}; accuracy ${run.accuracy.map((a) => (a * 100).toFixed(1)).join(' → ')} %; ` +
-        `longest timer gap ${run.watch.maxGap.toFixed(1)} ms; long tasks ${JSON.stringify(run.watch.longTasks)}`,
+        `longest 16 ms timer gap ${run.watch.maxGap.toFixed(1)} ms (not a pass/fail figure); ` +
+        `${run.watch.source} entries: ${run.watch.entries}, with the page's scripts over ${LONG_TASK_MS} ms on the wall: ${JSON.stringify(run.watch.own)}`,
     );
     await writeFile(join(ARTIFACTS, 'training.json'), JSON.stringify({ ...run, first, last }, null, 2));
-    const slow = run.watch.slowFrames.filter((f) => f.blocking > 0);
-    if (slow.length) console.log(`# frames with blocking time: ${JSON.stringify(slow)}`);
+    if (run.watch.others.length) console.log(`# long frames without the page's scripts in them (the machine, the test driver): ${JSON.stringify(run.watch.others)}`);
     assert.ok(run.steps >= 50, `only ${run.steps} steps were plotted`);
     assert.ok(last < first * 0.5, `the loss did not fall: ${first} → ${last}`);
     assert.ok(best > 0.9, `held-out accuracy reached only ${best}`);
-    assert.ok(run.watch.maxGap <= 100, `the main thread was blocked for ${run.watch.maxGap} ms`);
-    assert.deepEqual(run.watch.longTasks.filter(([, d]) => d > 50), [], 'main-thread tasks over 50 ms');
+    const busiest = calls.reduce((a, c) => (c.cpu > a.cpu ? c : a), { cpu: 0, wall: 0, script: '' });
+    console.log(
+      `# main-thread calls into the page's scripts: ${calls.length}; the longest on the thread's clock ` +
+        `${busiest.cpu.toFixed(1)} ms (${busiest.wall.toFixed(1)} ms on the wall, ${busiest.script})`,
+    );
+    assert.ok(calls.length > 0, 'the trace holds no calls into the page');
+    // A long frame the page's scripts ran in is the page's fault only if the thread itself was busy.
+    const long = calls.filter((c) => c.cpu > LONG_TASK_MS);
+    assert.deepEqual(long, [], `the page's own scripts held the main thread over ${LONG_TASK_MS} ms (long frames: ${JSON.stringify(run.watch.own)})`);
     assert.match(await page.textContent('#recognizer-name'), /training/);
     assert.ok(await predicted(page), 'the network in training recognized the drawing');
     assertClean(browser);
@@ -209,10 +273,10 @@ test('a diverging run is paused with a visible warning and the non-finite loss i
     await page.press('#lr', 'Enter');
     await page.click('#run');
     await page.waitForSelector('#diverged:not([hidden])', { timeout: 30_000 });
-    assert.match(await page.textContent('#diverged'), /not a finite number/);
+    assert.match(await page.textContent('#diverged'), /training diverged/);
     await page.waitForFunction(() => document.body.dataset.training === 'paused');
     const nonFinite = await page.evaluate(() => window.lenetPage.charts.nonFinite);
-    assert.ok(nonFinite >= 1, 'the non-finite loss is on the chart');
+    assert.ok(nonFinite >= 1, 'the step that diverged is marked on the chart');
     await page.waitForTimeout(400);
     await page.screenshot({ path: join(ARTIFACTS, 'diverged.png'), fullPage: true });
     assertClean(browser);

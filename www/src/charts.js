@@ -112,11 +112,12 @@ export class TrainingCharts {
     this.schedule();
   }
 
-  /** Losses of consecutive steps; a NaN or infinite loss is plotted as a red marker. */
+  /** Losses of consecutive steps; a NaN or infinite loss, or a step where training diverged, is
+   * plotted as a red marker. */
   addSteps(steps) {
-    for (const { step, loss } of steps) {
+    for (const { step, loss, diverged } of steps) {
       this.steps.push(step);
-      if (Number.isFinite(loss)) {
+      if (Number.isFinite(loss) && !diverged) {
         this.ema = SMOOTHING * this.ema + (1 - SMOOTHING) * loss;
         this.emaWeight = SMOOTHING * this.emaWeight + (1 - SMOOTHING);
         this.raw.push(loss);

@@ -8,19 +8,25 @@
 // training competes for the CPU; the digit is scaled down to 20 px anyway.
 const INK_SIDE = 168;
 
+// A touch that comes this soon after the pen was on the pad is the palm resting on the screen.
+const PALM_MS = 500;
+
 // Relative to the pad's side: with a digit drawn across most of the pad, this gives strokes as
 // thick, relative to the digit, as MNIST's (about 2–3 px of the 20 px box).
 const STROKE = 0.085;
 
 export class DrawingPad extends EventTarget {
+  #strokes = []; // finished strokes, each a list of [x, y] in CSS pixels
+
   constructor(canvas) {
     super();
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d');
     this.ink = new OffscreenCanvas(1, 1);
     this.inkCtx = this.ink.getContext('2d', { willReadFrequently: true });
-    this.strokes = [];
-    this.active = null; // { pointerId, points }
+    this.active = null; // { pointerId, pointerType, points }
+    this.pens = new Set(); // pen pointers that are down
+    this.penAt = -Infinity; // when a pen last touched the pad (event time stamp)
     this.size = 0;
     this.dpr = 1;
 
@@ -40,11 +46,11 @@ export class DrawingPad extends EventTarget {
   }
 
   get empty() {
-    return this.strokes.length === 0 && !this.active;
+    return this.#strokes.length === 0 && !this.active;
   }
 
   clear() {
-    this.strokes = [];
+    this.#strokes = [];
     this.active = null;
     this.#redraw();
     this.#changed(true);
@@ -52,9 +58,33 @@ export class DrawingPad extends EventTarget {
 
   undo() {
     if (this.active) this.active = null;
-    else this.strokes.pop();
+    else this.#strokes.pop();
     this.#redraw();
     this.#changed(true);
+  }
+
+  /**
+   * The strokes, finished and in progress, in CSS pixels of the pad: `xy` holds x, y of every
+   * point, stroke after stroke; `ends[i]` is the number of points up to the end of stroke i.
+   * `width` and `height` are the pad's size in CSS pixels.
+   */
+  strokes() {
+    const all = this.active ? [...this.#strokes, this.active.points] : this.#strokes;
+    const ends = new Uint32Array(all.length);
+    let n = 0;
+    all.forEach((stroke, i) => {
+      n += stroke.length;
+      ends[i] = n;
+    });
+    const xy = new Float32Array(2 * n);
+    let k = 0;
+    for (const stroke of all) {
+      for (const [x, y] of stroke) {
+        xy[k++] = x;
+        xy[k++] = y;
+      }
+    }
+    return { xy, ends, width: this.size, height: this.size };
   }
 
   /** The backing store's pixels, for the model's preprocessing (ink is opaque on transparent). */
@@ -96,7 +126,29 @@ export class DrawingPad extends EventTarget {
     return [((e.clientX - rect.left) * this.size) / rect.width, ((e.clientY - rect.top) * this.size) / rect.height];
   }
 
+  // Palm rejection: while a pen is down, or has just been lifted, touches draw nothing; a pen that
+  // comes down discards the touch stroke in progress (the palm landed first).
+  #palm(e) {
+    if (e.pointerType === 'pen') {
+      this.penAt = e.timeStamp;
+      return false;
+    }
+    return e.pointerType === 'touch' && (this.pens.size > 0 || e.timeStamp - this.penAt < PALM_MS);
+  }
+
   #down(e) {
+    if (e.pointerType === 'pen') {
+      this.pens.add(e.pointerId);
+      if (this.active?.pointerType === 'touch') {
+        this.active = null;
+        this.#redraw();
+        this.#changed(true);
+      }
+    }
+    if (this.#palm(e)) {
+      e.preventDefault();
+      return;
+    }
     if (this.active || (e.pointerType === 'mouse' && e.button !== 0)) return;
     e.preventDefault();
     try {
@@ -105,12 +157,13 @@ export class DrawingPad extends EventTarget {
     } catch {
       // A pointer that is already gone: its pointerup or pointercancel ends the stroke.
     }
-    this.active = { pointerId: e.pointerId, points: [this.#point(e)] };
+    this.active = { pointerId: e.pointerId, pointerType: e.pointerType, points: [this.#point(e)] };
     this.#drawSegment(this.active.points, 0);
     this.#changed(false);
   }
 
   #move(e) {
+    if (e.pointerType === 'pen') this.penAt = e.timeStamp;
     if (!this.active || e.pointerId !== this.active.pointerId) return;
     e.preventDefault();
     // Coalesced events keep fast strokes smooth: the browser may fire one event per frame.
@@ -123,12 +176,16 @@ export class DrawingPad extends EventTarget {
   }
 
   #up(e) {
+    if (e.pointerType === 'pen') {
+      this.pens.delete(e.pointerId);
+      this.penAt = e.timeStamp;
+    }
     if (!this.active || e.pointerId !== this.active.pointerId) return;
     // A lifted, cancelled or lost pointer all end the stroke; none leaves the pen down.
     const stroke = this.active.points;
     this.active = null;
     if (this.canvas.hasPointerCapture(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
-    this.strokes.push(stroke);
+    this.#strokes.push(stroke);
     this.#changed(true);
   }
 
@@ -160,11 +217,30 @@ export class DrawingPad extends EventTarget {
       ctx.setTransform(1, 0, 0, 1, 0, 0);
       ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
     }
-    for (const stroke of this.strokes) this.#drawSegment(stroke, 0);
+    for (const stroke of this.#strokes) this.#drawSegment(stroke, 0);
     if (this.active) this.#drawSegment(this.active.points, 0);
   }
 
   #changed(final) {
     this.dispatchEvent(new CustomEvent('change', { detail: { final } }));
   }
+}
+
+/** The pad's buttons and keys: Undo, Clear, Escape, Ctrl+Z, and the hint shown on an empty pad. */
+export function bindPadControls(pad, { undo, clear, hint }, target = window) {
+  pad.addEventListener('change', () => {
+    undo.disabled = pad.empty;
+    clear.disabled = pad.empty;
+    hint.hidden = !pad.empty;
+  });
+  undo.addEventListener('click', () => pad.undo());
+  clear.addEventListener('click', () => pad.clear());
+  target.addEventListener('keydown', (e) => {
+    if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
+    if (e.key === 'Escape') pad.clear();
+    else if ((e.ctrlKey || e.metaKey) && e.key === 'z') {
+      e.preventDefault();
+      pad.undo();
+    }
+  });
 }

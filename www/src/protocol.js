@@ -1,39 +1,49 @@
 // The messages between the page and the training worker. Every message is a plain object with a
-// `type`; requests that expect an answer carry an `id` that the answer repeats.
+// `type`; requests that expect an answer carry an `id` that the answer repeats. Messages about a
+// network name it: `net` is 'pretrained' (the shipped weights) or 'training' (the network trained
+// from scratch, or reset from the pretrained weights).
 //
+// A network's state, as STATE, STEPS, WAS_RESET, RESUMED and READY carry it:
+//   { net, running, step, seen, epoch, epochProgress, examplesPerSec, settings }
+// where `settings` is the core's full settings object (Session.settings()).
 // A checkpoint, as READY reports it: { step, seen, epoch, savedAt, dataSource, settings }, or null.
 export const MSG = Object.freeze({
   // page → worker
-  START: 'start', // train batch after batch until paused
-  PAUSE: 'pause',
-  RESET: 'reset', // { from: 'scratch' | 'pretrained', seed? }: a new model, counters and charts back to 0
-  CONFIGURE: 'configure', // { id?, learningRate?, batchSize? }: applies while training runs
-  PREDICT: 'predict', // { id, pixels: Float32Array(784) }
-  EXPORT: 'export', // { id }: the weights as a .safetensors file
-  LOAD_WEIGHTS: 'load-weights', // { id, bytes: Uint8Array, name }: replaces the weights, or changes nothing
-  RESUME: 'resume', // { id }: weights, counters and settings from the saved checkpoint; training starts
-  DISCARD_CHECKPOINT: 'discard-checkpoint', // { id }
+  START: 'start', // { net }: train batch after batch until paused
+  PAUSE: 'pause', // { net }
+  TRAIN_STEPS: 'train-steps', // { id, net, count }: exactly `count` more steps, then pause (test hook)
+  RESET: 'reset', // { net, from: 'scratch' | 'pretrained', seed? }: a new network, counters back to 0
+  CONFIGURE: 'configure', // { id, net, settings }: any subset of the core's settings; applies while training runs
+  WATCH: 'watch', // { net }: post this network's weights now and whenever they change
+  EXPORT: 'export', // { id, net }: the weights as a .safetensors file
+  LOAD_WEIGHTS: 'load-weights', // { id, net, bytes: Uint8Array, name }: replaces the weights, or changes nothing
+  RESUME: 'resume', // { id, net, run }: the whole state from the saved checkpoint; training starts if `run`
+  DISCARD_CHECKPOINT: 'discard-checkpoint', // { id, net }
   SAVE: 'save', // checkpoint now if there is unsaved progress (the page is being hidden)
   PING: 'ping', // { seq }: answered even while loading; silence means the worker is stuck
   CRASH: 'crash', // { how: 'throw' | 'hang' }: for the tests of recovery, sent only under ?test-crash
 
   // worker → page
   STATUS: 'status', // { text }: while loading
-  READY: 'ready', // { data: { source, train, test, evaluated }, pretrained, settings, checkpoint, ...state }
+  READY: 'ready', // { data: { source, train, test }, nets: { [net]: state }, checkpoint }
   FATAL: 'fatal', // { message }: the worker could not start
-  STATE: 'state', // { running, step, seen, epoch, epochProgress, examplesPerSec, batchSize, learningRate }
-  WAS_RESET: 'was-reset', // { from, ...state }: a fresh model; the page clears its charts
-  STEPS: 'steps', // { steps: [{ step, loss }], ...state }: the losses of the last slice, NaN kept
-  EVAL: 'eval', // { step, accuracy, loss, count }: on the held-out digits
-  DIVERGED: 'diverged', // { step, message }: a non-finite loss; training is paused, weights restored
-  SETTINGS: 'settings', // { id, learningRate, batchSize }
-  PREDICTION: 'prediction', // { id, probabilities: Float32Array(10), step }
-  WEIGHTS: 'weights', // { id, bytes: Uint8Array, step }
-  WEIGHTS_LOADED: 'weights-loaded', // { id, name }
+  STATE: 'state', // a network's state
+  WAS_RESET: 'was-reset', // { from, ...state }: a fresh network; the page clears its charts
+  STEPS: 'steps', // { steps: [{ step, loss, diverged? }], ...state }: the losses of the last slice, NaN kept
+  EVAL: 'eval', // { net, step, accuracy, loss, count }: on the held-out digits
+  DIVERGED: 'diverged', // { net, step, message }: training is paused, the last good weights restored
+  WEIGHTS_CHANGED: 'weights-changed', // { net, bytes: Uint8Array, step }: for the page's copy of a WATCHed network
+  SETTINGS: 'settings', // { id, ...state }
+  STEPPED: 'stepped', // { id, ...state }: TRAIN_STEPS is done
+  WEIGHTS: 'weights', // { id, net, bytes: Uint8Array, step }
+  WEIGHTS_LOADED: 'weights-loaded', // { id, net, name }
   RESUMED: 'resumed', // { id, savedAt, ...state }
-  CHECKPOINT_SAVED: 'checkpoint-saved', // { step, savedAt }
-  CHECKPOINT_DISCARDED: 'checkpoint-discarded', // { id }
+  CHECKPOINT_SAVED: 'checkpoint-saved', // { net, step, savedAt }
+  CHECKPOINT_DISCARDED: 'checkpoint-discarded', // { id, net }
   CHECKPOINTS_UNAVAILABLE: 'checkpoints-unavailable', // { message }: storage refused; training goes on
   PONG: 'pong', // { seq }
   ERROR: 'error', // { id?, op, message }: a request failed and changed nothing
 });
+
+/** The networks the worker hosts. */
+export const NETS = Object.freeze(['pretrained', 'training']);

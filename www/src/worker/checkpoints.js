@@ -1,0 +1,158 @@
+// Checkpoints of the networks in IndexedDB, so that a reload or a crashed worker does not lose a
+// run. One record per network, under its name: a newer checkpoint replaces the older.
+//
+// Record: { checkpoint: Uint8Array (Session.checkpoint(): weights, optimizer state, settings,
+//           step, epoch, position in the data), step, seen, epoch, settings, savedAt (ms since
+//           the epoch), dataSource }. Everything but `checkpoint` is only for the offer to resume.
+const DB_NAME = 'lenet';
+const DB_VERSION = 1;
+const STORE = 'checkpoints';
+
+/** The object store, opened on first use; a failed open is tried again next time. */
+export class CheckpointStore {
+  #opening = null;
+
+  #open() {
+    this.#opening ??= new Promise((resolve, reject) => {
+      const request = indexedDB.open(DB_NAME, DB_VERSION);
+      request.onupgradeneeded = () => request.result.createObjectStore(STORE);
+      request.onsuccess = () => {
+        const db = request.result;
+        // Another tab with a newer version of the page wants to upgrade: let it, and reopen later.
+        db.onversionchange = () => {
+          db.close();
+          this.#opening = null;
+        };
+        resolve(db);
+      };
+      request.onerror = () => reject(request.error);
+      request.onblocked = () => reject(new Error('the checkpoint database is held open by another tab'));
+    });
+    this.#opening.catch(() => {
+      this.#opening = null;
+    });
+    return this.#opening;
+  }
+
+  async #transact(mode, operate) {
+    const db = await this.#open();
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction(STORE, mode);
+      const request = operate(tx.objectStore(STORE));
+      // Resolved on commit, not on the request's success: only then is the record on disk.
+      tx.oncomplete = () => resolve(request.result);
+      tx.onabort = tx.onerror = () => reject(tx.error ?? new Error('the checkpoint transaction was aborted'));
+    });
+  }
+
+  /** The checkpoint of network `net`, or undefined when there is none. */
+  read(net) {
+    return this.#transact('readonly', (store) => store.get(net));
+  }
+
+  write(net, record) {
+    return this.#transact('readwrite', (store) => store.put(record, net));
+  }
+
+  delete(net) {
+    return this.#transact('readwrite', (store) => store.delete(net));
+  }
+}
+
+/** What the page shows of a checkpoint, without its bytes; null for none, or for a record written
+ * by an older version of the page, which cannot be restored. */
+export function describeCheckpoint(record) {
+  if (!(record?.checkpoint instanceof Uint8Array)) return null;
+  const { step, seen, epoch, savedAt, dataSource, settings } = record;
+  return { step, seen, epoch, savedAt, dataSource, settings };
+}
+
+// While a network trains, a checkpoint at most this often; when it stops, one at once.
+const SAVE_EVERY_MS = 10_000;
+
+/**
+ * When to write a network's checkpoint: a network that has learnt something and changed since its
+ * last checkpoint is saved every SAVE_EVERY_MS while it trains, and at once when it stops (paused,
+ * diverged, failed) or when asked (the page is being hidden). One write at a time per network.
+ *
+ * `store` is a CheckpointStore, `onSaved(net, record)` and `onUnavailable(error)` report back;
+ * after one refusal by the browser's storage no more writes are tried.
+ */
+export class Checkpointer {
+  constructor({ store, dataSource, onSaved, onUnavailable }) {
+    this.store = store;
+    this.dataSource = dataSource;
+    this.onSaved = onSaved;
+    this.onUnavailable = onUnavailable;
+    this.off = false;
+    this.books = new Map(); // network name → { savedVersion, lastSaveAt, saving, again }
+  }
+
+  #books(network) {
+    let books = this.books.get(network.name);
+    if (!books) {
+      books = { savedVersion: 0, lastSaveAt: performance.now(), saving: false, again: false };
+      this.books.set(network.name, books);
+    }
+    return books;
+  }
+
+  /** `network`'s current state is the saved one (it was just restored from it). */
+  markSaved(network) {
+    const books = this.#books(network);
+    books.savedVersion = network.version;
+    books.lastSaveAt = performance.now();
+  }
+
+  /** Training (re)starts: the periodic save counts from now. */
+  started(network) {
+    this.#books(network).lastSaveAt = performance.now();
+  }
+
+  unavailable(error) {
+    this.off = true;
+    this.onUnavailable(error);
+  }
+
+  maybeSave(network, now = false) {
+    const books = this.#books(network);
+    if (this.off || network.version === books.savedVersion) return;
+    const progress = network.session.progress();
+    if (progress.step === 0) return;
+    if (network.running && !now && performance.now() - books.lastSaveAt < SAVE_EVERY_MS) return;
+    if (books.saving) {
+      books.again = true;
+      return;
+    }
+    const version = network.version;
+    const record = {
+      // Copying out the state takes about a millisecond; the write itself runs off this thread,
+      // so training goes on while it completes.
+      checkpoint: network.session.checkpoint(),
+      step: progress.step,
+      seen: progress.seen,
+      epoch: progress.epoch,
+      settings: network.session.settings(),
+      savedAt: Date.now(),
+      dataSource: this.dataSource,
+    };
+    books.saving = true;
+    books.lastSaveAt = performance.now();
+    this.store
+      .write(network.name, record)
+      .then(
+        () => {
+          books.savedVersion = version;
+          this.onSaved(network.name, record);
+        },
+        (error) => this.unavailable(error),
+      )
+      .finally(() => {
+        books.saving = false;
+        if (books.again) {
+          books.again = false;
+          this.maybeSave(network);
+        }
+      });
+  }
+}
