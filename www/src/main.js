@@ -1,5 +1,6 @@
 // The page: the drawing pad, the pretrained network that recognizes the drawing, and the
 // controls and charts of the network that the worker trains.
+import './boot.js';
 import init, { Model, preprocess_canvas } from 'lenet-wasm';
 import { DrawingPad } from './pad.js';
 import { TrainingCharts, fmt } from './charts.js';
