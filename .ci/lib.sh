@@ -4,11 +4,6 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-# The .wasm's features, as rustc's wasm32 target and .cargo/config.toml (+simd128) enable them:
-# wasm-opt may use no other.
-WASM_FEATURES=(--enable-simd --enable-bulk-memory --enable-bulk-memory-opt --enable-sign-ext
-  --enable-mutable-globals --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue)
-
 # Needs www's npm packages (binaryen's wasm-opt): run npm_ci_if_needed www first.
 build_wasm() {
   step "building the wasm package into pkg/ (release)"
@@ -21,7 +16,10 @@ build_wasm() {
   # wasm-pack's own wasm-opt step is off (Cargo.toml): it downloads binaryen from outside the
   # package registries. The npm package binaryen brings the same tool.
   if [ -x "$wasm_opt" ]; then
-    "$wasm_opt" -Oz "${WASM_FEATURES[@]}" --strip-debug --strip-producers pkg/lenet_bg.wasm -o pkg/lenet_bg.opt.wasm
+    # The features it may use are those the module declares (its target_features section, which
+    # the last flag then drops with the names and the producers).
+    "$wasm_opt" -Oz --converge --strip-debug --strip-producers --strip-target-features \
+      pkg/lenet_bg.wasm -o pkg/lenet_bg.opt.wasm
     mv pkg/lenet_bg.opt.wasm pkg/lenet_bg.wasm
     step "wasm-opt -Oz: $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzipped before"
     raw=$(wc -c <pkg/lenet_bg.wasm)

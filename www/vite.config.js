@@ -26,6 +26,20 @@ function pngIcons() {
   };
 }
 
+/** The manifest belongs to the app's page only: vite-plugin-pwa links it from every page, with a
+ * URL relative to the site's root that is wrong in a sub-folder (example/). */
+function manifestOnAppPage() {
+  return {
+    name: 'lenet-manifest-on-app-page',
+    apply: 'build',
+    enforce: 'post',
+    transformIndexHtml: {
+      order: 'post',
+      handler: (html, ctx) => (ctx.path === '/index.html' ? html : html.replace(/<link rel="manifest"[^>]*>/, '')),
+    },
+  };
+}
+
 export default defineConfig({
   root: www,
   // Relative: the built site works from any folder of any static server, unchanged. The page,
@@ -88,5 +102,6 @@ export default defineConfig({
         navigateFallback: 'index.html',
       },
     }),
+    manifestOnAppPage(),
   ],
 });

@@ -22,11 +22,13 @@ export const ARGS = [
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 const BASE = new URL(BASE_URL);
 
-/** Whether a request stays on the server under test and under the site's path. */
+/** Whether a request stays on the server under test and under the site's path (the folder's own
+ * URL without its final slash counts: a server may redirect through it). */
 export function isOwn(url) {
   const u = new URL(url);
   if (['data:', 'blob:'].includes(u.protocol)) return true;
-  return LOCAL_HOSTS.has(u.hostname) && u.port === BASE.port && u.pathname.startsWith(BASE.pathname);
+  const under = u.pathname.startsWith(BASE.pathname) || `${u.pathname}/` === BASE.pathname;
+  return LOCAL_HOSTS.has(u.hostname) && u.port === BASE.port && under;
 }
 
 /** A fresh browser profile and one page; `close()` removes the profile. */

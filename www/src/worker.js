@@ -5,6 +5,7 @@
 // Protocol: every message is a plain object tagged by `type`; see protocol.js.
 import init, { Model } from 'lenet-wasm';
 import { MSG } from './protocol.js';
+import { SITE_URL } from './base.js';
 import { readCheckpoint, writeCheckpoint, deleteCheckpoint, describeCheckpoint } from './checkpoints.js';
 
 const PIXELS = 784;
@@ -101,7 +102,7 @@ async function loadPretrained(url) {
 }
 
 async function boot() {
-  const base = new URL(import.meta.env.BASE_URL, self.location.href).href;
+  const base = SITE_URL;
   post({ type: MSG.STATUS, text: 'Loading WebAssembly and MNIST…' });
   const manifestUrl = `${base}data/manifest.json`;
   const [, manifest, pretrained, checkpoint] = await Promise.all([
