@@ -14,6 +14,8 @@ use crate::optim::SgdConfig;
 use crate::train::{argmax, evaluate, Trainer};
 use crate::{weights, Error, LeNet5};
 
+/// Runs by itself when the module is instantiated (`init()`); there is no need to call it. A
+/// panic, which would be a bug, then reaches the console with its message and location.
 #[wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();

@@ -63,6 +63,8 @@ export default defineConfig({
   worker: { format: 'es' },
   build: {
     target: 'es2022',
+    // One folder below the root: src/base.js finds the root from there.
+    assetsDir: 'assets',
     rollupOptions: { input: { main: `${www}index.html`, example: `${www}example/index.html` } },
     // The .wasm must stay a file of its own: the page checks what the server sends for it.
     assetsInlineLimit: (file) => (file.endsWith('.wasm') ? false : undefined),
