@@ -4,4 +4,4 @@
 // one folder below the root. The dev server serves the root at its base.
 export const SITE_URL = import.meta.env.DEV
   ? new URL(import.meta.env.BASE_URL, location.origin).href
-  : new URL('../', import.meta.url).href;
+  : new URL(/* @vite-ignore */ '../', import.meta.url).href;
