@@ -5,12 +5,16 @@
 // works offline; it is installable; the example page recognizes digits with the npm package.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { openBrowser, openPage, waitUntilReady, assertClean, BASE_URL } from './browser.mjs';
 import { DIGITS, drawWithMouse } from './digits.mjs';
 
 // Under Vite's dev server (E2E_DEV=1) there is no service worker, manifest or built example.
 const BUILD = !process.env.E2E_DEV;
 const build = { skip: BUILD ? false : 'the production build is not under test (E2E_DEV)' };
+// The folder the static server serves the site from (.ci/e2e sets it), to deploy a new version.
+const SITE_DIR = process.env.E2E_SITE_DIR;
 
 /** Waits until the page gave up, and returns what it says. */
 async function bootFailure(page) {
@@ -147,6 +151,33 @@ test('after one visit the page loads, recognizes and trains with the network off
     assertClean(browser);
   } finally {
     await browser.context.setOffline(false).catch(() => {});
+    await browser.close();
+  }
+});
+
+test('a new version replaces the cached one: the open page reloads into it by itself', {
+  skip: BUILD && SITE_DIR ? false : 'needs the served folder of the build (E2E_SITE_DIR)',
+}, async () => {
+  const browser = await openPage();
+  const indexPath = join(SITE_DIR, 'index.html');
+  const swPath = join(SITE_DIR, 'sw.js');
+  const [index, sw] = await Promise.all([readFile(indexPath, 'utf8'), readFile(swPath, 'utf8')]);
+  try {
+    const { page } = browser;
+    await page.waitForFunction(() => document.body.dataset.offline === 'ready', null, { timeout: 120_000 });
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 30_000 });
+    // Deploy a new version: a changed page, and the service worker that lists its new revision.
+    const revision = /url:"index\.html",revision:"([0-9a-f]+)"/;
+    assert.match(sw, revision, 'sw.js precaches index.html with a revision');
+    await writeFile(indexPath, index.replace('<title>', '<meta name="lenet-version" content="next" /><title>'));
+    await writeFile(swPath, sw.replace(revision, `url:"index.html",revision:"${'0'.repeat(32)}"`));
+    // What the browser does by itself at the next navigation to the site.
+    await page.evaluate(async () => (await navigator.serviceWorker.getRegistration()).update());
+    await page.waitForSelector('meta[name="lenet-version"][content="next"]', { state: 'attached', timeout: 60_000 });
+    await waitUntilReady(page);
+    assertClean(browser);
+  } finally {
+    await Promise.all([writeFile(indexPath, index), writeFile(swPath, sw)]);
     await browser.close();
   }
 });

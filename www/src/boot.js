@@ -78,7 +78,7 @@ export async function fetchWasm(url) {
     throw new BootError(
       'http',
       `The server answered the WebAssembly module ${url} with HTTP ${response.status}. Check that the ` +
-        'whole build folder was uploaded and that the page is served from the folder it was built for.',
+        'whole build folder was uploaded, with its assets/ folder beside index.html.',
     );
   }
   if (!WASM_MAGIC.every((b, i) => bytes[i] === b)) {
@@ -87,8 +87,8 @@ export async function fetchWasm(url) {
       'not-wasm',
       `The server answered the WebAssembly module ${url} with ${html ? 'an HTML page' : 'something else'} ` +
         `(Content-Type: ${type}; it starts with ${firstBytes(bytes)}) instead of a file starting with the bytes ` +
-        '\\0asm. Check that the .wasm file was uploaded beside the page, that the site is served from the path ' +
-        'it was built for, and that no single-page-app fallback rewrites .wasm requests to index.html.',
+        '\\0asm. Check that the .wasm file was uploaded (assets/ beside index.html), that the server sends it as ' +
+        'it is, and that no single-page-app fallback rewrites .wasm requests to index.html.',
     );
   }
   if (!/application\/wasm/i.test(type)) {
