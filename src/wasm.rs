@@ -18,6 +18,8 @@ use crate::{weights, Error, LeNet5};
 
 pub use crate::wasm_args::max_weights_file_bytes;
 
+/// Runs by itself when the module is instantiated (`init()`); there is no need to call it. A
+/// panic, which would be a bug, then reaches the console with its message and location.
 #[wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();

@@ -1,5 +1,6 @@
-// Starts Debian's chromium, headless, with a fresh profile, and watches every request the page
-// makes: the page must talk to nobody but the server under test.
+// Starts Debian's chromium, headless, with a fresh profile, and watches every request the page,
+// its workers and its service worker make: they must talk to nobody but the server under test,
+// and only under the path the site is served from (E2E_BASE_URL's, e.g. /lenet/).
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -19,6 +20,16 @@ export const ARGS = [
 ];
 
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+const BASE = new URL(BASE_URL);
+
+/** Whether a request stays on the server under test and under the site's path (the folder's own
+ * URL without its final slash counts: a server may redirect through it). */
+export function isOwn(url) {
+  const u = new URL(url);
+  if (['data:', 'blob:'].includes(u.protocol)) return true;
+  const under = u.pathname.startsWith(BASE.pathname) || `${u.pathname}/` === BASE.pathname;
+  return LOCAL_HOSTS.has(u.hostname) && u.port === BASE.port && under;
+}
 
 /** A fresh browser profile and one page; `close()` removes the profile. */
 export async function openBrowser({ viewport = { width: 1280, height: 1000 }, deviceScaleFactor = 1, hasTouch = false } = {}) {
@@ -36,9 +47,7 @@ export async function openBrowser({ viewport = { width: 1280, height: 1000 }, de
   const foreign = [];
   const problems = [];
   context.on('request', (request) => {
-    const url = new URL(request.url());
-    if (['data:', 'blob:'].includes(url.protocol)) return;
-    if (!LOCAL_HOSTS.has(url.hostname)) foreign.push(request.url());
+    if (!isOwn(request.url())) foreign.push(request.url());
   });
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(30_000);
@@ -74,6 +83,6 @@ export async function waitUntilReady(page) {
 }
 
 export function assertClean(browser) {
-  assert.deepEqual(browser.foreign, [], 'the page requested another origin');
+  assert.deepEqual(browser.foreign, [], `the page requested something outside ${BASE_URL}`);
   assert.deepEqual(browser.problems, [], 'the page reported errors');
 }

@@ -3,6 +3,7 @@
 // worker (worker/) hosts the networks and trains them, reached through worker-client.js; its
 // messages change the page's state (messages.js, state.js), from which the training panel
 // (controls.js, checkpoint-offer.js) and the charts are drawn.
+import './boot.js';
 import init, { Model, defaults } from 'lenet-wasm';
 import { MSG } from './protocol.js';
 import { createStore } from './state.js';

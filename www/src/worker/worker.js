@@ -4,6 +4,7 @@
 // handler table below; see protocol.js for what each carries.
 import init, { Session } from 'lenet-wasm';
 import { MSG } from '../protocol.js';
+import { SITE_URL } from '../base.js';
 import { loadDigits } from './data.js';
 import { fetchWeights } from '../weights-file.js';
 import { CheckpointStore, Checkpointer, describeCheckpoint } from './checkpoints.js';
@@ -224,7 +225,7 @@ function crash(how) {
 }
 
 async function boot() {
-  const base = new URL(import.meta.env.BASE_URL, self.location.href).href;
+  const base = SITE_URL;
   post({ type: MSG.STATUS, text: 'Loading WebAssembly and MNIST…' });
   const store = new CheckpointStore();
   let storageError = null;
