@@ -416,7 +416,7 @@ impl Reader {
             Block::Other => Ok(()),
             Block::Segment => {
                 if let Some(segment) = self.segments.last_mut() {
-                    if segment.text.len() + line.len() <= MAX_LINE_BYTES {
+                    if !line.trim().is_empty() && segment.text.len() + line.len() <= MAX_LINE_BYTES {
                         segment.text.push(' ');
                         segment.text.push_str(line.trim());
                     }
@@ -430,8 +430,8 @@ impl Reader {
                 let error = |message: String| unipen_error(file, Some(number), message);
                 let mut xy = [0.0f32; 2];
                 for (axis, (&column, value)) in self.columns.iter().zip(&mut xy).enumerate() {
-                    let token = line.split_whitespace().nth(column);
-                    let Some(v) = token.and_then(|t| t.parse::<f64>().ok()) else {
+                    let token = line.split_whitespace().nth(column).unwrap_or("");
+                    let Ok(v) = token.parse::<f64>() else {
                         return Err(error(format!(
                             "a point needs numbers in columns {} and {}, got `{line}`",
                             self.columns[0] + 1,
@@ -442,7 +442,7 @@ impl Reader {
                     let scaled = v / self.resolution[axis];
                     *value = (if axis == 1 { -scaled } else { scaled }) as f32;
                     if !value.is_finite() {
-                        return Err(error(format!("coordinate {v} is out of range")));
+                        return Err(error(format!("coordinate {token} is out of range")));
                     }
                 }
                 if self.points.len() >= MAX_POINTS {
