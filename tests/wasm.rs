@@ -263,3 +263,29 @@ async fn twenty_thousand_steps_and_ten_thousand_predictions_do_not_grow_memory()
     }
     assert_eq!(memory_bytes(), before, "wasm memory grew over 200 models made and freed");
 }
+
+#[wasm_bindgen_test]
+fn strokes_render_to_the_same_bytes_as_natively() {
+    use lenet::wasm::preprocess_strokes;
+    let get = |value: &JsValue, key: &str| js_sys::Reflect::get(value, &JsValue::from_str(key)).unwrap();
+    let (xy, ends) = common::four_strokes();
+    let result = preprocess_strokes(&xy, &ends, 280.0, 280.0).unwrap();
+    assert_eq!(get(&result, "status").as_string().as_deref(), Some("digit"));
+    let pixels = js_sys::Float32Array::from(get(&result, "pixels")).to_vec();
+    assert_eq!(pixels.len(), 784);
+    assert_eq!(common::fnv1a(&pixels), common::FOUR_STROKES_FNV1A, "{:#x}", common::fnv1a(&pixels));
+
+    let status = |xy: &[f32], ends: &[u32]| get(&preprocess_strokes(xy, ends, 280.0, 280.0).unwrap(), "status");
+    assert_eq!(status(&[], &[]).as_string().as_deref(), Some("empty"));
+    assert_eq!(status(&[10.0, 10.0, 12.0, 11.0], &[2]).as_string().as_deref(), Some("too_small"));
+    assert!(get(&preprocess_strokes(&[10.0, 10.0], &[1], 280.0, 280.0).unwrap(), "pixels").is_undefined());
+
+    let message = |xy: &[f32], ends: &[u32], w: f64| error_message(preprocess_strokes(xy, ends, w, 280.0).unwrap_err());
+    assert!(message(&[1.0, 2.0, 3.0], &[1], 280.0).contains("its length 3 is odd"));
+    assert!(message(&[1.0, 2.0, 3.0, 4.0], &[2, 1], 280.0).contains("ends[1] = 1: ends must be non-decreasing"));
+    assert!(message(&[1.0, 2.0, 3.0, 4.0], &[1], 280.0).contains("must end at xy.length / 2 = 2"));
+    assert!(message(&[1.0, 2.0, 3.0, 4.0], &[3], 280.0).contains("at most 2"));
+    assert!(message(&[1.0, f32::NAN], &[1], 280.0).contains("stroke 0, point 0 is (1, NaN), not finite"));
+    assert!(message(&[1.0, 2.0], &[1], 1e300).contains("pad_width must be above 0"));
+    assert!(message(&[1.0, 2.0], &[1], 0.0).contains("pad_width must be above 0"));
+}

@@ -135,7 +135,8 @@ impl Report {
         self.skipped.values().sum()
     }
 
-    fn merge(&mut self, other: &Report) {
+    /// Adds the counts of `other` to these.
+    pub fn merge(&mut self, other: &Report) {
         self.files += other.files;
         self.segments += other.segments;
         for (&reason, &count) in &other.skipped {
