@@ -39,6 +39,16 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A UNIPEN file that cannot be read as one (see [`crate::data::unipen`]).
+    #[error("UNIPEN file {file}{}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Unipen {
+        /// The file's path (or name), as the distribution names it.
+        file: String,
+        /// The line, counted from 1, when the problem is on one line.
+        line: Option<usize>,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// `Result` with the crate's [`Error`].

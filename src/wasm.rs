@@ -554,3 +554,75 @@ impl Model {
         object.into()
     }
 }
+
+/// Turns pen strokes into the 28×28 image the model expects ([`crate::data::strokes`]): thick
+/// anti-aliased lines, width proportional to the drawing, 20 px box, centre of mass, the same
+/// bytes as natively.
+///
+/// `xy` is `x0, y0, x1, y1, …` in CSS pixels (y down); `ends[i]` is the number of points up to
+/// and including stroke `i` (so the last equals `xy.length / 2`). `pad_width × pad_height` is the
+/// drawing area, in CSS pixels: a mark too small for it is a tap, not a digit.
+///
+/// Returns `{ status: "digit", pixels: Float32Array(784) }`, `{ status: "empty" }` (no point) or
+/// `{ status: "too_small" }`. Throws an `Error` naming the problem when `xy` has an odd length,
+/// `ends` is not non-decreasing or does not end at `xy.length / 2`, a coordinate is not finite,
+/// the pad is not a positive size, or there are too many points or strokes.
+#[wasm_bindgen]
+pub fn preprocess_strokes(
+    #[wasm_bindgen(unchecked_param_type = "Float32Array")] xy: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Uint32Array")] ends: &JsValue,
+    pad_width: f64,
+    pad_height: f64,
+) -> Result<JsValue, JsError> {
+    use crate::data::strokes::{render_strokes, Rendered, Stroke, MAX_STROKES};
+    let xy = crate::wasm_args::f32_images(xy, "xy")?;
+    let ends = crate::wasm_args::u32_array(ends, "ends")?;
+    if xy.len() % 2 != 0 {
+        return Err(JsError::new(&format!("xy must hold x, y pairs: its length {} is odd", xy.len())));
+    }
+    let count = xy.len() / 2;
+    if ends.len() > MAX_STROKES {
+        return Err(JsError::new(&format!("{} strokes, more than the {MAX_STROKES} accepted", ends.len())));
+    }
+    let mut strokes = Vec::with_capacity(ends.len());
+    let mut start = 0usize;
+    for (i, &end) in ends.iter().enumerate() {
+        let end = end as usize;
+        if end < start || end > count {
+            return Err(JsError::new(&format!(
+                "ends[{i}] = {end}: ends must be non-decreasing point counts, at most {count} (xy.length / 2)"
+            )));
+        }
+        let points = xy[2 * start..2 * end].chunks_exact(2).map(|p| [p[0], p[1]]).collect();
+        strokes.push(Stroke { points });
+        start = end;
+    }
+    if start != count {
+        return Err(JsError::new(&format!(
+            "ends must end at xy.length / 2 = {count}, the number of points; the last is {start}"
+        )));
+    }
+    // Narrowed to f32 only after the range check, so that 1e300 is refused, not made infinite.
+    let side = |name: &str, v: f64| -> Result<f32, JsError> {
+        if v.is_finite() && v > 0.0 && v <= f64::from(crate::data::strokes::MAX_PAD_SIDE) {
+            Ok(v as f32)
+        } else {
+            Err(JsError::new(&format!("{name} must be above 0 and at most 1e6 CSS pixels, got {v}")))
+        }
+    };
+    let rendered =
+        render_strokes(&strokes, side("pad_width", pad_width)?, side("pad_height", pad_height)?).map_err(js_error)?;
+    let result = js_sys::Object::new();
+    let set = |key: &str, value: &JsValue| js_sys::Reflect::set(&result, &JsValue::from_str(key), value);
+    let status = match &rendered {
+        Rendered::Digit(pixels) => {
+            set("pixels", &js_sys::Float32Array::from(pixels.as_slice()).into())
+                .map_err(|_| JsError::new("cannot build the result object"))?;
+            "digit"
+        }
+        Rendered::Empty => "empty",
+        Rendered::TooSmall => "too_small",
+    };
+    set("status", &JsValue::from_str(status)).map_err(|_| JsError::new("cannot build the result object"))?;
+    Ok(result.into())
+}

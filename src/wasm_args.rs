@@ -87,6 +87,15 @@ pub(crate) fn weights_bytes(value: &JsValue, name: &str) -> Result<Vec<u8>, JsEr
     Ok(array.to_vec())
 }
 
+/// The numbers of the `Uint32Array` `value`, copied into wasm memory; anything else is an
+/// `Error` naming the argument `name`.
+pub(crate) fn u32_array(value: &JsValue, name: &str) -> Result<Vec<u32>, JsError> {
+    match value.dyn_ref::<js_sys::Uint32Array>() {
+        Some(array) => Ok(array.to_vec()),
+        None => Err(wrong_type(value, name, "a Uint32Array", "Uint32Array")),
+    }
+}
+
 /// The pixels of images given as a `Float32Array` or as a plain `Array` of numbers (convenient
 /// from the console; each number is rounded to f32), copied into wasm memory. Any other value,
 /// or an `Array` holding anything but numbers, is an `Error` naming the argument `name`. The

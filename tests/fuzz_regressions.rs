@@ -19,10 +19,11 @@ const FUZZ_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz");
 
 /// The target functions by name, with the start of the message their errors must carry.
 type Target = fn(&[u8]) -> Result<(), lenet::Error>;
-const TARGETS: [(&str, Target, &str); 3] = [
+const TARGETS: [(&str, Target, &str); 4] = [
     ("idx", harness::idx, "IDX file "),
     ("safetensors", harness::safetensors, "weights file: "),
     ("preprocess", |data| harness::preprocess(data).map(drop), "invalid input: "),
+    ("unipen", harness::unipen, "UNIPEN file "),
 ];
 
 /// The files in `tests/fuzz/<kind>/<target>/`, sorted; none if the folder does not exist.
@@ -123,6 +124,22 @@ fn make_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     };
     let sides = |w: u16, h: u16| [w.to_le_bytes(), h.to_le_bytes()].concat();
 
+    // The hand-written UNIPEN fixture as NUL-separated files, its include paths renumbered.
+    let unipen = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unipen");
+    let text = |path: &str| std::fs::read_to_string(unipen.join(path)).unwrap();
+    let files = |parts: &[String]| parts.join("\0").into_bytes();
+    let w1 = files(&[
+        text("data/1a/xyz/w1.dat").replace("xyz/xyz.doc", "1").replace("xyz/data/w1.dat", "2"),
+        text("include/xyz/xyz.doc"),
+        text("include/xyz/data/w1.dat"),
+    ]);
+    let w2 = files(&[
+        text("data/1a/xyz/w2.dat").replace("xyz/data/w2.dat", "1"),
+        text("include/xyz/data/w2.dat").replace("xyz/data/w2-pen.dat", "2"),
+        text("include/xyz/data/w2-pen.dat"),
+    ]);
+    let cycle = files(&[".INCLUDE 1\n".into(), ".PEN_DOWN\n1 2\n.INCLUDE 1\n".into()]);
+
     vec![
         ("idx", "images-2", prefixed(0, &[&images])),
         ("idx", "labels-2", prefixed(1, &[&labels])),
@@ -145,6 +162,9 @@ fn make_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ),
         ("preprocess", "ink-12-wide-ring", prefixed(harness::INK_FITTED, &[&[12], &ink(12, 12)])),
         ("preprocess", "ink-claimed-14x9-ring", prefixed(harness::INK_CLAIMED, &[&sides(14, 9), &ink(14, 9)])),
+        ("unipen", "fixture-w1", w1),
+        ("unipen", "fixture-w2-nested", w2),
+        ("unipen", "reject-include-cycle", cycle),
     ]
 }
 
@@ -304,8 +324,46 @@ fn preprocess_input() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// A UNIPEN segment file and an include, from lines that are mostly well-formed: pen blocks
+/// with points (sometimes huge, odd or missing), segments with every delineation form and
+/// random numbers, resolutions, includes (of itself too: a cycle), and junk.
+fn unipen_input() -> impl Strategy<Value = Vec<u8>> {
+    let number = prop_oneof![4 => 0u64..12, 1 => any::<u64>()];
+    let mark = (number.clone(), proptest::option::of(number.clone()))
+        .prop_map(|(c, p)| p.map_or(c.to_string(), |p| format!("{c}:{p}")));
+    let line = prop_oneof![
+        3 => Just(".PEN_DOWN".to_string()),
+        1 => Just(".PEN_UP".to_string()),
+        6 => (-2000i32..2000, -2000i32..2000).prop_map(|(x, y)| format!("{x} {y}")),
+        1 => Just("1e39 0".to_string()),
+        1 => Just("7".to_string()),
+        2 => (mark.clone(), proptest::option::of(mark), 0u8..12).prop_map(|(a, b, label)| {
+            let range = b.map_or(a.clone(), |b| format!("{a}-{b}"));
+            format!(".SEGMENT CHARACTER {range} ? \"{label}\"")
+        }),
+        1 => (number, 0u8..4).prop_map(|(v, k)| {
+            let key = [".X_POINTS_PER_INCH", ".Y_POINTS_PER_MM", ".COORD Y X", ".WRITER_ID w"][k as usize];
+            if k >= 2 { key.to_string() } else { format!("{key} {v}") }
+        }),
+        1 => (1u8..3).prop_map(|k| format!(".INCLUDE {k}")),
+        1 => "[ -~]{0,20}",
+    ];
+    (proptest::collection::vec(line.clone(), 0..40), proptest::collection::vec(line, 0..40))
+        .prop_map(|(main, include)| format!("{}\0{}", main.join("\n"), include.join("\n")).into_bytes())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn unipen_on_generated_files(input in unipen_input()) {
+        let _ = harness::unipen(&input);
+    }
+
+    #[test]
+    fn unipen_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+        let _ = harness::unipen(&bytes);
+    }
 
     #[test]
     fn idx_on_arbitrary_bytes(mode in 0u8..8, bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {

@@ -20,6 +20,11 @@ fn f32s(values: &[f32]) -> JsValue {
     js_sys::Float32Array::from(values).into()
 }
 
+/// `values` as a JavaScript `Uint32Array`, the type stroke ends are taken as.
+fn u32s(values: &[u32]) -> JsValue {
+    js_sys::Uint32Array::from(values).into()
+}
+
 /// `values` as a JavaScript `Uint8Array`, the type the methods take labels and files as.
 fn u8s(values: &[u8]) -> JsValue {
     js_sys::Uint8Array::from(values).into()
@@ -648,4 +653,33 @@ fn benchmark_explain_one_image() {
          Explainer alone, buffers kept: {core:.4} ms (this test build, without LTO)"
     );
     web_sys::console::log_1(&line.into());
+}
+
+#[wasm_bindgen_test]
+fn strokes_render_to_the_same_bytes_as_natively() {
+    use lenet::wasm::preprocess_strokes;
+    let get = |value: &JsValue, key: &str| js_sys::Reflect::get(value, &JsValue::from_str(key)).unwrap();
+    let (xy, ends) = common::four_strokes();
+    let result = preprocess_strokes(&f32s(&xy), &u32s(&ends), 280.0, 280.0).unwrap();
+    assert_eq!(get(&result, "status").as_string().as_deref(), Some("digit"));
+    let pixels = js_sys::Float32Array::from(get(&result, "pixels")).to_vec();
+    assert_eq!(pixels.len(), 784);
+    assert_eq!(common::fnv1a(&pixels), common::FOUR_STROKES_FNV1A, "{:#x}", common::fnv1a(&pixels));
+
+    let status =
+        |xy: &[f32], ends: &[u32]| get(&preprocess_strokes(&f32s(xy), &u32s(ends), 280.0, 280.0).unwrap(), "status");
+    assert_eq!(status(&[], &[]).as_string().as_deref(), Some("empty"));
+    assert_eq!(status(&[10.0, 10.0, 12.0, 11.0], &[2]).as_string().as_deref(), Some("too_small"));
+    assert!(get(&preprocess_strokes(&f32s(&[10.0, 10.0]), &u32s(&[1]), 280.0, 280.0).unwrap(), "pixels").is_undefined());
+
+    let message = |xy: &[f32], ends: &[u32], w: f64| {
+        error_message(preprocess_strokes(&f32s(xy), &u32s(ends), w, 280.0).unwrap_err())
+    };
+    assert!(message(&[1.0, 2.0, 3.0], &[1], 280.0).contains("its length 3 is odd"));
+    assert!(message(&[1.0, 2.0, 3.0, 4.0], &[2, 1], 280.0).contains("ends[1] = 1: ends must be non-decreasing"));
+    assert!(message(&[1.0, 2.0, 3.0, 4.0], &[1], 280.0).contains("must end at xy.length / 2 = 2"));
+    assert!(message(&[1.0, 2.0, 3.0, 4.0], &[3], 280.0).contains("at most 2"));
+    assert!(message(&[1.0, f32::NAN], &[1], 280.0).contains("stroke 0, point 0 is (1, NaN), not finite"));
+    assert!(message(&[1.0, 2.0], &[1], 1e300).contains("pad_width must be above 0"));
+    assert!(message(&[1.0, 2.0], &[1], 0.0).contains("pad_width must be above 0"));
 }

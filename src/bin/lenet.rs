@@ -21,6 +21,7 @@ mod cli {
     use indicatif::{ProgressBar, ProgressStyle};
     use lenet::data::augment::Augment;
     use lenet::data::idx::{self, Split};
+    use lenet::data::unipen;
     use lenet::model::{Workspace, NUM_CLASSES};
     use lenet::optim::OptimizerKind;
     use lenet::session::{Session, Settings};
@@ -130,14 +131,19 @@ mod cli {
         /// every epoch.
         #[command(allow_negative_numbers = true)]
         Train(TrainArgs),
-        /// Accuracy, per-class accuracy and confusion matrix of saved weights on the test set.
+        /// Accuracy, per-class accuracy and confusion matrix of saved weights on MNIST's test set,
+        /// or on UNIPEN's isolated digits (pen strokes, rendered as MNIST was made).
         Eval {
             /// A safetensors file written by `train` (or by PyTorch, same names and shapes).
             #[arg(long)]
             weights: PathBuf,
             /// Folder holding MNIST's IDX files.
-            #[arg(long, env = "MNIST_DIR")]
-            data: PathBuf,
+            #[arg(long, env = "MNIST_DIR", required_unless_present = "unipen")]
+            data: Option<PathBuf>,
+            /// A UNIPEN distribution's folder (the one holding data/ and include/): evaluate on
+            /// its isolated digits (data/1a) instead of MNIST.
+            #[arg(long)]
+            unipen: Option<PathBuf>,
         },
         /// Training throughput and single-image inference time, one thread, on real data.
         Bench {
@@ -173,7 +179,9 @@ mod cli {
         let cli = Cli::parse();
         let result = match cli.command {
             Command::Train(args) => train(&args),
-            Command::Eval { weights, data } => eval(&weights, &data),
+            Command::Eval { weights, unipen: Some(dir), .. } => eval_unipen(&weights, &dir),
+            Command::Eval { weights, data: Some(data), .. } => eval(&weights, &data),
+            Command::Eval { .. } => Err(Error::InvalidInput("eval needs --data (MNIST) or --unipen".into())),
             Command::Bench { data, steps, rounds, batch_size, threads, json } => {
                 bench(&data, steps, rounds, batch_size, threads, json)
             }
@@ -334,6 +342,37 @@ mod cli {
             result.count,
             result.loss
         );
+        print_confusion(result);
+    }
+
+    /// Evaluates on UNIPEN's isolated digits, each rendered by the library's stroke pipeline.
+    fn eval_unipen(weights_path: &Path, dir: &Path) -> lenet::Result<()> {
+        let model = weights::load(weights_path)?;
+        let started = Instant::now();
+        let (digits, report) = unipen::load_with_report(dir)?;
+        let loaded = started.elapsed().as_secs_f64();
+        let set = unipen::dataset(&digits)?;
+        let rendered = started.elapsed().as_secs_f64() - loaded;
+        let writers: std::collections::BTreeSet<&str> = digits.iter().map(|d| d.writer.as_str()).collect();
+        println!(
+            "{}: {} UNIPEN digits of {} writers from {} segment files (read in {loaded:.1} s, rendered in {rendered:.1} s)",
+            dir.display(),
+            set.len(),
+            writers.len(),
+            report.files
+        );
+        println!("skipped {} of {} segments:", report.skipped_total(), report.segments);
+        for (reason, count) in &report.skipped {
+            println!("  {count:6}  {reason}");
+        }
+        let result = evaluate(&model, &mut Workspace::default(), set.images.view(), &set.labels, 1000)?;
+        println!("\n{}: UNIPEN", weights_path.display());
+        print_evaluation(&result);
+        Ok(())
+    }
+
+    /// Per-class accuracy and the confusion matrix (rows: true digit, columns: predicted).
+    fn print_confusion(result: &Evaluation) {
         println!("\nper class:");
         for (digit, row) in result.confusion.iter().enumerate() {
             let total: u64 = row.iter().sum();

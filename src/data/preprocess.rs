@@ -106,11 +106,20 @@ pub fn preprocess_ink(ink: &[f32], width: usize, height: usize) -> Result<Option
     }
     let stretched: Vec<f32> =
         ink.iter().map(|&v| if v <= NOISE_FLOOR { 0.0 } else { (v / peak).clamp(0.0, 1.0) }).collect();
-    let Some(bounds) = BoundingBox::of(&stretched, width) else {
-        return Ok(None);
-    };
-    let patch = scale_into_box(&stretched, width, &bounds);
-    Ok(center_by_mass(&patch))
+    Ok(box_and_center(&stretched, width))
+}
+
+/// Steps 2–4 of the recipe (see the module docs) on an ink image already on the 0–1 scale
+/// (`ink` row-major, `width` wide, values in `[0, 1]`, 0 = background): crop to the bounding box
+/// of the non-zero ink, scale its longer side to [`BOX_SIDE`] by area averaging, and place it in
+/// the 28×28 field with its centre of mass in `[13.5, 14.5)`. `None` if there is no ink. Shared
+/// with the stroke renderer ([`crate::data::strokes`]), so that drawn and rendered digits are
+/// normalised by the same code. Only IEEE-exact operations (and `ceil`), so the result is the
+/// same on every platform.
+pub(crate) fn box_and_center(ink: &[f32], width: usize) -> Option<Vec<f32>> {
+    let bounds = BoundingBox::of(ink, width)?;
+    let patch = scale_into_box(ink, width, &bounds);
+    center_by_mass(&patch)
 }
 
 /// Checks a claimed image size; returns the number of pixels.

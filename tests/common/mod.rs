@@ -117,3 +117,33 @@ pub fn augment_hash() -> u64 {
 
 /// [`augment_hash`] as computed natively on x86-64.
 pub const AUGMENT_HASH: u64 = 0xcde4_cba9_ed67_e5b1;
+
+/// Strokes as the page sends them to `preprocess_strokes`: `xy` = x0, y0, x1, y1, … in CSS
+/// pixels, `ends[i]` = points up to and including stroke `i`. A 4 in two strokes on a 280 px
+/// pad, with fractional coordinates, plus a tap far from it (dropped as a stray mark).
+pub fn four_strokes() -> (Vec<f32>, Vec<u32>) {
+    let first = [[150.25, 40.5], [120.75, 110.0], [90.5, 170.25], [170.0, 168.5], [201.125, 166.0]];
+    let second = [[160.5, 90.0], [158.0, 160.75], [157.25, 230.5], [156.0, 251.0]];
+    let tap = [[20.0, 260.0]];
+    let mut xy = Vec::new();
+    let mut ends = Vec::new();
+    for stroke in [&first[..], &second[..], &tap[..]] {
+        for p in stroke {
+            xy.extend_from_slice(p);
+        }
+        ends.push((xy.len() / 2) as u32);
+    }
+    (xy, ends)
+}
+
+/// FNV-1a (64 bits) of the little-endian bytes of `values`: a fingerprint of an image.
+pub fn fnv1a(values: &[f32]) -> u64 {
+    values
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// `fnv1a` of the image `four_strokes()` renders into on a 280 × 280 pad, natively: the wasm
+/// test holds `preprocess_strokes` to the same bytes.
+pub const FOUR_STROKES_FNV1A: u64 = 0x7cef_e22b_329d_dd43;

@@ -292,3 +292,49 @@ pub fn preprocess(data: &[u8]) -> lenet::Result<Option<Vec<f32>>> {
     }
     result
 }
+
+/// The name [`unipen`] gives the segment file it parses.
+pub const UNIPEN_NAME: &str = "xyz/fuzz.dat";
+
+/// Runs the UNIPEN reader ([`lenet::data::unipen::parse`]) on `data`, split at each NUL byte
+/// into files: the first is the segment file, the `k`-th after it is what `.INCLUDE k` reads
+/// (any other include path is missing).
+///
+/// Checks: on success, the report counts one file and one outcome per segment; every digit has
+/// a label `0..=9` and at least one point, all finite, within [`lenet::data::strokes`]'s bounds,
+/// and renders into 784 values in `[0, 1]`. Every error is an [`Error::Unipen`] naming the
+/// segment file or an include, with a message.
+pub fn unipen(data: &[u8]) -> lenet::Result<()> {
+    use lenet::data::{strokes, unipen};
+    let files: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+    let mut include = |path: &str| match path.parse::<usize>() {
+        Ok(k) if k >= 1 && k < files.len() => Ok(files[k].to_vec()),
+        _ => Err(Error::InvalidInput(format!("no file {path}"))),
+    };
+    let result = unipen::parse(UNIPEN_NAME, files[0], &mut include);
+    match &result {
+        Ok(parsed) => {
+            let report = &parsed.report;
+            assert_eq!(report.files, 1, "one segment file");
+            assert_eq!(parsed.digits.len() + report.skipped_total(), report.segments, "one outcome per segment");
+            for digit in &parsed.digits {
+                assert!(digit.label <= 9, "label {}", digit.label);
+                assert!(!digit.writer.is_empty(), "a digit without a writer");
+                let points: usize = digit.strokes.iter().map(|s| s.points.len()).sum();
+                assert!(points >= 1 && points <= strokes::MAX_POINTS, "{points} points");
+                assert!(digit.strokes.len() <= strokes::MAX_STROKES, "{} strokes", digit.strokes.len());
+                assert!(digit.strokes.iter().flat_map(|s| &s.points).all(|p| p[0].is_finite() && p[1].is_finite()));
+                let image = strokes::render_digit(&digit.strokes).expect("a digit read renders").expect("not a dot");
+                assert_eq!(image.len(), OUTPUT_LEN, "output length");
+                assert!(image.iter().all(|v| (0.0..=1.0).contains(v)), "an output pixel outside [0, 1]");
+            }
+        }
+        Err(Error::Unipen { file, message, line }) => {
+            assert!(file == UNIPEN_NAME || file.starts_with("include/"), "the error names a file: {file}");
+            assert!(!message.is_empty(), "an empty error message");
+            assert!(line.is_none_or(|l| l >= 1), "line {line:?}");
+        }
+        Err(other) => panic!("not a UNIPEN error: {other:?}"),
+    }
+    result.map(drop)
+}
