@@ -585,24 +585,21 @@ fn explain_gives_every_map_and_a_saliency_that_raises_the_logit() {
     assert!(lenet::explain::REGION_NAMES.contains(&evidence.as_str()), "evidence: {evidence}");
 
     // Between kinks the network is linear: a small step along the gradient of logit[3] raises
-    // it by the step times the gradient's squared norm.
+    // it by the step times the gradient's squared norm. The digit is moved into [0.05, 0.95]
+    // with a little pattern, so that no pixel leaves [0, 1] and no 2×2 pooling window of a flat
+    // background is a tie (a kink at the very point where the gradient is taken).
+    let image: Vec<f32> =
+        image.iter().enumerate().map(|(i, &x)| 0.05 + 0.85 * x + 0.05 * ((i * 7919) % 101) as f32 / 101.0).collect();
     let other = model.explain(&f32s(&image), Some(3)).unwrap();
     assert_eq!(number_field(&other, "class"), 3.0);
     let gradient = float32_field(&other, "saliency");
     let norm2: f64 = gradient.iter().map(|&g| f64::from(g) * f64::from(g)).sum();
     let step = 1e-3 / norm2.sqrt();
-    let moved: Vec<f32> =
-        image.iter().zip(&gradient).map(|(&x, &g)| (x + (step * f64::from(g)) as f32).clamp(0.0, 1.0)).collect();
+    let moved: Vec<f32> = image.iter().zip(&gradient).map(|(&x, &g)| x + (step * f64::from(g)) as f32).collect();
     let moved_logit = float32_field(&model.explain(&f32s(&moved), Some(3)).unwrap(), "logits")[3];
-    // Pixels clamped at 0 or 1 do not move: only the gradient of those that did counts.
-    let expected: f64 = moved
-        .iter()
-        .zip(&image)
-        .zip(&gradient)
-        .map(|((&m, &x), &g)| (f64::from(m) - f64::from(x)) * f64::from(g))
-        .sum();
+    let expected = step * norm2;
     let rise = f64::from(moved_logit - float32_field(&other, "logits")[3]);
-    assert!(expected > 0.0 && (rise - expected).abs() <= 5e-2 * expected, "rise {rise}, gradient says {expected}");
+    assert!((rise - expected).abs() <= 5e-2 * expected, "rise {rise}, gradient says {expected}");
 
     let filters = model.filters();
     let reference = lenet::LeNet5::new(0);
