@@ -76,8 +76,8 @@ mod cli {
         /// Folder holding MNIST's four IDX files (plain or .gz).
         #[arg(long, env = "MNIST_DIR")]
         data: PathBuf,
-        /// Passes over the training images.
-        #[arg(long, default_value_t = 10)]
+        /// Passes over the training images (30: the recipe of the pretrained weights).
+        #[arg(long, default_value_t = 30)]
         epochs: usize,
         /// Images per optimizer step.
         #[arg(long, default_value_t = Settings::default().batch_size)]
