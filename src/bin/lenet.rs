@@ -123,6 +123,20 @@ mod cli {
         /// Stop after this optimizer step (writing --checkpoint and --out), e.g. to resume later.
         #[arg(long)]
         stop_at_step: Option<u64>,
+        /// Start from these weights (safetensors) instead of a seeded initialisation: fine-tuning.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// Also train on the isolated digits of the UNIPEN distribution in this folder (the one
+        /// holding data/ and include/), rendered from their pen strokes as the page renders a
+        /// drawing; a share of its writers is held out and evaluated at the end.
+        #[arg(long)]
+        unipen: Option<PathBuf>,
+        /// Fraction of the UNIPEN writers held out from training.
+        #[arg(long, default_value_t = 0.2)]
+        unipen_held_out: f64,
+        /// How many times each UNIPEN training digit appears in an epoch.
+        #[arg(long, default_value_t = 2)]
+        unipen_repeat: usize,
     }
 
     #[derive(Subcommand)]
@@ -213,8 +227,26 @@ mod cli {
                 )));
             }
         }
-        let train_set = idx::load_digits(&args.data, Split::Train)?;
+        let mut train_set = idx::load_digits(&args.data, Split::Train)?;
         let test_set = idx::load_digits(&args.data, Split::Test)?;
+        let mut unipen_held_out = None;
+        if let Some(dir) = &args.unipen {
+            let digits = unipen::load(dir)?;
+            let (train_part, held) = unipen::split_by_writer(&digits, args.unipen_held_out, args.seed)?;
+            let (images, labels) = unipen::render_dataset(&train_part);
+            let rendered = lenet::data::digits::Digits::new(images, labels)?;
+            for _ in 0..args.unipen_repeat {
+                train_set.extend(&rendered);
+            }
+            println!(
+                "UNIPEN from {}: {} digits to train on (×{}), {} of held-out writers",
+                dir.display(),
+                rendered.len(),
+                args.unipen_repeat,
+                held.len()
+            );
+            unipen_held_out = Some(unipen::dataset(&held)?);
+        }
         let n = train_set.len();
         let total_steps = ((args.epochs * n) as u64).div_ceil(args.batch_size.max(1) as u64);
         let settings = Settings {
@@ -231,7 +263,10 @@ mod cli {
             eval_limit: 0,
             ..Settings::default()
         };
-        let mut session = Session::new(settings)?;
+        let mut session = match &args.init {
+            Some(path) => Session::with_model(weights::load(path)?, settings)?,
+            None => Session::new(settings)?,
+        };
         session.set_threads(args.threads);
         session.set_train_data(train_set)?;
         session.set_test_data(test_set);
@@ -311,6 +346,14 @@ mod cli {
             }
         }
         bar.finish_and_clear();
+        if let Some(held) = &unipen_held_out {
+            if !held.is_empty() {
+                let result =
+                    evaluate(session.model(), &mut Workspace::default(), held.images.view(), &held.labels, 1000)?;
+                println!("UNIPEN, held-out writers:");
+                print_evaluation(&result);
+            }
+        }
         weights::save(session.model(), &args.out)?;
         println!(
             "trained to step {stop} in {:.1} s; weights written to {}",
