@@ -46,7 +46,8 @@ fn describe(value: &JsValue) -> String {
             .and_then(|name| name.as_string())
             .filter(|name| !name.is_empty() && name.len() <= 40);
         return match name {
-            Some(name) if name.starts_with(['A', 'E', 'I', 'O', 'U']) => format!("an {name}"),
+            // "a Uint8Array": constructor names start with a vowel letter but not a vowel sound.
+            Some(name) if name.starts_with(['A', 'E', 'I', 'O']) => format!("an {name}"),
             Some(name) => format!("a {name}"),
             None => "an object".into(),
         };
