@@ -159,6 +159,7 @@ test(`${TRAIN_SECONDS} s of live training: the loss falls, held-out accuracy pas
     // only reported, since it also measures everything else the machine does.
     // With the "inside the network" panels open, which compute and draw per frame as one draws.
     for (const id of ['panel-maps', 'panel-filters', 'panel-saliency']) await page.click(`#${id} > summary`);
+    await page.evaluate(() => scrollTo(0, 0));
     await page.evaluate(watchMainThread, LONG_TASK_MS);
     const stopTrace = await traceOwnScripts(page, new URL(BASE_URL).origin);
     await page.click('#run');

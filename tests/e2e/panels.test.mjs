@@ -34,6 +34,12 @@ async function openPanel(page, id) {
   await page.waitForFunction((i) => document.getElementById(i).open, id);
 }
 
+/** Draws on the pad, scrolled into view first (opening panels may have scrolled the page). */
+async function draw(page, strokes) {
+  await page.evaluate(() => scrollTo(0, 0));
+  await drawWithMouse(page, strokes);
+}
+
 test('feature maps, filters and saliency follow the drawing; the saliency class can be chosen', async () => {
   const browser = await openPage({ viewport: { width: 1280, height: 1000 } });
   try {
@@ -45,7 +51,7 @@ test('feature maps, filters and saliency follow the drawing; the saliency class 
     await openPanel(page, 'panel-filters');
     await openPanel(page, 'panel-saliency');
 
-    await drawWithMouse(page, DIGITS[8]);
+    await draw(page, DIGITS[8]);
     await page.waitForFunction(() => document.querySelector('#inside').dataset.explained);
     const conv1Of8 = await canvasPixels(page, '#map-conv1');
     const fc1Of8 = await canvasPixels(page, '#map-fc1');
@@ -82,7 +88,7 @@ test('feature maps, filters and saliency follow the drawing; the saliency class 
 
     // Another drawing: every map changes.
     await clearPad(page);
-    await drawWithMouse(page, DIGITS[1]);
+    await draw(page, DIGITS[1]);
     await page.waitForFunction(() => document.querySelector('#inside').dataset.explained);
     const conv1Of1 = await canvasPixels(page, '#map-conv1');
     const fc1Of1 = await canvasPixels(page, '#map-fc1');
@@ -156,6 +162,12 @@ test('the confusion matrix of the pretrained network opens the held-out digits b
     for (let i = 1; i < confidences.length; i++) assert.ok(confidences[i] <= confidences[i - 1], `sorted by confidence: ${confidences}`);
     const digitPixels = await canvasPixels(page, '#cell-digits li canvas');
     assert.ok(digitPixels.some((v, i) => i % 4 === 0 && v > 128), 'the digit is drawn');
+
+    // Every panel open, for the picture (the README's www/panels.png is a copy of it).
+    for (const id of ['panel-maps', 'panel-filters', 'panel-saliency']) await openPanel(page, id);
+    await draw(page, DIGITS[8]);
+    await page.waitForFunction(() => document.querySelector('#inside').dataset.explained);
+    await page.locator('#inside').screenshot({ path: join(ARTIFACTS, 'panels-inside.png') });
     assertClean(browser);
   } finally {
     await browser.close();

@@ -69,7 +69,7 @@ export class ConfusionPanel {
     store.subscribe((state, previous) => {
       if (state.recognizer !== previous.recognizer) this.#draw();
       // A restarted worker lost the request, and its pretrained network is evaluated afresh.
-      if (state.worker === 'ready' && previous.worker !== 'ready' && this.askedPretrained) {
+      if (state.worker === 'ready' && previous.worker === 'restarting' && this.askedPretrained) {
         this.askedPretrained = false;
         this.#askPretrained();
       }
@@ -85,7 +85,7 @@ export class ConfusionPanel {
   }
 
   #askPretrained() {
-    if (this.askedPretrained || !this.panel.open) return;
+    if (this.askedPretrained || !this.panel.open || !this.store.get().pretrainedAvailable) return;
     this.askedPretrained = true;
     this.client.post({ type: MSG.EVALUATE, net: 'pretrained' });
     this.#draw();
