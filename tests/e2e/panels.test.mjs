@@ -116,6 +116,18 @@ test('feature maps, filters and saliency follow the drawing; the saliency class 
       untrained,
       { timeout: 15_000 },
     );
+    // The matrix of the network in training comes from its evaluations (at step 0, then during the run).
+    await openPanel(page, 'panel-confusion');
+    await page.waitForFunction(() => document.querySelector('#confusion').dataset.net === 'training' && document.querySelector('#confusion').dataset.step !== '');
+    const trained = await page.evaluate(() => ({
+      caption: document.querySelector('#confusion caption').textContent,
+      counted: [...document.querySelectorAll('#confusion td button')].reduce((a, b) => a + Number(b.textContent), 0),
+      rows: [...document.querySelectorAll('#confusion td.accuracy')].map((td) => td.textContent),
+    }));
+    console.log(`# network in training: ${trained.caption.split(' held-out')[0]}; per-class accuracy ${trained.rows.join(', ')}`);
+    assert.match(trained.caption, /^The network in training at step [\d,]+: \d+\.\d % of/);
+    assert.ok(trained.counted >= 1000, `the matrix counts ${trained.counted} digits`);
+    assert.ok(trained.rows.every((r) => /^\d+\.\d %$/.test(r)), `per-class accuracy: ${trained.rows}`);
     assertClean(browser);
   } finally {
     await browser.close();
@@ -143,11 +155,16 @@ test('the confusion matrix of the pretrained network opens the held-out digits b
     assert.equal(await page.locator('#confusion tbody th[scope=row]').count(), 10, 'a header for each label');
     assert.match(await page.textContent('#confusion caption'), /pretrained network at step 0: \d+\.\d % of/);
 
-    // The largest mistake: its digits, most confident first.
-    let cell = { label: 0, predicted: 1, count: -1 };
+    // The largest mistake (or, for a network that makes none here, the 8s read as 8): its digits,
+    // most confident first.
+    let cell = { label: 8, predicted: 8, count: matrix[8][8] };
+    let worst = 0;
     matrix.forEach((row, label) =>
       row.forEach((count, predicted) => {
-        if (label !== predicted && count > cell.count) cell = { label, predicted, count };
+        if (label !== predicted && count > worst) {
+          worst = count;
+          cell = { label, predicted, count };
+        }
       }),
     );
     await page.click(`#confusion button[data-label="${cell.label}"][data-predicted="${cell.predicted}"]`);

@@ -6,6 +6,7 @@
 import { MSG } from './protocol.js';
 
 const NAMES = { pretrained: 'the pretrained network', training: 'the network in training' };
+const capital = (text) => text[0].toUpperCase() + text.slice(1);
 
 /**
  * Fills `panel` (an empty <details>) and keeps it drawn. `store`: the page's state (its
@@ -109,7 +110,7 @@ export class ConfusionPanel {
     }
     this.status.textContent = '';
     this.caption.textContent =
-      `${NAMES[net]} at step ${e.step.toLocaleString('en')}: ${(e.accuracy * 100).toFixed(1)} % of ` +
+      `${capital(NAMES[net])} at step ${e.step.toLocaleString('en')}: ${(e.accuracy * 100).toFixed(1)} % of ` +
       `${e.count.toLocaleString('en')} held-out digits right. Rows: the true label; columns: the network's answer. ` +
       'Choose a cell to see its digits.';
     e.confusion.forEach((counts, label) => {

@@ -8,9 +8,8 @@ const GAP = 1;
 
 /** A canvas showing `count` tiles of h×w values, `cols` to a row, with reused ImageData. */
 class TileCanvas {
-  constructor(canvas, { count, h, w, cols }) {
-    this.shape = { count, h, w, cols };
-    const rows = Math.ceil(count / cols);
+  constructor(canvas, { count, h, w, cols, rows = Math.ceil(count / cols), at = (t) => [t % cols, Math.floor(t / cols)] }) {
+    this.shape = { count, h, w, cols, at };
     canvas.width = cols * (w + GAP) - GAP;
     canvas.height = rows * (h + GAP) - GAP;
     this.canvas = canvas;
@@ -25,15 +24,16 @@ class TileCanvas {
    * (activations after ReLU), scaled by the largest value.
    */
   draw(values, signed) {
-    const { count, h, w, cols } = this.shape;
+    const { count, h, w, cols, at } = this.shape;
     const data = this.image.data;
     const width = this.canvas.width;
     let scale = 0;
     if (values) for (let i = 0; i < values.length; i++) scale = Math.max(scale, Math.abs(values[i]));
     scale = scale > 0 ? 1 / scale : 0;
     for (let t = 0; t < count; t++) {
-      const x0 = (t % cols) * (w + GAP);
-      const y0 = Math.floor(t / cols) * (h + GAP);
+      const [col, row] = at(t);
+      const x0 = col * (w + GAP);
+      const y0 = row * (h + GAP);
       for (let y = 0; y < h; y++) {
         for (let x = 0; x < w; x++) {
           const v = values ? values[t * h * w + y * w + x] * scale : 0;
@@ -68,8 +68,8 @@ const MAPS = [
 ];
 const FILTERS = [
   { key: 'conv1', title: 'conv1: 6 filters of 5×5', count: 6, h: 5, w: 5, cols: 6 },
-  // Row o holds output channel o's six 5×5 kernels, one per input channel.
-  { key: 'conv2', title: 'conv2: 16 × 6 filters of 5×5', count: 96, h: 5, w: 5, cols: 6 },
+  // Column o holds output channel o's six 5×5 kernels, one per input channel, top to bottom.
+  { key: 'conv2', title: 'conv2: 16 × 6 filters of 5×5', count: 96, h: 5, w: 5, cols: 16, rows: 6, at: (t) => [Math.floor(t / 6), t % 6] },
 ];
 
 const TEMPLATE = `
@@ -256,7 +256,7 @@ export function createInsidePanels({ after, recognizer }) {
       return;
     }
     const p = `${(x.probabilities[x.class] * 100).toFixed(1)} %`;
-    const which = x.class === x.predicted ? `${x.class}, the network's answer` : `${x.class} (the answer is ${x.predicted})`;
+    const which = x.class === x.predicted ? `${x.class} (the network's answer)` : `${x.class} (the answer is ${x.predicted})`;
     text.textContent =
       x.evidence === 'nowhere'
         ? `Nothing in the drawing speaks for ${which}; its probability is ${p}.`
