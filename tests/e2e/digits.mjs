@@ -54,6 +54,8 @@ export function spline(points, perSegment = 6) {
 
 /** Draws strokes on the pad with the mouse: pointerdown, a run of pointermoves, pointerup. */
 export async function drawWithMouse(page, strokes, selector = '#pad') {
+  // A click elsewhere (a button further down the page) may have scrolled the pad out of view.
+  await page.locator(selector).scrollIntoViewIfNeeded();
   const box = await page.locator(selector).boundingBox();
   const at = ([x, y]) => [box.x + x * box.width, box.y + y * box.height];
   for (const stroke of strokes) {
@@ -67,6 +69,7 @@ export async function drawWithMouse(page, strokes, selector = '#pad') {
 
 /** Draws strokes with a finger, through the DevTools protocol's touch events. */
 export async function drawWithTouch(page, strokes, selector = '#pad') {
+  await page.locator(selector).scrollIntoViewIfNeeded();
   const box = await page.locator(selector).boundingBox();
   const at = ([x, y]) => ({ x: box.x + x * box.width, y: box.y + y * box.height, id: 1 });
   const cdp = await page.context().newCDPSession(page);

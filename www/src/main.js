@@ -16,6 +16,8 @@ import { createMessageHandlers } from './messages.js';
 import { bindControls } from './controls.js';
 import { bindCheckpointOffer, resumeTraining } from './checkpoint-offer.js';
 import { fetchWeights } from './weights-file.js';
+import { createInsidePanels } from './panels.js';
+import { ConfusionPanel } from './confusion.js';
 
 const WEIGHTS_URL = `${import.meta.env.BASE_URL}lenet5-mnist.safetensors`;
 const params = new URLSearchParams(location.search);
@@ -26,9 +28,10 @@ const pad = new DrawingPad(ui.pad);
 const charts = new TrainingCharts(ui.lossChart, ui.accChart);
 const recognizer = new Recognizer({ ui, store, pad, Model });
 
+const handlers = createMessageHandlers({ store, charts, recognizer });
 const client = new WorkerClient({
   createWorker: () => new Worker(new URL('./worker/worker.js', import.meta.url), { type: 'module', name: 'lenet-trainer' }),
-  handlers: createMessageHandlers({ store, charts, recognizer }),
+  handlers,
   // The worker sends the weights of the network that recognizes, whenever they change.
   onStart: (post) => post({ type: MSG.WATCH, net: store.get().recognizer }),
   onRestart: () => {
@@ -46,6 +49,15 @@ const client = new WorkerClient({
   },
   onFailed: (reason) => store.set({ worker: 'failed', error: reason }),
 });
+
+// "Inside the network": feature maps, filters, saliency, and the confusion matrix fed by EVAL.
+const inside = createInsidePanels({ after: ui.seen.closest('section'), recognizer });
+const confusion = new ConfusionPanel({ panel: inside.confusionPanel, store, client });
+const onEval = handlers[MSG.EVAL];
+handlers[MSG.EVAL] = (msg) => {
+  onEval(msg);
+  confusion.addEval(msg);
+};
 
 bindPadControls(pad, { undo: ui.undo, clear: ui.clear, hint: ui.padHint });
 bindRecognizerChoice({ ui, store });

@@ -22,6 +22,8 @@ export const MSG = Object.freeze({
   SAVE: 'save', // checkpoint now if there is unsaved progress (the page is being hidden)
   PING: 'ping', // { seq }: answered even while loading; silence means the worker is stuck
   CRASH: 'crash', // { how: 'throw' | 'hang' }: for the tests of recovery, sent only under ?test-crash
+  EVALUATE: 'evaluate', // { net }: a pass over the held-out digits now; its EVAL follows
+  CELL: 'cell', // { id, net, label, predicted }: the held-out digits of one cell of the confusion matrix
 
   // worker → page
   STATUS: 'status', // { text }: while loading
@@ -30,7 +32,7 @@ export const MSG = Object.freeze({
   STATE: 'state', // a network's state
   WAS_RESET: 'was-reset', // { from, ...state }: a fresh network; the page clears its charts
   STEPS: 'steps', // { steps: [{ step, loss, diverged? }], ...state }: the losses of the last slice, NaN kept
-  EVAL: 'eval', // { net, step, accuracy, loss, count }: on the held-out digits
+  EVAL: 'eval', // { net, step, accuracy, loss, count, per_class: [10], confusion: [10][10] }: on the held-out digits
   DIVERGED: 'diverged', // { net, step, message }: training is paused, the last good weights restored
   WEIGHTS_CHANGED: 'weights-changed', // { net, bytes: Uint8Array, step }: for the page's copy of a WATCHed network
   SETTINGS: 'settings', // { id, ...state }
@@ -43,6 +45,7 @@ export const MSG = Object.freeze({
   CHECKPOINTS_UNAVAILABLE: 'checkpoints-unavailable', // { message }: storage refused; training goes on
   PONG: 'pong', // { seq }
   ERROR: 'error', // { id?, op, message }: a request failed and changed nothing
+  CELL_DIGITS: 'cell-digits', // { id, net, label, predicted, step, total, digits: [{ index, pixels: Uint8Array(784), probabilities: [10] }] }
 });
 
 /** The networks the worker hosts. */

@@ -33,6 +33,7 @@ export class Recognizer {
     this.seenCtx = ui.seen.getContext('2d');
     this.seenImage = this.seenCtx.createImageData(28, 28);
     this.bars = [];
+    this.watchers = new Set(); // see watch()
     for (let d = 0; d < 10; d++) {
       const li = document.createElement('li');
       li.innerHTML = `<span class="label">${d}</span><span class="track"><span class="fill"></span></span><span class="value">–</span>`;
@@ -97,6 +98,15 @@ export class Recognizer {
   #predict() {
     const copy = this.copies.get(this.store.get().recognizer);
     this.#showProbabilities(this.pixels && copy ? copy.model.predict(this.pixels) : null);
+    for (const watcher of this.watchers) watcher({ pixels: this.pixels, model: copy?.model ?? null, net: this.store.get().recognizer });
+  }
+
+  /** Calls `watcher({ pixels, model, net })` whenever the input or the chosen network's copy
+   * changed: `pixels` the Float32Array(784) input or null, `model` the copy (borrowed: valid until
+   * the next call) or null. Returns a function that stops watching. */
+  watch(watcher) {
+    this.watchers.add(watcher);
+    return () => this.watchers.delete(watcher);
   }
 
   #showName() {

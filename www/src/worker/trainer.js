@@ -128,8 +128,8 @@ export class Trainer {
     const report = network.session.evaluate(EVAL_CHUNK);
     if (!report) return;
     network.evaluating = false;
-    const { step, accuracy, loss, count } = report;
-    this.post({ type: MSG.EVAL, net: network.name, step, accuracy, loss, count });
+    const { step, accuracy, loss, count, per_class, confusion } = report;
+    this.post({ type: MSG.EVAL, net: network.name, step, accuracy, loss, count, per_class, confusion });
   }
 
   #trainSlice(network) {

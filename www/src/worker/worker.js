@@ -9,6 +9,7 @@ import { loadDigits } from './data.js';
 import { fetchWeights } from '../weights-file.js';
 import { CheckpointStore, Checkpointer, describeCheckpoint } from './checkpoints.js';
 import { Network, Trainer } from './trainer.js';
+import { HeldOutPredictions } from './heldout.js';
 
 // The page's copy of a watched network is refreshed at most this often while it trains.
 const PUBLISH_EVERY_MS = 250;
@@ -174,7 +175,15 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       for (const n of networks.values()) checkpointer.maybeSave(n, true);
     },
     [MSG.CRASH]: ({ how }) => crash(how),
+    // The confusion matrix: a pass over the held-out digits, and the digits behind one of its cells.
+    [MSG.EVALUATE]: ({ net }) => {
+      const n = network(net);
+      feed(n.session);
+      trainer.evaluate(n);
+    },
+    [MSG.CELL]: ({ net, label, predicted }) => ({ type: MSG.CELL_DIGITS, ...heldOut.cell(network(net), label, predicted) }),
   };
+  const heldOut = new HeldOutPredictions(digits.test);
 
   const answer = (id, reply) => {
     if (!reply) return;
