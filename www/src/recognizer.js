@@ -2,16 +2,24 @@
 // through an inference-only copy of the chosen network, once per animation frame. The copies come
 // from weights: the pretrained file the page fetched, or what the worker posts whenever a
 // network changed. Recognizing never waits for the worker.
-import { preprocess_canvas } from 'lenet-wasm';
+import { preprocess_strokes } from 'lenet-wasm';
 
 const NAMES = { pretrained: 'pretrained network', training: 'network in training' };
+
+/** The pad's drawing as the core renders it from the strokes (the same renderer, bit for bit,
+ * as `lenet eval --unipen`): `{ status: 'digit' | 'empty' | 'too_small', pixels }`, `pixels` a
+ * Float32Array(784) in [0, 1] or null. */
+export function readDrawing(pad) {
+  if (pad.empty) return { status: 'empty', pixels: null };
+  const { xy, ends, width, height } = pad.strokes();
+  const drawn = preprocess_strokes(xy, ends, width, height);
+  return { status: drawn.status, pixels: drawn.pixels ?? null };
+}
 
 /** The pad's drawing as the network's input: Float32Array(784) in [0, 1], or null when the pad
  * holds no digit. */
 export function toModelInput(pad) {
-  if (pad.empty) return null;
-  const { rgba, width, height } = pad.pixels();
-  return preprocess_canvas(rgba, width, height) ?? null;
+  return readDrawing(pad).pixels;
 }
 
 /**
@@ -90,7 +98,9 @@ export class Recognizer {
   recognize() {
     this.frame = 0;
     if (!this.enabled) return;
-    this.pixels = toModelInput(this.pad);
+    const drawing = readDrawing(this.pad);
+    this.pixels = drawing.pixels;
+    this.status = drawing.status;
     this.#drawSeen();
     this.#predict();
   }
@@ -134,7 +144,9 @@ export class Recognizer {
     if (!probabilities) {
       ui.predicted.textContent = '–';
       ui.predicted.dataset.digit = '';
-      ui.confidence.textContent = 'Draw to see a prediction';
+      // A tap or a dot is no digit: say so rather than guess.
+      ui.confidence.textContent =
+        this.status === 'too_small' ? 'Too small to be a digit: draw it bigger' : 'Draw to see a prediction';
       for (const bar of this.bars) {
         bar.fill.style.transform = 'scaleX(0)';
         bar.value.textContent = '–';
