@@ -21,6 +21,7 @@ export const MSG = Object.freeze({
   DISCARD_CHECKPOINT: 'discard-checkpoint', // { id, net }
   SAVE: 'save', // checkpoint now if there is unsaved progress (the page is being hidden)
   PING: 'ping', // { seq }: answered even while loading; silence means the worker is stuck
+  TEACH: 'teach', // { id, net, images: Uint8Array(n·784), labels: Uint8Array(n) }: fine-tune on a person's digits (worker/teach.js)
   CRASH: 'crash', // { how: 'throw' | 'hang' }: for the tests of recovery, sent only under ?test-crash
 
   // worker → page
@@ -41,6 +42,7 @@ export const MSG = Object.freeze({
   CHECKPOINT_SAVED: 'checkpoint-saved', // { net, step, savedAt }
   CHECKPOINT_DISCARDED: 'checkpoint-discarded', // { id, net }
   CHECKPOINTS_UNAVAILABLE: 'checkpoints-unavailable', // { message }: storage refused; training goes on
+  TAUGHT: 'taught', // { id, net, before: { mine, mnist }, after: { mine, mnist }, held, steps, teachMs, evalMs }
   PONG: 'pong', // { seq }
   ERROR: 'error', // { id?, op, message }: a request failed and changed nothing
 });

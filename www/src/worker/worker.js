@@ -9,6 +9,7 @@ import { loadDigits } from './data.js';
 import { fetchWeights } from '../weights-file.js';
 import { CheckpointStore, Checkpointer, describeCheckpoint } from './checkpoints.js';
 import { Network, Trainer } from './trainer.js';
+import { createTeach } from './teach.js';
 
 // The page's copy of a watched network is refreshed at most this often while it trains.
 const PUBLISH_EVERY_MS = 250;
@@ -174,6 +175,23 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       for (const n of networks.values()) checkpointer.maybeSave(n, true);
     },
     [MSG.CRASH]: ({ how }) => crash(how),
+  };
+  // Teaching a person's handwriting (teach.js): the network stops training while it is tuned.
+  const teach = createTeach({
+    digits,
+    prepare: (net) => {
+      const n = network(net);
+      n.stop(new Error('paused to learn your handwriting'));
+      n.evaluating = false;
+      feed(n.session);
+      return n;
+    },
+  });
+  handlers[MSG.TEACH] = async (message) => {
+    const report = await teach(message);
+    trainer.evaluate(network(message.net));
+    post({ type: MSG.STATE, ...network(message.net).state() });
+    return { type: MSG.TAUGHT, ...report };
   };
 
   const answer = (id, reply) => {
