@@ -217,8 +217,8 @@ export function bindTeach({ pad, client, store, downloadWeights, shippedWeights,
   exportJson.addEventListener('click', () => save('my-digits.json', digitsToJson(digits), 'application/json'));
   exportIdx.addEventListener('click', async () => {
     const { images, labels } = digitsToIdx(digits);
-    save('my-digits-images-idx3-ubyte.gz', await gzip(images), 'application/gzip');
-    save('my-digits-labels-idx1-ubyte.gz', await gzip(labels), 'application/gzip');
+    save('train-images-idx3-ubyte.gz', await gzip(images), 'application/gzip');
+    save('train-labels-idx1-ubyte.gz', await gzip(labels), 'application/gzip');
   });
   importButton.addEventListener('click', () => importFile.click());
   importFile.addEventListener('change', () => {
