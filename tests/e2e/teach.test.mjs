@@ -18,12 +18,13 @@ const arc = (cx, cy, rx, ry, from, to, n = 20) =>
 
 // Unusual ways of writing a digit: which of them the pretrained network misreads is measured.
 const STYLES = {
-  'flagged 1 with a base': { label: 1, strokes: [[[0.3, 0.4], [0.42, 0.3], [0.55, 0.17], [0.55, 0.5], [0.55, 0.82]], [[0.3, 0.83], [0.55, 0.83], [0.8, 0.83]]] },
+  'hook-flag 1': { label: 1, strokes: [[[0.3, 0.24], [0.46, 0.2], [0.6, 0.17], [0.6, 0.5], [0.6, 0.85]]] },
+  'hook-flag 1 with a base': { label: 1, strokes: [[[0.3, 0.24], [0.46, 0.2], [0.6, 0.17], [0.6, 0.5], [0.6, 0.82]], [[0.4, 0.83], [0.6, 0.83], [0.8, 0.83]]] },
+  'serif 1': { label: 1, strokes: [[[0.34, 0.2], [0.66, 0.2]], [[0.5, 0.2], [0.5, 0.82]], [[0.34, 0.82], [0.66, 0.82]]] },
+  'Z-shaped 2': { label: 2, strokes: [[[0.3, 0.22], [0.5, 0.22], [0.7, 0.22], [0.5, 0.5], [0.3, 0.8], [0.5, 0.8], [0.72, 0.8]]] },
   'long-flag 1': { label: 1, strokes: [[[0.25, 0.45], [0.4, 0.32], [0.58, 0.16], [0.56, 0.5], [0.55, 0.84]]] },
-  'slashed 0': { label: 0, strokes: [arc(0.5, 0.5, 0.2, 0.3, -Math.PI / 2, -Math.PI / 2 - TAU * 1.02, 30), [[0.33, 0.78], [0.5, 0.5], [0.67, 0.22]]] },
-  'crossed 7': { label: 7, strokes: [[[0.28, 0.22], [0.5, 0.21], [0.72, 0.2], [0.6, 0.42], [0.5, 0.62], [0.42, 0.84]], [[0.38, 0.52], [0.56, 0.52], [0.74, 0.52]]] },
-  'open-top 4': { label: 4, strokes: [[[0.3, 0.18], [0.3, 0.4], [0.32, 0.56], [0.52, 0.56], [0.74, 0.56]], [[0.68, 0.18], [0.67, 0.5], [0.66, 0.86]]] },
-  'flat-top 9': { label: 9, strokes: [[[0.66, 0.22], [0.4, 0.22], [0.36, 0.36], [0.45, 0.48], [0.66, 0.44], [0.66, 0.22], [0.66, 0.55], [0.66, 0.86]]] },
+  'steep-flag 1': { label: 1, strokes: [[[0.18, 0.6], [0.4, 0.38], [0.62, 0.15], [0.6, 0.5], [0.58, 0.86]]] },
+  'flat-top 3': { label: 3, strokes: [[[0.3, 0.2], [0.5, 0.2], [0.7, 0.2], [0.55, 0.35], [0.45, 0.45], [0.6, 0.5], [0.7, 0.64], [0.62, 0.8], [0.45, 0.84], [0.3, 0.78]]] },
 };
 
 /** A seeded variant of `strokes` as a hand would redraw it: shifted, scaled, sheared, wobbly. */
@@ -75,13 +76,13 @@ test('teaching the recognizer a handwriting it misreads: labelling, gallery, tea
     // The two styles the pretrained network reads worst (two variants each).
     const misread = [];
     for (const [name, style] of Object.entries(STYLES)) {
-      const right = await score(page, [100, 101, 102].map((seed) => [style.label, variant(style.strokes, seed)]));
+      const right = await score(page, [100, 101].map((seed) => [style.label, variant(style.strokes, seed)]));
       misread.push({ name, right });
     }
     misread.sort((a, b) => a.right - b.right);
-    console.log(`# pretrained reads right (of 3): ${misread.map((m) => `${m.name} ${m.right}`).join(', ')}`);
+    console.log(`# pretrained reads right (of 2): ${misread.map((m) => `${m.name} ${m.right}`).join(', ')}`);
     const chosen = misread.slice(0, 2).map((m) => m.name);
-    assert.ok(misread[0].right < 3, 'every style was read right: there is nothing to teach');
+    assert.ok(misread[0].right < 2, 'every style was read right: there is nothing to teach');
 
     // Label 5 of each: the first style by tapping the digit button, the second by key.
     for (const [k, name] of chosen.entries()) {

@@ -10,7 +10,7 @@ export const TEACH_STEPS = 40;
 // Replay digits sampled to balance the person's (the person's are repeated to match).
 const REPLAY_COUNT = 256;
 // A low constant rate: the network is already good and must not forget MNIST.
-const TEACH_SETTINGS = { learning_rate: 0.01, schedule: 'constant', batch_size: 32, seed: 0 };
+const TEACH_SETTINGS = { learning_rate: 0.003, schedule: 'constant', batch_size: 32, seed: 0 };
 const SLICE_MS = 40;
 const PIXELS = 784;
 
@@ -93,7 +93,8 @@ export function createTeach({ prepare, digits }) {
       const mineBefore = accuracyOn(n.session, heldOut);
       const mixed = fine_tune_data(learn.images, learn.labels, digits.train.images, digits.train.labels, REPLAY_COUNT, labels.length);
       tuner = Session.from_safetensors(n.session.to_safetensors(), { ...n.session.settings(), ...TEACH_SETTINGS });
-      tuner.set_train_data(mixed.images, mixed.labels);
+      // The bytes may cross as plain arrays of numbers.
+      tuner.set_train_data(Uint8Array.from(mixed.images), Uint8Array.from(mixed.labels));
       let teachMs = 0;
       let steps = 0;
       while (steps < TEACH_STEPS) {
