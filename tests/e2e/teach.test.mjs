@@ -116,7 +116,6 @@ test('teaching the recognizer a handwriting it misreads: labelling, gallery, tea
         `(+ ${report.evalMs.toFixed(0)} ms evaluating); page shows "${shown}"`,
     );
     assert.ok(after > before, `held-out drawings read right ${before} → ${after}: teaching did not help`);
-    assert.ok(Math.abs(report.after.mnist - report.before.mnist) <= 0.003, `MNIST held-out accuracy moved ${report.before.mnist} → ${report.after.mnist}`);
     assert.ok(report.teachMs <= 2000, `teaching took ${report.teachMs} ms of worker time`);
     assert.match(shown, /→.*→/);
 
@@ -136,6 +135,9 @@ test('teaching the recognizer a handwriting it misreads: labelling, gallery, tea
     await page.click('#teach-gallery li:first-child .teach-delete');
     assert.equal(await page.locator('#teach-gallery li').count(), 9);
     assertClean(browser);
+    // Last, so that everything above is checked whatever it says.
+    assert.ok(Math.abs(report.after.mnist - report.before.mnist) <= 0.003, `MNIST held-out accuracy moved ${report.before.mnist} → ${report.after.mnist}`);
+
   } finally {
     await browser.close();
   }

@@ -5,8 +5,11 @@
 // optimizer state and data order are untouched; the tuned weights are then loaded into it.
 import { Session, fine_tune_data } from 'lenet-wasm';
 
-// The budget: a fixed number of steps, far under 2 s of worker time on two cores.
-export const TEACH_STEPS = 40;
+// The budget: at most this many steps and at most BUDGET_MS of stepping (under 2 s of worker
+// time on two cores). Replay needs steps: the first few move the network toward the person's
+// digits, the later ones recover MNIST.
+export const TEACH_STEPS = 150;
+const BUDGET_MS = 1500;
 // Replay digits sampled to balance the person's (the person's are repeated to match).
 const REPLAY_COUNT = 256;
 // A low constant rate: the network is already good and must not forget MNIST.
@@ -97,9 +100,9 @@ export function createTeach({ prepare, digits }) {
       tuner.set_train_data(Uint8Array.from(mixed.images), Uint8Array.from(mixed.labels));
       let teachMs = 0;
       let steps = 0;
-      while (steps < TEACH_STEPS) {
+      while (steps < TEACH_STEPS && teachMs < BUDGET_MS) {
         const start = performance.now();
-        while (steps < TEACH_STEPS && performance.now() - start < SLICE_MS) {
+        while (steps < TEACH_STEPS && performance.now() - start < SLICE_MS && teachMs + performance.now() - start < BUDGET_MS) {
           const result = tuner.step();
           if (result.diverged !== null) throw new Error(`teaching diverged: ${result.diverged}`);
           steps++;
