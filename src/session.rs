@@ -873,25 +873,37 @@ impl Settings {
 }
 
 /// The training digits for fine-tuning a network on a person's own digits without forgetting
-/// the rest: `mine` repeated (whole copies, in order) until it holds about `replay_count`
-/// digits, followed by `replay_count` digits sampled without replacement from `replay`
+/// the rest: `mine` repeated (whole copies, in order) until it makes up about `mine_share` of the
+/// result, followed by `replay_count` digits sampled without replacement from `replay`
 /// (rehearsal, as in Robins 1995, "Catastrophic forgetting, rehearsal and pseudorehearsal").
-/// The two halves are the same size, so a batch drawn from the result is about half the
-/// person's digits and half replay whatever the sizes; the session shuffles the order.
+/// A batch drawn from the result (the session shuffles it) then holds about `mine_share` of the
+/// person's digits whatever the sizes: 0.5 balances the two; less forgets less.
 ///
-/// `mine` is repeated `max(1, round(replay_count / mine.len()))` times. The replay sample is
-/// the first `replay_count` of [`shuffled_indices`]`(replay.len(), seed, 0)`, so it is a
-/// function of the seed only; `replay_count` above `replay.len()` takes all of `replay`.
-/// With `replay_count == 0` the result is `mine` alone.
+/// `mine` is repeated `max(1, round(replay_count · mine_share / (1 − mine_share) / mine.len()))`
+/// times. The replay sample is the first `replay_count` of
+/// [`shuffled_indices`]`(replay.len(), seed, 0)`, so it is a function of the seed only;
+/// `replay_count` above `replay.len()` takes all of `replay`. With `replay_count == 0` the result
+/// is `mine` alone.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] when `mine` is empty (there is nothing to fine-tune on).
-pub fn fine_tune_data(mine: &Digits, replay: &Digits, replay_count: usize, seed: u64) -> Result<Digits> {
+/// [`Error::InvalidInput`] when `mine` is empty (there is nothing to fine-tune on) or
+/// `mine_share` is not in (0, 1).
+pub fn fine_tune_data(
+    mine: &Digits,
+    replay: &Digits,
+    replay_count: usize,
+    mine_share: f64,
+    seed: u64,
+) -> Result<Digits> {
     if mine.is_empty() {
         return Err(Error::InvalidInput("fine-tuning needs at least one of the person's digits".into()));
     }
+    if !(mine_share > 0.0 && mine_share < 1.0) {
+        return Err(Error::InvalidInput(format!("mine_share must be in (0, 1), got {mine_share}")));
+    }
     let replay_count = replay_count.min(replay.len());
-    let copies = ((replay_count as f64 / mine.len() as f64).round() as usize).max(1);
+    let wanted = replay_count as f64 * mine_share / (1.0 - mine_share);
+    let copies = ((wanted / mine.len() as f64).round() as usize).max(1);
     let total = copies * mine.len() + replay_count;
     let mut images = Vec::with_capacity(total * IMAGE_PIXELS);
     let mut labels = Vec::with_capacity(total);
@@ -921,7 +933,7 @@ mod fine_tune_tests {
     fn mine_is_repeated_to_balance_a_seeded_replay_sample() {
         let mine = digits(200, 4);
         let replay = digits(0, 100);
-        let mixed = fine_tune_data(&mine, &replay, 20, 7).unwrap();
+        let mixed = fine_tune_data(&mine, &replay, 20, 0.5, 7).unwrap();
         // 20 / 4 = 5 copies of mine, then 20 replay digits.
         assert_eq!(mixed.len(), 40);
         for copy in 0..5 {
@@ -938,8 +950,12 @@ mod fine_tune_tests {
             assert_eq!(mixed.labels()[20 + i], p % 10, "a replay digit keeps its label");
         }
         // The sample depends on the seed alone.
-        assert_eq!(fine_tune_data(&mine, &replay, 20, 7).unwrap(), mixed);
-        assert_ne!(fine_tune_data(&mine, &replay, 20, 8).unwrap(), mixed);
+        assert_eq!(fine_tune_data(&mine, &replay, 20, 0.5, 7).unwrap(), mixed);
+        assert_ne!(fine_tune_data(&mine, &replay, 20, 0.5, 8).unwrap(), mixed);
+        // A share of 0.2: 20 · 0.25 / 4 = 1.25 → one copy of mine.
+        assert_eq!(fine_tune_data(&mine, &replay, 20, 0.2, 7).unwrap().len(), 4 + 20);
+        let err = fine_tune_data(&mine, &replay, 20, 1.0, 7).unwrap_err();
+        assert!(err.to_string().contains("mine_share"), "{err}");
     }
 
     #[test]
@@ -947,15 +963,15 @@ mod fine_tune_tests {
         let mine = digits(200, 3);
         let replay = digits(0, 5);
         // Asking for more replay than there is takes all of it.
-        let mixed = fine_tune_data(&mine, &replay, 50, 0).unwrap();
+        let mixed = fine_tune_data(&mine, &replay, 50, 0.5, 0).unwrap();
         assert_eq!(mixed.len(), 2 * 3 + 5);
-        let alone = fine_tune_data(&mine, &replay, 0, 0).unwrap();
+        let alone = fine_tune_data(&mine, &replay, 0, 0.5, 0).unwrap();
         assert_eq!(alone, mine);
     }
 
     #[test]
     fn no_digits_of_mine_is_an_error() {
-        let err = fine_tune_data(&Digits::default(), &digits(0, 5), 5, 0).unwrap_err();
+        let err = fine_tune_data(&Digits::default(), &digits(0, 5), 5, 0.5, 0).unwrap_err();
         assert!(err.to_string().contains("at least one"), "{err}");
     }
 }
