@@ -871,3 +871,107 @@ impl Settings {
         Ok(settings)
     }
 }
+
+/// The training digits for fine-tuning a network on a person's own digits without forgetting
+/// the rest: `mine` repeated (whole copies, in order) until it makes up about `mine_share` of the
+/// result, followed by `replay_count` digits sampled without replacement from `replay`
+/// (rehearsal, as in Robins 1995, "Catastrophic forgetting, rehearsal and pseudorehearsal").
+/// A batch drawn from the result (the session shuffles it) then holds about `mine_share` of the
+/// person's digits whatever the sizes: 0.5 balances the two; less forgets less.
+///
+/// `mine` is repeated `max(1, round(replay_count · mine_share / (1 − mine_share) / mine.len()))`
+/// times. The replay sample is the first `replay_count` of
+/// [`shuffled_indices`]`(replay.len(), seed, 0)`, so it is a function of the seed only;
+/// `replay_count` above `replay.len()` takes all of `replay`. With `replay_count == 0` the result
+/// is `mine` alone.
+///
+/// # Errors
+/// [`Error::InvalidInput`] when `mine` is empty (there is nothing to fine-tune on) or
+/// `mine_share` is not in (0, 1).
+pub fn fine_tune_data(
+    mine: &Digits,
+    replay: &Digits,
+    replay_count: usize,
+    mine_share: f64,
+    seed: u64,
+) -> Result<Digits> {
+    if mine.is_empty() {
+        return Err(Error::InvalidInput("fine-tuning needs at least one of the person's digits".into()));
+    }
+    if !(mine_share > 0.0 && mine_share < 1.0) {
+        return Err(Error::InvalidInput(format!("mine_share must be in (0, 1), got {mine_share}")));
+    }
+    let replay_count = replay_count.min(replay.len());
+    let wanted = replay_count as f64 * mine_share / (1.0 - mine_share);
+    let copies = ((wanted / mine.len() as f64).round() as usize).max(1);
+    let total = copies * mine.len() + replay_count;
+    let mut images = Vec::with_capacity(total * IMAGE_PIXELS);
+    let mut labels = Vec::with_capacity(total);
+    for _ in 0..copies {
+        images.extend_from_slice(mine.images());
+        labels.extend_from_slice(mine.labels());
+    }
+    for &i in shuffled_indices(replay.len(), seed, 0).iter().take(replay_count) {
+        images.extend_from_slice(replay.image(i));
+        labels.push(replay.labels()[i]);
+    }
+    Digits::new(images, labels)
+}
+
+#[cfg(test)]
+mod fine_tune_tests {
+    use super::*;
+
+    /// `n` digits whose every pixel is `first + i` and whose label is `(first + i) % 10`.
+    fn digits(first: u8, n: usize) -> Digits {
+        let images = (0..n).flat_map(|i| vec![first + i as u8; IMAGE_PIXELS]).collect();
+        let labels = (0..n).map(|i| (first + i as u8) % 10).collect();
+        Digits::new(images, labels).unwrap()
+    }
+
+    #[test]
+    fn mine_is_repeated_to_balance_a_seeded_replay_sample() {
+        let mine = digits(200, 4);
+        let replay = digits(0, 100);
+        let mixed = fine_tune_data(&mine, &replay, 20, 0.5, 7).unwrap();
+        // 20 / 4 = 5 copies of mine, then 20 replay digits.
+        assert_eq!(mixed.len(), 40);
+        for copy in 0..5 {
+            assert_eq!(&mixed.labels()[copy * 4..copy * 4 + 4], mine.labels());
+            assert_eq!(mixed.image(copy * 4 + 3)[0], 203);
+        }
+        let sample: Vec<u8> = (20..40).map(|i| mixed.image(i)[0]).collect();
+        let mut distinct = sample.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 20, "replay is sampled without replacement");
+        assert!(sample.iter().all(|&p| p < 100));
+        for (i, &p) in sample.iter().enumerate() {
+            assert_eq!(mixed.labels()[20 + i], p % 10, "a replay digit keeps its label");
+        }
+        // The sample depends on the seed alone.
+        assert_eq!(fine_tune_data(&mine, &replay, 20, 0.5, 7).unwrap(), mixed);
+        assert_ne!(fine_tune_data(&mine, &replay, 20, 0.5, 8).unwrap(), mixed);
+        // A share of 0.2: 20 · 0.25 / 4 = 1.25 → one copy of mine.
+        assert_eq!(fine_tune_data(&mine, &replay, 20, 0.2, 7).unwrap().len(), 4 + 20);
+        let err = fine_tune_data(&mine, &replay, 20, 1.0, 7).unwrap_err();
+        assert!(err.to_string().contains("mine_share"), "{err}");
+    }
+
+    #[test]
+    fn small_replay_and_zero_replay() {
+        let mine = digits(200, 3);
+        let replay = digits(0, 5);
+        // Asking for more replay than there is takes all of it.
+        let mixed = fine_tune_data(&mine, &replay, 50, 0.5, 0).unwrap();
+        assert_eq!(mixed.len(), 2 * 3 + 5);
+        let alone = fine_tune_data(&mine, &replay, 0, 0.5, 0).unwrap();
+        assert_eq!(alone, mine);
+    }
+
+    #[test]
+    fn no_digits_of_mine_is_an_error() {
+        let err = fine_tune_data(&Digits::default(), &digits(0, 5), 5, 0.5, 0).unwrap_err();
+        assert!(err.to_string().contains("at least one"), "{err}");
+    }
+}

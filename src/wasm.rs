@@ -493,6 +493,32 @@ pub fn read_idx(
     to_js(&DigitsJs { images: digits.images().to_vec(), labels: digits.labels().to_vec(), count })
 }
 
+/// The training digits for fine-tuning on a person's own digits with MNIST replay
+/// (`session::fine_tune_data`): `replay_count` digits sampled (seeded, without replacement) from
+/// the replay digits, and the person's repeated to make up about `mine_share` (in (0, 1)) of all. Returns
+/// `{ images: Uint8Array(n × 784), labels: Uint8Array(n), count: n }` for
+/// `Session.set_train_data`. Throws when the person's digits are empty or either pair is not
+/// n × 784 pixels with n labels 0–9.
+#[wasm_bindgen]
+pub fn fine_tune_data(
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] mine_images: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] mine_labels: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] replay_images: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] replay_labels: &JsValue,
+    replay_count: u32,
+    mine_share: f64,
+    seed: u32,
+) -> Result<JsValue, JsError> {
+    let mine =
+        Digits::new(u8_array(mine_images, "mine_images")?, u8_array(mine_labels, "mine_labels")?).map_err(js_error)?;
+    let replay = Digits::new(u8_array(replay_images, "replay_images")?, u8_array(replay_labels, "replay_labels")?)
+        .map_err(js_error)?;
+    let mixed = crate::session::fine_tune_data(&mine, &replay, replay_count as usize, mine_share, u64::from(seed))
+        .map_err(js_error)?;
+    let count = mixed.len();
+    to_js(&DigitsJs { images: mixed.images().to_vec(), labels: mixed.labels().to_vec(), count })
+}
+
 /// Sets `object[key] = value`; `Reflect.set` fails only on a frozen object, never on a fresh one.
 fn set(object: &js_sys::Object, key: &str, value: &JsValue) {
     js_sys::Reflect::set(object, &JsValue::from_str(key), value).expect("a fresh object takes any key");

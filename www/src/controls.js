@@ -44,21 +44,7 @@ export function bindControls({ ui, store, client, charts }) {
     }
   });
 
-  ui.download.addEventListener('click', async () => {
-    try {
-      const { bytes, step } = await client.request({ type: MSG.EXPORT, net: NET });
-      const url = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
-      const a = document.createElement('a');
-      a.href = url;
-      a.download = `lenet5-step${step}.safetensors`;
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 10_000);
-    } catch (error) {
-      fail(error, 'Could not export the weights: ');
-    }
-  });
+  ui.download.addEventListener('click', () => downloadWeights(client, NET).catch((error) => fail(error, 'Could not export the weights: ')));
   ui.load.addEventListener('click', () => ui.loadFile.click());
   ui.loadFile.addEventListener('change', async () => {
     const file = ui.loadFile.files?.[0];
@@ -153,4 +139,18 @@ function render(ui, charts, state, previous) {
       ui.checkpointStatus.dataset.step = String(saved.step);
     }
   }
+}
+
+/** Saves network `net`'s weights as a .safetensors file (the training panel's and the teaching
+ * panel's download). */
+export async function downloadWeights(client, net) {
+  const { bytes, step } = await client.request({ type: MSG.EXPORT, net });
+  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = net === NET ? `lenet5-step${step}.safetensors` : `lenet5-${net}-tuned.safetensors`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }

@@ -13,7 +13,8 @@ import { TrainingCharts } from './charts.js';
 import { Recognizer, bindRecognizerChoice } from './recognizer.js';
 import { WorkerClient } from './worker-client.js';
 import { createMessageHandlers } from './messages.js';
-import { bindControls } from './controls.js';
+import { bindControls, downloadWeights } from './controls.js';
+import { bindTeach } from './teach.js';
 import { bindCheckpointOffer, resumeTraining } from './checkpoint-offer.js';
 import { fetchWeights } from './weights-file.js';
 import { createInsidePanels } from './panels.js';
@@ -64,6 +65,13 @@ bindRecognizerChoice({ ui, store });
 bindStatusPill({ ui, store });
 bindControls({ ui, store, client, charts });
 bindCheckpointOffer({ ui, store, client, charts });
+const teach = bindTeach({
+  pad,
+  client,
+  store,
+  downloadWeights: (net) => downloadWeights(client, net).catch((error) => store.set({ error: `Could not export the weights: ${error.message}` })),
+  shippedWeights: () => fetchWeights(WEIGHTS_URL),
+});
 store.subscribe((state, previous) => {
   if (state.recognizer !== previous.recognizer) client.post({ type: MSG.WATCH, net: state.recognizer });
   if (state.page !== previous.page) ui.body.dataset.ready = state.page === 'ready' ? 'true' : state.page;
@@ -82,6 +90,7 @@ window.lenetPage = Object.freeze({
   // ?test-hooks: exact step counts and the raw weights and strokes, for the tests of resuming and drawing.
   ...(params.has('test-hooks') && {
     strokes: () => pad.strokes(),
+    teach,
     resetTraining: (seed) => client.post({ type: MSG.RESET, net: 'training', from: 'scratch', seed }),
     trainSteps: async (count) => describeTraining(await client.request({ type: MSG.TRAIN_STEPS, net: 'training', count })),
     resumeCheckpoint: async () => describeTraining(await resumeTraining({ store, client, charts }, false)),

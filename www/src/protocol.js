@@ -21,6 +21,7 @@ export const MSG = Object.freeze({
   DISCARD_CHECKPOINT: 'discard-checkpoint', // { id, net }
   SAVE: 'save', // checkpoint now if there is unsaved progress (the page is being hidden)
   PING: 'ping', // { seq }: answered even while loading; silence means the worker is stuck
+  TEACH: 'teach', // { id, net, images: Uint8Array(n·784), labels: Uint8Array(n) }: fine-tune on a person's digits (worker/teach.js)
   CRASH: 'crash', // { how: 'throw' | 'hang' }: for the tests of recovery, sent only under ?test-crash
   EVALUATE: 'evaluate', // { net }: a pass over the held-out digits now; its EVAL follows
   CELL: 'cell', // { id, net, label, predicted }: the held-out digits of one cell of the confusion matrix
@@ -43,6 +44,7 @@ export const MSG = Object.freeze({
   CHECKPOINT_SAVED: 'checkpoint-saved', // { net, step, savedAt }
   CHECKPOINT_DISCARDED: 'checkpoint-discarded', // { id, net }
   CHECKPOINTS_UNAVAILABLE: 'checkpoints-unavailable', // { message }: storage refused; training goes on
+  TAUGHT: 'taught', // { id, net, before: { mine, mnist }, after: { mine, mnist }, held, steps, teachMs, evalMs }
   PONG: 'pong', // { seq }
   ERROR: 'error', // { id?, op, message }: a request failed and changed nothing
   CELL_DIGITS: 'cell-digits', // { id, net, label, predicted, step, total, digits: [{ index, pixels: Uint8Array(784), probabilities: [10] }] }

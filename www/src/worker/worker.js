@@ -10,6 +10,7 @@ import { fetchWeights } from '../weights-file.js';
 import { CheckpointStore, Checkpointer, describeCheckpoint } from './checkpoints.js';
 import { Network, Trainer } from './trainer.js';
 import { HeldOutPredictions } from './heldout.js';
+import { createTeach } from './teach.js';
 
 // The page's copy of a watched network is refreshed at most this often while it trains.
 const PUBLISH_EVERY_MS = 250;
@@ -184,6 +185,23 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
     [MSG.CELL]: ({ net, label, predicted }) => ({ type: MSG.CELL_DIGITS, ...heldOut.cell(network(net), label, predicted) }),
   };
   const heldOut = new HeldOutPredictions(digits.test);
+  // Teaching a person's handwriting (teach.js): the network stops training while it is tuned.
+  const teach = createTeach({
+    digits,
+    prepare: (net) => {
+      const n = network(net);
+      n.stop(new Error('paused to learn your handwriting'));
+      n.evaluating = false;
+      feed(n.session);
+      return n;
+    },
+  });
+  handlers[MSG.TEACH] = async (message) => {
+    const report = await teach(message);
+    trainer.evaluate(network(message.net));
+    post({ type: MSG.STATE, ...network(message.net).state() });
+    return { type: MSG.TAUGHT, ...report };
+  };
 
   const answer = (id, reply) => {
     if (!reply) return;
