@@ -112,7 +112,6 @@ export async function gzip(bytes) {
 
 /** The digits of a pair of IDX files (plain or gzipped), read by the core: throws naming the file. */
 export function digitsFromIdx(images, imagesName, labels, labelsName) {
-  const { images: px, labels: lb, count } = read_idx(images, imagesName, labels, labelsName);
-  const pixels = Uint8Array.from(px);
+  const { images: pixels, labels: lb, count } = read_idx(images, imagesName, labels, labelsName);
   return Array.from({ length: count }, (_, i) => ({ label: lb[i], pixels: pixels.slice(i * PIXELS, (i + 1) * PIXELS), strokes: null }));
 }

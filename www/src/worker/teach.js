@@ -99,8 +99,7 @@ export function createTeach({ prepare, digits }) {
       const mineBefore = accuracyOn(n.session, heldOut);
       const mixed = fine_tune_data(learn.images, learn.labels, digits.train.images, digits.train.labels, REPLAY_COUNT, MINE_SHARE, labels.length);
       tuner = Session.from_safetensors(n.session.to_safetensors(), { ...n.session.settings(), ...TEACH_SETTINGS });
-      // The bytes may cross as plain arrays of numbers.
-      tuner.set_train_data(Uint8Array.from(mixed.images), Uint8Array.from(mixed.labels));
+      tuner.set_train_data(mixed.images, mixed.labels);
       let teachMs = 0;
       let steps = 0;
       while (steps < TEACH_STEPS && teachMs < BUDGET_MS) {
