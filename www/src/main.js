@@ -16,6 +16,8 @@ import { createMessageHandlers } from './messages.js';
 import { bindControls } from './controls.js';
 import { bindCheckpointOffer, resumeTraining } from './checkpoint-offer.js';
 import { fetchWeights } from './weights-file.js';
+import { bindMnistFiles } from './mnist-files.js';
+import { guardTraining } from './trainer-lock.js';
 
 const WEIGHTS_URL = `${import.meta.env.BASE_URL}lenet5-mnist.safetensors`;
 const params = new URLSearchParams(location.search);
@@ -52,6 +54,19 @@ bindRecognizerChoice({ ui, store });
 bindStatusPill({ ui, store });
 bindControls({ ui, store, client, charts });
 bindCheckpointOffer({ ui, store, client, charts });
+guardTraining({ buttons: [ui.run, ui.resume], notice: document.getElementById('trainer-lock') });
+Object.assign(
+  client.handlers,
+  bindMnistFiles({
+    store,
+    client,
+    charts,
+    zone: document.getElementById('mnist-drop'),
+    button: document.getElementById('mnist-pick'),
+    input: document.getElementById('mnist-files'),
+    status: document.getElementById('mnist-status'),
+  }),
+);
 store.subscribe((state, previous) => {
   if (state.recognizer !== previous.recognizer) client.post({ type: MSG.WATCH, net: state.recognizer });
   if (state.page !== previous.page) ui.body.dataset.ready = state.page === 'ready' ? 'true' : state.page;
@@ -70,6 +85,7 @@ window.lenetPage = Object.freeze({
   // ?test-hooks: exact step counts and the raw weights and strokes, for the tests of resuming and drawing.
   ...(params.has('test-hooks') && {
     strokes: () => pad.strokes(),
+    closeCheckpointDb: () => client.request({ type: MSG.CLOSE_DB }).then(() => true),
     resetTraining: (seed) => client.post({ type: MSG.RESET, net: 'training', from: 'scratch', seed }),
     trainSteps: async (count) => describeTraining(await client.request({ type: MSG.TRAIN_STEPS, net: 'training', count })),
     resumeCheckpoint: async () => describeTraining(await resumeTraining({ store, client, charts }, false)),

@@ -21,6 +21,8 @@ export const MSG = Object.freeze({
   DISCARD_CHECKPOINT: 'discard-checkpoint', // { id, net }
   SAVE: 'save', // checkpoint now if there is unsaved progress (the page is being hidden)
   PING: 'ping', // { seq }: answered even while loading; silence means the worker is stuck
+  LOAD_IDX: 'load-idx', // { id, files: { trainImages, trainLabels, testImages, testLabels: { name, bytes } } }: train and test on these
+  CLOSE_DB: 'close-db', // { id }: closes the checkpoint database's connection, for the tests of storage (?test-hooks)
   CRASH: 'crash', // { how: 'throw' | 'hang' }: for the tests of recovery, sent only under ?test-crash
 
   // worker → page
@@ -41,6 +43,9 @@ export const MSG = Object.freeze({
   CHECKPOINT_SAVED: 'checkpoint-saved', // { net, step, savedAt }
   CHECKPOINT_DISCARDED: 'checkpoint-discarded', // { id, net }
   CHECKPOINTS_UNAVAILABLE: 'checkpoints-unavailable', // { message }: storage refused; training goes on
+  DATA_PROGRESS: 'data-progress', // { text }: while LOAD_IDX decompresses and checks the files
+  DATA_LOADED: 'data-loaded', // { id, data: { source, train, test }, ...state }: LOAD_IDX is done
+  DB_CLOSED: 'db-closed', // { id }: CLOSE_DB is done
   PONG: 'pong', // { seq }
   ERROR: 'error', // { id?, op, message }: a request failed and changed nothing
 });

@@ -9,6 +9,7 @@ import { loadDigits } from './data.js';
 import { fetchWeights } from '../weights-file.js';
 import { CheckpointStore, Checkpointer, describeCheckpoint } from './checkpoints.js';
 import { Network, Trainer } from './trainer.js';
+import { parseMnistFiles } from './idx-files.js';
 
 // The page's copy of a watched network is refreshed at most this often while it trains.
 const PUBLISH_EVERY_MS = 250;
@@ -174,6 +175,24 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       for (const n of networks.values()) checkpointer.maybeSave(n, true);
     },
     [MSG.CRASH]: ({ how }) => crash(how),
+    [MSG.CLOSE_DB]: async () => {
+      await store.closeConnection();
+      return { type: MSG.DB_CLOSED };
+    },
+    // Everything is parsed before anything changes: a bad file leaves the data and the networks as they were.
+    [MSG.LOAD_IDX]: async ({ files }) => {
+      const parsed = await parseMnistFiles(files, (text) => post({ type: MSG.DATA_PROGRESS, text }));
+      digits = parsed;
+      checkpointer.dataSource = parsed.source;
+      for (const n of networks.values()) {
+        if (!fed.has(n.session)) continue;
+        n.session.set_train_data(digits.train.images, digits.train.labels);
+        n.session.set_test_data(digits.test.images, digits.test.labels);
+        trainer.evaluate(n);
+      }
+      const data = { source: digits.source, train: digits.train.count, test: digits.test.count };
+      return { type: MSG.DATA_LOADED, data, ...network('training').state() };
+    },
   };
 
   const answer = (id, reply) => {
