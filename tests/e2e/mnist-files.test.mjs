@@ -67,7 +67,7 @@ test('a wrong, truncated or missing MNIST file is named, and nothing changes; th
     const cases = [
       [NAMES.map((n) => join(swapped, n)), /train-images-idx3-ubyte\.gz/],
       [['train-images-idx3-ubyte', ...NAMES.slice(1)].map((n) => join(truncated, n)), /train-images-idx3-ubyte\b/],
-      [NAMES.map((n) => join(cutGzip, n)), /t10k-labels-idx1-ubyte\.gz is not a complete gzip file/],
+      [NAMES.map((n) => join(cutGzip, n)), /t10k-labels-idx1-ubyte\.gz is not a complete gzip file: it may have been cut short/],
     ];
     for (const [paths, names] of cases) {
       const result = await pick(page, paths);

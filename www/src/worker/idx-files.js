@@ -3,18 +3,20 @@
 // before anything is used, so that a bad file changes nothing.
 import { read_idx } from 'lenet-wasm';
 
-const messageOf = (error) => (error instanceof Error ? error.message : String(error));
-
 async function gunzip(bytes, name) {
   if (!(bytes[0] === 0x1f && bytes[1] === 0x8b)) return bytes;
   try {
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
     return new Uint8Array(await new Response(stream).arrayBuffer());
-  } catch (error) {
-    // The browser's own message ("Failed to fetch", "Junk found after end of compressed data") names nothing.
-    throw new Error(`${name} is not a complete gzip file (it may have been cut short while downloading): ${messageOf(error)}`);
+  } catch {
+    // The browser's own message ("Failed to fetch") says nothing about the file.
+    throw new Error(`${name} is not a complete gzip file: it may have been cut short while downloading`);
   }
 }
+
+// read_idx may hand back plain arrays of numbers; set_train_data takes bytes.
+const bytes = (values) => (values instanceof Uint8Array ? values : Uint8Array.from(values));
+const digits = ({ images, labels, count }) => ({ images: bytes(images), labels: bytes(labels), count });
 
 /**
  * The digits in MNIST's four files: `files` is `{ trainImages, trainLabels, testImages,
@@ -31,8 +33,8 @@ export async function parseMnistFiles(files, progress = () => {}) {
     plain[key] = await gunzip(bytes, name);
   }
   progress('Checking the training files…');
-  const train = read_idx(plain.trainImages, files.trainImages.name, plain.trainLabels, files.trainLabels.name);
+  const train = digits(read_idx(plain.trainImages, files.trainImages.name, plain.trainLabels, files.trainLabels.name));
   progress('Checking the test files…');
-  const test = read_idx(plain.testImages, files.testImages.name, plain.testLabels, files.testLabels.name);
+  const test = digits(read_idx(plain.testImages, files.testImages.name, plain.testLabels, files.testLabels.name));
   return { source: `MNIST from your files (${files.trainImages.name}, …)`, train, test };
 }
