@@ -57,6 +57,7 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
       }
       const msg = await client.request({ type: MSG.LOAD_IDX, files: payload });
       charts.reset();
+      loaded = msg.data;
       store.set({ data: msg.data, training: msg, chartsStale: false, plottedCheckpoint: null, accuracy: null, error: null });
       say(`Training on ${msg.data.train.toLocaleString('en')} digits and testing on ${msg.data.test.toLocaleString('en')} from your files.`, 'done');
     } catch (error) {
@@ -66,6 +67,12 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
       zone.removeAttribute('aria-busy');
     }
   }
+
+  // A restarted worker loads the site's own digits again: the note about the person's files goes.
+  store.subscribe((state, previous) => {
+    if (state.data !== previous.data && status.dataset.kind === 'done' && state.data !== loaded) say('');
+  });
+  let loaded = null;
 
   button.addEventListener('click', () => input.click());
   input.addEventListener('change', () => {
