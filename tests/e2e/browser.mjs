@@ -32,7 +32,12 @@ export function isOwn(url) {
 }
 
 /** A fresh browser profile and one page; `close()` removes the profile. */
-export async function openBrowser({ viewport = { width: 1280, height: 1000 }, deviceScaleFactor = 1, hasTouch = false } = {}) {
+export async function openBrowser({
+  viewport = { width: 1280, height: 1000 },
+  deviceScaleFactor = 1,
+  hasTouch = false,
+  locale = undefined,
+} = {}) {
   const profile = await mkdtemp(join(tmpdir(), 'lenet-e2e-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -41,6 +46,7 @@ export async function openBrowser({ viewport = { width: 1280, height: 1000 }, de
     viewport,
     deviceScaleFactor,
     hasTouch,
+    ...(locale && { locale }),
     acceptDownloads: true,
     timeout: 60_000,
   });

@@ -3,6 +3,7 @@
 import { MSG } from './protocol.js';
 import { fmt } from './charts.js';
 import { show, hide, clock, fromF32 } from './ui.js';
+import { parseDecimal, formatDecimal } from './decimal.js';
 
 const NET = 'training';
 
@@ -20,17 +21,27 @@ export function bindControls({ ui, store, client, charts }) {
   ui.resetFrom.addEventListener('change', () => store.set({ resetFrom: ui.resetFrom.value }));
   ui.reset.addEventListener('click', () => client.post({ type: MSG.RESET, net: NET, from: store.get().resetFrom }));
 
-  async function configure(settings) {
+  async function configure(settings, prefix = '') {
     try {
       const msg = await client.request({ type: MSG.CONFIGURE, net: NET, settings });
       store.set({ training: msg, settings: msg.settings, error: null });
     } catch (error) {
-      fail(error);
+      fail(error, prefix);
       // The controls go back to what the network has.
       store.set({ settings: { ...store.get().settings } });
     }
   }
-  ui.lr.addEventListener('change', () => configure({ learning_rate: Number(ui.lr.value) }));
+  // A text field (inputmode=decimal) so that "0,01" can be typed where the locale writes a decimal comma;
+  // the core's validation judges the number, and a refusal quotes what was typed.
+  ui.lr.addEventListener('change', () => {
+    const typed = ui.lr.value;
+    const lr = parseDecimal(typed, navigator.language);
+    const prefix = `The learning rate “${typed}” was not accepted: `;
+    if (Number.isNaN(lr)) {
+      fail(new Error(`it is not a number (write it like ${formatDecimal(0.01, navigator.language)})`), prefix);
+      store.set({ settings: { ...store.get().settings } });
+    } else configure({ learning_rate: lr }, prefix);
+  });
   ui.batch.addEventListener('change', () => configure({ batch_size: Number(ui.batch.value) }));
 
   // A replacement worker starts with the core's settings: the person's choices are applied again.
@@ -110,7 +121,7 @@ function render(ui, charts, state, previous) {
     ui.dataSource.textContent = data ? `${data.source} · ${data.train.toLocaleString('en')} training digits` : state.loading;
   }
   if (changed('settings') && state.settings) {
-    ui.lr.value = String(fromF32(state.settings.learning_rate));
+    ui.lr.value = formatDecimal(fromF32(state.settings.learning_rate), navigator.language);
     const batch = String(state.settings.batch_size);
     if (![...ui.batch.options].some((o) => o.value === batch)) ui.batch.append(new Option(batch));
     ui.batch.value = batch;
@@ -132,7 +143,8 @@ function render(ui, charts, state, previous) {
       ui.checkpointStatus.textContent = '';
       delete ui.checkpointStatus.dataset.step;
     } else if (saved.unavailable) {
-      ui.checkpointStatus.textContent = 'Checkpoints cannot be saved in this browser';
+      ui.checkpointStatus.textContent = 'Checkpoints are off: this browser refused to store them (training goes on)';
+      delete ui.checkpointStatus.dataset.step;
       ui.checkpointStatus.title = saved.unavailable;
     } else {
       ui.checkpointStatus.textContent = `Checkpoint saved at step ${saved.step.toLocaleString('en')}, ${clock(saved.savedAt, true)}`;

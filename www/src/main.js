@@ -19,6 +19,8 @@ import { bindCheckpointOffer, resumeTraining } from './checkpoint-offer.js';
 import { fetchWeights } from './weights-file.js';
 import { createInsidePanels } from './panels.js';
 import { ConfusionPanel } from './confusion.js';
+import { bindMnistFiles } from './mnist-files.js';
+import { guardTraining } from './trainer-lock.js';
 
 const WEIGHTS_URL = `${import.meta.env.BASE_URL}lenet5-mnist.safetensors`;
 const params = new URLSearchParams(location.search);
@@ -72,6 +74,19 @@ const teach = bindTeach({
   downloadWeights: (net) => downloadWeights(client, net).catch((error) => store.set({ error: `Could not export the weights: ${error.message}` })),
   shippedWeights: () => fetchWeights(WEIGHTS_URL),
 });
+guardTraining({ buttons: [ui.run, ui.resume], notice: document.getElementById('trainer-lock') });
+Object.assign(
+  client.handlers,
+  bindMnistFiles({
+    store,
+    client,
+    charts,
+    zone: document.getElementById('mnist-drop'),
+    button: document.getElementById('mnist-pick'),
+    input: document.getElementById('mnist-files'),
+    status: document.getElementById('mnist-status'),
+  }),
+);
 store.subscribe((state, previous) => {
   if (state.recognizer !== previous.recognizer) client.post({ type: MSG.WATCH, net: state.recognizer });
   if (state.page !== previous.page) ui.body.dataset.ready = state.page === 'ready' ? 'true' : state.page;
@@ -91,6 +106,7 @@ window.lenetPage = Object.freeze({
   ...(params.has('test-hooks') && {
     strokes: () => pad.strokes(),
     teach,
+    closeCheckpointDb: () => client.request({ type: MSG.CLOSE_DB }).then(() => true),
     resetTraining: (seed) => client.post({ type: MSG.RESET, net: 'training', from: 'scratch', seed }),
     trainSteps: async (count) => describeTraining(await client.request({ type: MSG.TRAIN_STEPS, net: 'training', count })),
     resumeCheckpoint: async () => describeTraining(await resumeTraining({ store, client, charts }, false)),

@@ -22,7 +22,8 @@ export class DrawingPad extends EventTarget {
     super();
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d');
-    this.ink = new OffscreenCanvas(1, 1);
+    // A detached <canvas> where OffscreenCanvas is missing (Safari before 16.4): the same 2D context.
+    this.ink = typeof OffscreenCanvas === 'function' ? new OffscreenCanvas(1, 1) : document.createElement('canvas');
     this.inkCtx = this.ink.getContext('2d', { willReadFrequently: true });
     this.active = null; // { pointerId, pointerType, points }
     this.pens = new Set(); // pen pointers that are down

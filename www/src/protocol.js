@@ -22,6 +22,8 @@ export const MSG = Object.freeze({
   SAVE: 'save', // checkpoint now if there is unsaved progress (the page is being hidden)
   PING: 'ping', // { seq }: answered even while loading; silence means the worker is stuck
   TEACH: 'teach', // { id, net, images: Uint8Array(n·784), labels: Uint8Array(n) }: fine-tune on a person's digits (worker/teach.js)
+  LOAD_IDX: 'load-idx', // { id, files: { trainImages, trainLabels, testImages, testLabels: { name, bytes } } }: train and test on these
+  CLOSE_DB: 'close-db', // { id }: closes the checkpoint database's connection, for the tests of storage (?test-hooks)
   CRASH: 'crash', // { how: 'throw' | 'hang' }: for the tests of recovery, sent only under ?test-crash
   EVALUATE: 'evaluate', // { net }: a pass over the held-out digits now; its EVAL follows
   CELL: 'cell', // { id, net, label, predicted }: the held-out digits of one cell of the confusion matrix
@@ -45,6 +47,9 @@ export const MSG = Object.freeze({
   CHECKPOINT_DISCARDED: 'checkpoint-discarded', // { id, net }
   CHECKPOINTS_UNAVAILABLE: 'checkpoints-unavailable', // { message }: storage refused; training goes on
   TAUGHT: 'taught', // { id, net, before: { mine, mnist }, after: { mine, mnist }, held, steps, teachMs, evalMs }
+  DATA_PROGRESS: 'data-progress', // { text }: while LOAD_IDX decompresses and checks the files
+  DATA_LOADED: 'data-loaded', // { id, data: { source, train, test }, ...state }: LOAD_IDX is done
+  DB_CLOSED: 'db-closed', // { id }: CLOSE_DB is done
   PONG: 'pong', // { seq }
   ERROR: 'error', // { id?, op, message }: a request failed and changed nothing
   CELL_DIGITS: 'cell-digits', // { id, net, label, predicted, step, total, digits: [{ index, pixels: Uint8Array(784), probabilities: [10] }] }

@@ -19,6 +19,9 @@ export class CheckpointStore {
       request.onsuccess = () => {
         const db = request.result;
         // Another tab with a newer version of the page wants to upgrade: let it, and reopen later.
+        db.onclose = () => {
+          this.#opening = null;
+        };
         db.onversionchange = () => {
           db.close();
           this.#opening = null;
@@ -34,7 +37,24 @@ export class CheckpointStore {
     return this.#opening;
   }
 
+  /** Closes the connection under the store, as Safari does to a tab in the background (for the tests). */
+  async closeConnection() {
+    (await this.#open()).close();
+  }
+
+  // A connection the browser closed (Safari closes those of backgrounded tabs; storage pressure or
+  // a cleared site can too) fails with InvalidStateError, or aborts its transaction: it is opened
+  // again and the operation retried once before the failure counts.
   async #transact(mode, operate) {
+    try {
+      return await this.#transactOnce(mode, operate);
+    } catch (error) {
+      this.#opening = null;
+      return this.#transactOnce(mode, operate);
+    }
+  }
+
+  async #transactOnce(mode, operate) {
     const db = await this.#open();
     return new Promise((resolve, reject) => {
       const tx = db.transaction(STORE, mode);

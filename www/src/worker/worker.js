@@ -11,6 +11,7 @@ import { CheckpointStore, Checkpointer, describeCheckpoint } from './checkpoints
 import { Network, Trainer } from './trainer.js';
 import { HeldOutPredictions } from './heldout.js';
 import { createTeach } from './teach.js';
+import { parseMnistFiles } from './idx-files.js';
 
 // The page's copy of a watched network is refreshed at most this often while it trains.
 const PUBLISH_EVERY_MS = 250;
@@ -183,8 +184,27 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       trainer.evaluate(n);
     },
     [MSG.CELL]: ({ net, label, predicted }) => ({ type: MSG.CELL_DIGITS, ...heldOut.cell(network(net), label, predicted) }),
+    [MSG.CLOSE_DB]: async () => {
+      await store.closeConnection();
+      return { type: MSG.DB_CLOSED };
+    },
+    // Everything is parsed before anything changes: a bad file leaves the data and the networks as they were.
+    [MSG.LOAD_IDX]: async ({ files }) => {
+      const parsed = await parseMnistFiles(files, (text) => post({ type: MSG.DATA_PROGRESS, text }));
+      digits = parsed;
+      heldOut = new HeldOutPredictions(digits.test);
+      checkpointer.dataSource = parsed.source;
+      for (const n of networks.values()) {
+        if (!fed.has(n.session)) continue;
+        n.session.set_train_data(digits.train.images, digits.train.labels);
+        n.session.set_test_data(digits.test.images, digits.test.labels);
+        trainer.evaluate(n);
+      }
+      const data = { source: digits.source, train: digits.train.count, test: digits.test.count };
+      return { type: MSG.DATA_LOADED, data, ...network('training').state() };
+    },
   };
-  const heldOut = new HeldOutPredictions(digits.test);
+  let heldOut = new HeldOutPredictions(digits.test);
   // Teaching a person's handwriting (teach.js): the network stops training while it is tuned.
   const teach = createTeach({
     digits,

@@ -1,0 +1,113 @@
+// Training on the full MNIST from the person's own files: MNIST's four IDX files, dropped on the
+// training panel or picked, replace the digits the network trains and is tested on; a wrong or
+// truncated file is named with what is wrong, and changes nothing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, writeFile, copyFile, rm } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { openPage, assertClean } from './browser.mjs';
+
+const SMALL = fileURLToPath(new URL('../fixtures/mnist-small/', import.meta.url));
+const NAMES = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'];
+
+/** A folder with MNIST's four files from mnist-small, `change(dir)` altering some. */
+async function folder(change = async () => {}) {
+  const dir = await mkdtemp(join(tmpdir(), 'lenet-idx-'));
+  for (const name of NAMES) await copyFile(join(SMALL, name), join(dir, name));
+  await change(dir);
+  return dir;
+}
+
+async function pick(page, paths) {
+  await page.evaluate(() => {
+    const s = document.querySelector('#mnist-status');
+    s.dataset.kind = '';
+    s.textContent = '';
+  });
+  await page.setInputFiles('#mnist-files', paths);
+  await page.waitForFunction(() => ['done', 'error'].includes(document.querySelector('#mnist-status').dataset.kind), null, {
+    timeout: 60_000,
+  });
+  return page.evaluate(() => {
+    const s = document.querySelector('#mnist-status');
+    return { kind: s.dataset.kind, text: s.textContent };
+  });
+}
+
+const snapshot = (page) =>
+  page.evaluate(() => ({ source: document.querySelector('#data-source').textContent, training: window.lenetPage.trainingState() }));
+
+test('a wrong, truncated or missing MNIST file is named, and nothing changes; the four good files are trained on', async () => {
+  const browser = await openPage({}, '?test-hooks');
+  const dirs = [];
+  try {
+    const { page } = browser;
+    await page.evaluate(() => window.lenetPage.trainSteps(3));
+    const before = await snapshot(page);
+    assert.equal(before.training.step, 3);
+
+    // A labels file where the training images should be.
+    const swapped = await folder((dir) => copyFile(join(SMALL, NAMES[1]), join(dir, NAMES[0])));
+    // The training images, uncompressed and cut short.
+    const truncated = await folder(async (dir) => {
+      const plain = gunzipSync(await readFile(join(SMALL, NAMES[0])));
+      await rm(join(dir, NAMES[0]));
+      await writeFile(join(dir, 'train-images-idx3-ubyte'), plain.subarray(0, 16 + 784 * 100 + 300));
+    });
+    // The test labels, gzipped and cut short, as an interrupted download leaves them.
+    const cutGzip = await folder(async (dir) => {
+      const gz = await readFile(join(SMALL, NAMES[3]));
+      await writeFile(join(dir, NAMES[3]), gz.subarray(0, Math.floor(gz.length / 2)));
+    });
+    dirs.push(swapped, truncated, cutGzip);
+
+    const cases = [
+      [NAMES.map((n) => join(swapped, n)), /train-images-idx3-ubyte\.gz/],
+      [['train-images-idx3-ubyte', ...NAMES.slice(1)].map((n) => join(truncated, n)), /train-images-idx3-ubyte\b/],
+      [NAMES.map((n) => join(cutGzip, n)), /t10k-labels-idx1-ubyte\.gz is not a complete gzip file: it may have been cut short/],
+    ];
+    for (const [paths, names] of cases) {
+      const result = await pick(page, paths);
+      assert.equal(result.kind, 'error', result.text);
+      assert.match(result.text, /^Nothing changed: /);
+      assert.match(result.text, names);
+      console.error(`refused: ${result.text}`);
+      assert.deepEqual(await snapshot(page), before, 'the data and the training state are unchanged');
+    }
+    // A missing file is named before anything is read.
+    const three = await pick(page, NAMES.slice(0, 3).map((n) => join(SMALL, n)));
+    assert.equal(three.kind, 'error');
+    assert.match(three.text, /“t10k-labels-idx1-ubyte” is missing/);
+
+    // The good files: 2,500 training and 500 test digits, by drag and drop.
+    const files = await Promise.all(NAMES.map(async (name) => ({ name, base64: (await readFile(join(SMALL, name))).toString('base64') })));
+    await page.evaluate((files) => {
+      const s = document.querySelector('#mnist-status');
+      s.dataset.kind = '';
+      const dt = new DataTransfer();
+      for (const { name, base64 } of files) dt.items.add(new File([Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))], name));
+      const zone = document.querySelector('#mnist-drop');
+      zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+      zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, files);
+    await page.waitForFunction(() => ['done', 'error'].includes(document.querySelector('#mnist-status').dataset.kind), null, {
+      timeout: 60_000,
+    });
+    const status = await page.textContent('#mnist-status');
+    assert.equal(status, 'Training on 2,500 digits and testing on 500 from your files.');
+    assert.match(await page.textContent('#data-source'), /2,500 training digits/);
+    // It trains on them and is evaluated on the 500.
+    const after = await page.evaluate(() => window.lenetPage.trainSteps(5));
+    assert.equal(after.step, 8);
+    await page.waitForFunction(() => document.querySelector('#acc-caption').textContent === 'Accuracy on 500 held-out digits', null, {
+      timeout: 60_000,
+    });
+    assertClean(browser);
+  } finally {
+    await browser.close();
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,101 @@
+// Training on the full MNIST: the person drops MNIST's four IDX files (plain or gzipped) on the
+// training panel, or picks them; they are recognized by their names, and the worker parses them
+// and, only if all four are sound, trains and tests on them.
+import { MSG } from './protocol.js';
+
+// MNIST's names (http://yann.lecun.com/exdb/mnist/), also as some mirrors spell them
+// ("train-images.idx3-ubyte").
+const FILES = [
+  { key: 'trainImages', name: 'train-images-idx3-ubyte', pattern: /^train-images[.-]idx3-ubyte(\.gz)?$/i },
+  { key: 'trainLabels', name: 'train-labels-idx1-ubyte', pattern: /^train-labels[.-]idx1-ubyte(\.gz)?$/i },
+  { key: 'testImages', name: 't10k-images-idx3-ubyte', pattern: /^t10k-images[.-]idx3-ubyte(\.gz)?$/i },
+  { key: 'testLabels', name: 't10k-labels-idx1-ubyte', pattern: /^t10k-labels[.-]idx1-ubyte(\.gz)?$/i },
+];
+
+/**
+ * Which of MNIST's files `files` (File objects, or anything with a `name`) holds:
+ * `{ found: { [key]: file }, missing: [MNIST's name], unknown: [name] }`.
+ */
+export function sortMnistFiles(files) {
+  const found = {};
+  const unknown = [];
+  for (const file of files) {
+    const kind = FILES.find((f) => f.pattern.test(file.name));
+    if (kind) found[kind.key] = file;
+    else unknown.push(file.name);
+  }
+  const missing = FILES.filter((f) => !found[f.key]).map((f) => f.name);
+  return { found, missing, unknown };
+}
+
+const list = (names) => names.map((n) => `“${n}”`).join(', ');
+
+/** Binds the drop zone and the file picker; the worker's progress arrives through `handlers()`. */
+export function bindMnistFiles({ store, client, charts, zone, button, input, status }) {
+  const say = (text, kind = '') => {
+    status.textContent = text;
+    status.dataset.kind = kind;
+  };
+  let busy = false;
+
+  async function load(fileList) {
+    const files = [...fileList];
+    if (!files.length || busy) return;
+    const { found, missing, unknown } = sortMnistFiles(files);
+    if (missing.length) {
+      const extra = unknown.length ? ` (${list(unknown)} ${unknown.length === 1 ? 'is' : 'are'} not one of them)` : '';
+      say(`Nothing changed: MNIST has four files, and ${list(missing)} ${missing.length === 1 ? 'is' : 'are'} missing${extra}. Drop or choose all four together.`, 'error');
+      return;
+    }
+    busy = true;
+    zone.setAttribute('aria-busy', 'true');
+    try {
+      say('Reading the files…');
+      const payload = {};
+      for (const [key, file] of Object.entries(found)) {
+        payload[key] = { name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) };
+      }
+      const msg = await client.request({ type: MSG.LOAD_IDX, files: payload });
+      charts.reset();
+      loaded = msg.data;
+      store.set({ data: msg.data, training: msg, chartsStale: false, plottedCheckpoint: null, accuracy: null, error: null });
+      say(`Training on ${msg.data.train.toLocaleString('en')} digits and testing on ${msg.data.test.toLocaleString('en')} from your files.`, 'done');
+    } catch (error) {
+      say(`Nothing changed: ${error.message}`, 'error');
+    } finally {
+      busy = false;
+      zone.removeAttribute('aria-busy');
+    }
+  }
+
+  // A restarted worker loads the site's own digits again: the note about the person's files goes.
+  store.subscribe((state, previous) => {
+    if (state.data !== previous.data && status.dataset.kind === 'done' && state.data !== loaded) say('');
+  });
+  let loaded = null;
+
+  button.addEventListener('click', () => input.click());
+  input.addEventListener('change', () => {
+    const files = input.files;
+    load(files ? [...files] : []).finally(() => {
+      input.value = '';
+    });
+  });
+  zone.addEventListener('dragover', (event) => {
+    if (!event.dataTransfer?.types.includes('Files')) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'copy';
+    zone.classList.add('dragging');
+  });
+  zone.addEventListener('dragleave', () => zone.classList.remove('dragging'));
+  zone.addEventListener('drop', (event) => {
+    zone.classList.remove('dragging');
+    if (!event.dataTransfer?.files.length) return;
+    event.preventDefault();
+    load(event.dataTransfer.files);
+  });
+
+  return {
+    [MSG.DATA_PROGRESS]: (msg) => say(msg.text),
+  };
+}
