@@ -124,7 +124,9 @@ test('at 390 px nothing scrolls sideways; the pad is labelled; every control is 
 
     const controls = await page.evaluate(() =>
       [...document.querySelectorAll('button, input, select, textarea, a[href], [tabindex]')]
+        // A folded <details> hides its content from Tab (Chromium lays it out with content-visibility: hidden).
         .filter((el) => !el.disabled && el.tabIndex >= 0 && el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden')
+        .filter((el) => !el.closest('details:not([open])'))
         .map((el) => el.id || `${el.tagName.toLowerCase()}[${el.name || el.value || el.textContent.trim()}]`),
     );
     const reached = new Set();

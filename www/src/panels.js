@@ -99,7 +99,7 @@ const TEMPLATE = `
       </label>
     </div>
     <div class="saliency-view">
-      <canvas id="saliency-canvas" width="28" height="28" role="img" aria-describedby="saliency-text"></canvas>
+      <canvas id="saliency-canvas" width="28" height="28" role="img" aria-label="Saliency of the chosen digit over the 28 × 28 input" aria-describedby="saliency-text"></canvas>
       <p id="saliency-text" class="small" aria-live="polite">Draw a digit to see where its evidence lies.</p>
     </div>
   </details>

@@ -8,13 +8,13 @@ import { Session, fine_tune_data } from 'lenet-wasm';
 // The budget: at most this many steps and at most BUDGET_MS of stepping (under 2 s of worker
 // time on two cores). Replay needs steps: the first few move the network toward the person's
 // digits, the later ones recover MNIST.
-export const TEACH_STEPS = 150;
+export const TEACH_STEPS = 100;
 const BUDGET_MS = 1500;
 // Replay digits sampled, and the share of the person's digits (repeated) in what is trained on:
 // about one in thirty, so that a style close to an MNIST digit (a 1 with a long flag, like a 7) is
 // learnt without unlearning that digit.
 const REPLAY_COUNT = 512;
-const MINE_SHARE = 0.03;
+const MINE_SHARE = 0.02;
 // A low constant rate: the network is already good and must not forget MNIST.
 const TEACH_SETTINGS = { learning_rate: 0.003, schedule: 'constant', batch_size: 32, seed: 0 };
 const SLICE_MS = 40;
