@@ -121,7 +121,8 @@ function render(ui, charts, state, previous) {
     ui.dataSource.textContent = data ? `${data.source} · ${data.train.toLocaleString('en')} training digits` : state.loading;
   }
   if (changed('settings') && state.settings) {
-    ui.lr.value = formatDecimal(fromF32(state.settings.learning_rate), navigator.language);
+    // Not under the person's typing: an answer to another change (the batch size) must not undo it.
+    if (document.activeElement !== ui.lr) ui.lr.value = formatDecimal(fromF32(state.settings.learning_rate), navigator.language);
     const batch = String(state.settings.batch_size);
     if (![...ui.batch.options].some((o) => o.value === batch)) ui.batch.append(new Option(batch));
     ui.batch.value = batch;
