@@ -33,7 +33,11 @@ export function bindControls({ ui, store, client, charts }) {
   }
   // A text field (inputmode=decimal) so that "0,01" can be typed where the locale writes a decimal comma;
   // the core's validation judges the number, and a refusal quotes what was typed.
+  ui.lr.addEventListener('input', () => {
+    ui.lr.dataset.typing = 'true';
+  });
   ui.lr.addEventListener('change', () => {
+    delete ui.lr.dataset.typing;
     const typed = ui.lr.value;
     const lr = parseDecimal(typed, navigator.language);
     const prefix = `The learning rate “${typed}” was not accepted: `;
@@ -121,8 +125,9 @@ function render(ui, charts, state, previous) {
     ui.dataSource.textContent = data ? `${data.source} · ${data.train.toLocaleString('en')} training digits` : state.loading;
   }
   if (changed('settings') && state.settings) {
-    // Not under the person's typing: an answer to another change (the batch size) must not undo it.
-    if (document.activeElement !== ui.lr) ui.lr.value = formatDecimal(fromF32(state.settings.learning_rate), navigator.language);
+    // Not under the person's typing: an answer to another change (the batch size) must not undo
+    // an entry that is not committed yet.
+    if (ui.lr.dataset.typing !== 'true') ui.lr.value = formatDecimal(fromF32(state.settings.learning_rate), navigator.language);
     const batch = String(state.settings.batch_size);
     if (![...ui.batch.options].some((o) => o.value === batch)) ui.batch.append(new Option(batch));
     ui.batch.value = batch;
