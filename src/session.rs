@@ -119,6 +119,12 @@ impl Settings {
     /// rule at a constant rate, no augmentation, and one shard however large the batch, so the
     /// gradient is the plain mean over the batch.
     pub fn manual(optimizer: OptimizerConfig) -> Self {
+        Settings { schedule: LrSchedule::Constant, augment: None, shard_size: MAX_BATCH_SIZE, ..Settings::default() }
+            .with_optimizer(optimizer)
+    }
+
+    /// These settings with the optimizer's part replaced by `optimizer`.
+    pub fn with_optimizer(self, optimizer: OptimizerConfig) -> Self {
         Settings {
             optimizer: optimizer.kind,
             learning_rate: optimizer.learning_rate,
@@ -127,10 +133,7 @@ impl Settings {
             beta1: optimizer.beta1,
             beta2: optimizer.beta2,
             eps: optimizer.eps,
-            schedule: LrSchedule::Constant,
-            augment: None,
-            shard_size: MAX_BATCH_SIZE,
-            ..Settings::default()
+            ..self
         }
     }
 
@@ -256,8 +259,10 @@ pub struct Session {
     order: Vec<usize>,
     shards: Vec<Shard>,
     grads: Gradients,
-    /// The weights and optimizer state before the last update, for divergence recovery.
-    backup: Option<(LeNet5, OptimizerState)>,
+    /// The weights and optimizer state before the last update, for divergence recovery; kept
+    /// allocated from step to step, and meaningful only while `backup_valid`.
+    backup: (LeNet5, OptimizerState),
+    backup_valid: bool,
     eval: Option<EvalPass>,
     eval_workspace: Workspace,
     eval_images: Array4<f32>,
@@ -283,8 +288,10 @@ impl Session {
             return Err(Error::InvalidInput("the model has non-finite weights".into()));
         }
         let lengths: Vec<usize> = model.parameters().iter().map(|t| t.len()).collect();
+        let optimizer = OptimizerState::new(&lengths);
         Ok(Session {
-            optimizer: OptimizerState::new(&lengths),
+            backup: (model.clone(), optimizer.clone()),
+            optimizer,
             grads: Gradients::zeros_like(&model),
             model,
             settings,
@@ -297,7 +304,7 @@ impl Session {
             seen: 0,
             order: Vec::new(),
             shards: Vec::new(),
-            backup: None,
+            backup_valid: false,
             eval: None,
             eval_workspace: Workspace::default(),
             eval_images: Array4::zeros((0, 1, IMAGE_SIDE, IMAGE_SIDE)),
@@ -325,7 +332,7 @@ impl Session {
         if settings.optimizer != self.settings.optimizer {
             // Momentum buffers and Adam moments mean different things: start them afresh.
             self.optimizer.reset();
-            self.backup = None;
+            self.backup_valid = false;
         }
         let eval_changed = settings.eval_limit != self.settings.eval_limit;
         self.settings = settings;
@@ -539,27 +546,23 @@ impl Session {
         if !loss.is_finite() {
             // Finite weights can still overflow the logits: the update before this one broke
             // the model, so go back to the weights before it.
-            let restored = match self.backup.take() {
-                Some((model, optimizer)) => {
-                    self.model = model;
-                    self.optimizer = optimizer;
-                    "the weights before the previous update were restored"
-                }
-                None => "the weights were left as they were",
+            let restored = if self.backup_valid {
+                self.restore_backup();
+                "the weights before the previous update were restored"
+            } else {
+                "the weights were left as they were"
             };
             outcome.diverged = Some(format!("the loss is {loss} at step {}; {restored}", step + 1));
             return Ok(outcome);
         }
-        self.backup = Some((self.model.clone(), self.optimizer.clone()));
+        self.save_backup();
         let config = OptimizerConfig { learning_rate, ..self.settings.optimizer_config() };
         let mut params = self.model.parameters_mut();
         crate::optim::step(&config, &mut self.optimizer, &mut params, &self.grads.tensors());
         // NaN fails the comparison too.
         let finite = self.model.parameters().iter().all(|t| t.iter().all(|v| v.abs() <= MAX_WEIGHT));
         if !finite {
-            let (model, optimizer) = self.backup.take().expect("saved above");
-            self.model = model;
-            self.optimizer = optimizer;
+            self.restore_backup();
             outcome.diverged = Some(format!(
                 "step {} would make weights non-finite or larger than {MAX_WEIGHT} (learning rate {learning_rate}); the last good weights were restored",
                 step + 1
@@ -568,6 +571,27 @@ impl Session {
         }
         self.step += 1;
         Ok(outcome)
+    }
+
+    /// Copies the weights and optimizer state into the backup, reusing its buffers: this runs
+    /// before every update, so it allocates nothing.
+    fn save_backup(&mut self) {
+        let (model, optimizer) = &mut self.backup;
+        for (dst, src) in model.parameters_mut().into_iter().zip(self.model.parameters()) {
+            dst.copy_from_slice(src);
+        }
+        (model.input_mean, model.input_std) = (self.model.input_mean, self.model.input_std);
+        optimizer.steps = self.optimizer.steps;
+        optimizer.first.clone_from(&self.optimizer.first);
+        optimizer.second.clone_from(&self.optimizer.second);
+        self.backup_valid = true;
+    }
+
+    /// Puts the backup in place of the weights and optimizer state; the backup is then spent.
+    fn restore_backup(&mut self) {
+        std::mem::swap(&mut self.model, &mut self.backup.0);
+        std::mem::swap(&mut self.optimizer, &mut self.backup.1);
+        self.backup_valid = false;
     }
 
     /// Begins a pass over the held-out digits (dropping one in progress).
@@ -663,7 +687,7 @@ impl Session {
         }
         self.model = model;
         self.optimizer.reset();
-        self.backup = None;
+        self.backup_valid = false;
         self.eval = None;
         Ok(())
     }
@@ -749,7 +773,7 @@ impl Session {
         self.seen = header.seen;
         self.order = shuffled_indices(header.order_len as usize, settings.seed, header.epoch);
         self.cursor = header.cursor as usize;
-        self.backup = None;
+        self.backup_valid = false;
         self.select_test_subset();
         Ok(())
     }

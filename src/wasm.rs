@@ -99,6 +99,15 @@ fn probabilities(session: &mut session::Session, images: &[f32]) -> Result<Vec<f
     Ok(out)
 }
 
+/// The ten probabilities of one image given from JavaScript (784 pixels), for `predict`.
+fn predict_one(session: &mut session::Session, pixels: &JsValue) -> Result<Vec<f32>, JsError> {
+    let pixels = f32_images(pixels, "pixels")?;
+    if pixels.len() != IMAGE_PIXELS {
+        return Err(JsError::new(&format!("predict takes one 28×28 image: 784 values, got {}", pixels.len())));
+    }
+    probabilities(session, &pixels)
+}
+
 /// Constants and defaults the page shows and uses, from the one place that defines them.
 #[derive(Serialize)]
 struct Defaults {
@@ -235,11 +244,7 @@ impl SessionJs {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] pixels: &JsValue,
     ) -> Result<Vec<f32>, JsError> {
-        let pixels = f32_images(pixels, "pixels")?;
-        if pixels.len() != IMAGE_PIXELS {
-            return Err(JsError::new(&format!("predict takes one 28×28 image: 784 values, got {}", pixels.len())));
-        }
-        probabilities(&mut self.inner, &pixels)
+        predict_one(&mut self.inner, pixels)
     }
 
     /// Probabilities for n images: `Float32Array(n × 10)`, row i for image i.
@@ -375,11 +380,7 @@ impl Model {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] pixels: &JsValue,
     ) -> Result<Vec<f32>, JsError> {
-        let pixels = f32_images(pixels, "pixels")?;
-        if pixels.len() != IMAGE_PIXELS {
-            return Err(JsError::new(&format!("predict takes one 28×28 image: 784 values, got {}", pixels.len())));
-        }
-        probabilities(&mut self.inner, &pixels)
+        predict_one(&mut self.inner, pixels)
     }
 
     /// Probabilities for n images: `Float32Array(n × 10)`, row i for image i.
