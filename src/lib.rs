@@ -27,6 +27,7 @@ pub mod data;
 pub mod error;
 pub mod explain;
 pub mod gemm;
+mod json;
 pub mod layers;
 pub mod loss;
 pub mod model;

@@ -15,26 +15,26 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 
 /// Which update rule [`step`] applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, miniserde::Serialize, miniserde::Deserialize, Default)]
 pub enum OptimizerKind {
     /// Stochastic gradient descent with (heavy-ball) momentum and L2 weight decay, as
     /// `torch.optim.SGD`: `g ← grad + weight_decay · w`, `v ← momentum · v + g`,
     /// `w ← w − learning_rate · v` (Sutskever, Martens, Dahl and Hinton, "On the importance of
     /// initialization and momentum in deep learning", ICML 2013, in PyTorch's formulation).
     #[default]
+    #[serde(rename = "sgd")]
     Sgd,
     /// Adam (Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015) with L2
     /// weight decay added to the gradient, as `torch.optim.Adam`.
+    #[serde(rename = "adam")]
     Adam,
     /// Adam with decoupled weight decay (Loshchilov and Hutter, "Decoupled Weight Decay
     /// Regularization", ICLR 2019), as `torch.optim.AdamW`: `w ← w · (1 − learning_rate ·
     /// weight_decay)`, then Adam's step without L2.
+    #[serde(rename = "adamw")]
     AdamW,
 }
 
@@ -74,10 +74,9 @@ impl FromStr for OptimizerKind {
 }
 
 /// An optimiser's settings: the rule and every hyper-parameter any rule uses (a rule ignores
-/// the others). Deserialises from a partial object, missing fields taking their
-/// [`Default`]; unknown fields are an error.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// the others). [`OptimizerConfig::from_json`] reads a partial object, missing fields taking
+/// their [`Default`]; unknown fields are an error.
+#[derive(Clone, Copy, Debug, PartialEq, miniserde::Serialize, miniserde::Deserialize)]
 pub struct OptimizerConfig {
     /// The update rule.
     pub kind: OptimizerKind,
@@ -126,6 +125,15 @@ impl From<SgdConfig> for OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// Settings from JSON text of an object holding any of the fields; the others take their
+    /// [`Default`] values.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming an unknown field or a value of the wrong type.
+    pub fn from_json(text: &str) -> Result<OptimizerConfig> {
+        crate::json::merged(&OptimizerConfig::default(), text, "optimizer setting")
+    }
+
     /// Checks every setting, whichever rule is chosen, so that switching the rule later
     /// cannot make a configuration invalid.
     ///
@@ -363,7 +371,7 @@ fn powu(base: f64, mut exp: u64) -> f64 {
 /// `g ← grad + weight_decay · w`, `v ← momentum · v + g`, `w ← w − learning_rate · v`
 /// (Sutskever, Martens, Dahl and Hinton, "On the importance of initialization and momentum in
 /// deep learning", ICML 2013, in PyTorch's formulation). The SGD case of [`OptimizerConfig`].
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, miniserde::Serialize, miniserde::Deserialize)]
 pub struct SgdConfig {
     /// Step size, > 0 and finite.
     pub learning_rate: f32,
@@ -495,7 +503,7 @@ mod tests {
     fn kind_names_round_trip() {
         for kind in OptimizerKind::ALL {
             assert_eq!(kind.to_string().parse::<OptimizerKind>().unwrap(), kind);
-            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
+            assert_eq!(miniserde::json::to_string(&kind), format!("\"{kind}\""));
         }
         assert_eq!("AdamW".parse::<OptimizerKind>().unwrap(), OptimizerKind::AdamW);
         let err = "rmsprop".parse::<OptimizerKind>().unwrap_err().to_string();

@@ -22,7 +22,6 @@
 use ndarray::{Array4, ArrayView4, Axis, Ix4};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::data::augment::Augment;
 use crate::data::digits::Digits;
@@ -48,8 +47,7 @@ const EVAL_CHUNK: usize = 250;
 /// augmentation on. The
 /// `lenet train` command sets `schedule_steps` from its epoch count; the page uses
 /// [`Settings::browser`].
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Clone, Copy, Debug, PartialEq, miniserde::Serialize, miniserde::Deserialize)]
 pub struct Settings {
     /// Seed of the initial weights, the data order and the augmentation.
     pub seed: u64,
@@ -181,7 +179,7 @@ impl Settings {
 }
 
 /// What one call of [`Session::step`] did.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, miniserde::Serialize)]
 pub struct StepOutcome {
     /// The step's number, from 1: the session's step count after it (or, when it diverged, the
     /// number it would have had).
@@ -203,7 +201,7 @@ pub struct StepOutcome {
 }
 
 /// Where a session is in its data.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, miniserde::Serialize)]
 pub struct Progress {
     /// Optimizer steps taken.
     pub step: u64,
@@ -713,7 +711,7 @@ impl Session {
         };
         crate::weights::checkpoint_to_bytes(
             &self.model,
-            &serde_json::to_string(&header).map_err(|e| Error::Weights(e.to_string()))?,
+            &miniserde::json::to_string(&header),
             &self.optimizer.first,
             &self.optimizer.second,
         )
@@ -728,14 +726,21 @@ impl Session {
     /// [`Error::InvalidInput`] when the training digits differ. Nothing changes on error.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let (model, header, first, second) = crate::weights::checkpoint_from_bytes(bytes)?;
-        let header: CheckpointHeader = serde_json::from_str(&header)
-            .map_err(|e| Error::Weights(format!("checkpoint: its state cannot be read: {e}")))?;
-        if header.format != CHECKPOINT_FORMAT {
+        // The format first: another version's state may not parse as this one's.
+        let format = match miniserde::json::from_str::<miniserde::json::Value>(&header) {
+            Ok(miniserde::json::Value::Object(state)) => match state.get("format") {
+                Some(miniserde::json::Value::String(format)) => format.clone(),
+                _ => String::new(),
+            },
+            _ => return Err(Error::Weights("checkpoint: its state is not a JSON object".into())),
+        };
+        if format != CHECKPOINT_FORMAT {
             return Err(Error::Weights(format!(
-                "checkpoint: format {:?}, this version reads {CHECKPOINT_FORMAT:?}",
-                header.format
+                "checkpoint: format {format:?}, this version reads {CHECKPOINT_FORMAT:?}"
             )));
         }
+        let header: CheckpointHeader = miniserde::json::from_str(&header)
+            .map_err(|_| Error::Weights("checkpoint: its state lacks a field or has one of the wrong type".into()))?;
         header.settings.validate()?;
         if header.train_count != self.train.len() as u64 || header.train_fingerprint != self.train.fingerprint() {
             return Err(Error::InvalidInput(format!(
@@ -782,8 +787,7 @@ impl Session {
 /// Names the checkpoint format and its version; a checkpoint of another is refused.
 const CHECKPOINT_FORMAT: &str = "lenet-session/1";
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(miniserde::Serialize, miniserde::Deserialize)]
 struct CheckpointHeader {
     format: String,
     settings: Settings,
@@ -860,37 +864,23 @@ impl Settings {
         "eval_limit",
     ];
 
-    /// These settings with the fields of `patch` (a JSON object holding any of
+    /// These settings with the fields of `patch` (JSON text of an object holding any of
     /// [`Settings::NAMES`]) replaced; the rest are kept.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] naming the first unknown setting, or the setting whose value has
     /// the wrong type or is out of range.
-    pub fn merged(&self, patch: &serde_json::Value) -> Result<Settings> {
-        let serde_json::Value::Object(patch) = patch else {
-            return Err(Error::InvalidInput(format!(
-                "settings must be an object such as {{ learning_rate: 0.01 }}, got {patch}"
-            )));
-        };
-        let mut merged = serde_json::to_value(self).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        for (key, value) in patch {
-            if !Settings::NAMES.contains(&key.as_str()) {
-                return Err(Error::InvalidInput(format!(
-                    "unknown setting `{key}`: the settings are {}",
-                    Settings::NAMES.join(", ")
-                )));
-            }
-            merged[key] = value.clone();
-            if let Err(e) = serde_json::from_value::<Settings>(merged.clone()) {
-                let what = if value.is_null() {
-                    "null (NaN and ±∞ are not numbers here)".to_string()
-                } else {
-                    value.to_string()
-                };
-                return Err(Error::InvalidInput(format!("setting `{key}` cannot be {what}: {e}")));
+    pub fn merged(&self, patch: &str) -> Result<Settings> {
+        // Switching augmentation on with some of its fields: the others start from the default.
+        let mut base = *self;
+        if base.augment.is_none() {
+            if let Ok(miniserde::json::Value::Object(patch)) = miniserde::json::from_str(patch) {
+                if matches!(patch.get("augment"), Some(miniserde::json::Value::Object(_))) {
+                    base.augment = Some(Augment::default());
+                }
             }
         }
-        let settings: Settings = serde_json::from_value(merged).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let settings: Settings = crate::json::merged(&base, patch, "setting")?;
         settings.validate()?;
         Ok(settings)
     }

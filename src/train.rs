@@ -4,7 +4,6 @@
 use ndarray::{ArrayView4, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::loss::cross_entropy;
@@ -15,7 +14,7 @@ use crate::model::{LeNet5, Workspace, NUM_CLASSES};
 pub const MAX_WEIGHT: f32 = 1e4;
 
 /// Accuracy, mean loss, per-class accuracy and confusion matrix of a model over labelled images.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, miniserde::Serialize, miniserde::Deserialize)]
 pub struct Evaluation {
     /// The training step of the weights evaluated (0 outside a session).
     pub step: u64,
@@ -107,17 +106,19 @@ pub fn argmax(values: impl IntoIterator<Item = f32>) -> usize {
 }
 
 /// How the learning rate changes over a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, miniserde::Serialize, miniserde::Deserialize, Default)]
 pub enum LrSchedule {
     /// The base rate throughout.
+    #[serde(rename = "constant")]
     Constant,
     /// Cosine decay from the base rate to 0 over the run, after a linear warm-up over the first
     /// 2 % of steps (Loshchilov and Hutter, "SGDR", ICLR 2017, without restarts); past the end of
     /// the run, 1 % of the base rate.
     #[default]
+    #[serde(rename = "cosine")]
     Cosine,
     /// The base rate divided by 10 after 50 % and again after 75 % of the run.
+    #[serde(rename = "step")]
     Step,
 }
 

@@ -5,8 +5,8 @@
 //! into a JavaScript `Error` whose message names the problem, so no input from JavaScript
 //! reaches a Rust panic. A method that throws leaves its object exactly as it was.
 
+use miniserde::ser::{Fragment, Serialize};
 use ndarray::{ArrayView4, Axis};
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -29,9 +29,32 @@ fn js_error(error: Error) -> JsError {
     JsError::new(&error.to_string())
 }
 
-/// Plain objects, `null` for `None` and numbers for 64-bit integers: what a page expects.
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
-    Ok(value.serialize(&serde_wasm_bindgen::Serializer::json_compatible())?)
+/// Plain objects, arrays, `null` for `None` and numbers for 64-bit integers: what a page
+/// expects. Built directly rather than through JSON text, so a NaN loss stays a NaN.
+fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsError> {
+    Ok(match value.begin() {
+        Fragment::Null => JsValue::NULL,
+        Fragment::Bool(b) => JsValue::from_bool(b),
+        Fragment::Str(text) => JsValue::from_str(&text),
+        Fragment::U64(n) => JsValue::from_f64(n as f64),
+        Fragment::I64(n) => JsValue::from_f64(n as f64),
+        Fragment::F64(x) => JsValue::from_f64(x),
+        Fragment::Seq(mut items) => {
+            let array = js_sys::Array::new();
+            while let Some(item) = items.next() {
+                array.push(&to_js(item)?);
+            }
+            array.into()
+        }
+        Fragment::Map(mut entries) => {
+            let object = js_sys::Object::new();
+            while let Some((key, item)) = entries.next() {
+                js_sys::Reflect::set(&object, &JsValue::from_str(&key), &to_js(item)?)
+                    .map_err(|_| JsError::new("cannot build a result object"))?;
+            }
+            object.into()
+        }
+    })
 }
 
 /// Images per forward pass in `predict_batch`: large enough to fill the matrix kernels, small
@@ -75,8 +98,10 @@ fn settings_from_js(base: &Settings, patch: JsValue) -> Result<Settings, JsError
             return Err(JsError::new(&format!("invalid input: {key} must be a finite number, got {v}")));
         }
     }
-    let json: serde_json::Value = serde_wasm_bindgen::from_value(patch)
-        .map_err(|e| JsError::new(&format!("settings must be a plain object of numbers and strings: {e}")))?;
+    let json = js_sys::JSON::stringify(&patch)
+        .ok()
+        .and_then(|text| text.as_string())
+        .ok_or_else(|| JsError::new("settings must be a plain object of numbers and strings"))?;
     base.merged(&json).map_err(js_error)
 }
 
@@ -109,7 +134,7 @@ fn predict_one(session: &mut session::Session, pixels: &JsValue) -> Result<Vec<f
 }
 
 /// Constants and defaults the page shows and uses, from the one place that defines them.
-#[derive(Serialize)]
+#[derive(miniserde::Serialize)]
 struct Defaults {
     image_side: usize,
     image_pixels: usize,
@@ -288,7 +313,7 @@ impl SessionJs {
 }
 
 /// Statistics of a model and its last step, as a plain JavaScript object.
-#[derive(Serialize)]
+#[derive(miniserde::Serialize)]
 struct Stats {
     steps: u64,
     num_parameters: usize,
@@ -297,7 +322,7 @@ struct Stats {
 }
 
 /// Accuracy and loss of an evaluation, as a plain JavaScript object.
-#[derive(Serialize)]
+#[derive(miniserde::Serialize)]
 struct EvaluationJs {
     accuracy: f32,
     loss: f32,

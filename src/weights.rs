@@ -11,9 +11,7 @@
 //! the bytes present, and the tensors' claimed sizes against the data present, before anything
 //! is allocated for them; tensor data is only ever read in place.
 
-use std::collections::HashMap;
-
-use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
+use miniserde::json::{self, Number, Value};
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::model::{LeNet5, MNIST_MEAN, MNIST_STD, PARAMETER_NAMES};
@@ -48,47 +46,76 @@ pub(crate) const SNIFF_BYTES: usize = 512;
 /// `architecture = LeNet-5`, `input_mean`, `input_std`.
 ///
 /// # Errors
-/// [`Error::Weights`] if the serializer fails (it does not for a well-formed model).
+/// None in practice: a model's tensors always serialise; the `Result` keeps the signature of the
+/// other writers.
 pub fn to_safetensors(model: &LeNet5) -> Result<Vec<u8>> {
-    let shapes = model.parameter_shapes();
-    let bytes: Vec<Vec<u8>> =
-        model.parameters().iter().map(|t| t.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
-    let mut views = Vec::with_capacity(PARAMETER_NAMES.len());
-    for ((name, shape), data) in PARAMETER_NAMES.iter().zip(shapes).zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, shape, data).map_err(|e| Error::Weights(format!("{name}: {e}")))?;
-        views.push((*name, view));
-    }
-    let metadata = HashMap::from([
+    let tensors: Vec<(String, Vec<usize>, &[f32])> = PARAMETER_NAMES
+        .iter()
+        .zip(model.parameter_shapes())
+        .zip(model.parameters())
+        .map(|((name, shape), t)| (name.to_string(), shape, t))
+        .collect();
+    Ok(write_f32_file(&tensors, &normalisation_metadata(model)))
+}
+
+/// The metadata every file written here carries: the format tag PyTorch's loader looks for, the
+/// architecture, and the normalisation constants.
+fn normalisation_metadata(model: &LeNet5) -> Vec<(String, String)> {
+    vec![
         ("format".to_string(), "pt".to_string()),
         ("architecture".to_string(), "LeNet-5".to_string()),
         // Display of an f32 is the shortest string that parses back to the same bits.
         ("input_mean".to_string(), model.input_mean.to_string()),
         ("input_std".to_string(), model.input_std.to_string()),
-    ]);
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights(e.to_string()))?;
-    Ok(with_sorted_header(bytes))
+    ]
 }
 
-/// The same file with its JSON header's keys sorted. The serializer writes the metadata from
-/// a hash map, in an order that changes from run to run; sorted, the same model always gives
-/// the same bytes, so files can be compared with `cmp` or a checksum.
-fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
-    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize) else {
-        return bytes;
-    };
-    let Some(header) = bytes.get(8..8 + len).and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok()) else {
-        return bytes;
-    };
-    // serde_json's maps are ordered by key (BTreeMap), nested ones included.
-    let mut json = serde_json::to_vec(&header).expect("a parsed value serializes");
-    // The data that follows starts 8-byte aligned, as the format recommends.
-    while (8 + json.len()) % 8 != 0 {
-        json.push(b' ');
+/// `items` ordered by `key`: an insertion sort, as the lists here hold a few dozen entries.
+fn sorted_by<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
+    let mut out: Vec<&T> = Vec::with_capacity(items.len());
+    for item in items {
+        let at = out.iter().position(|o| key(o) > key(item)).unwrap_or(out.len());
+        out.insert(at, item);
     }
-    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - 8 - len);
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(&bytes[8 + len..]);
+    out
+}
+
+/// A safetensors file of f32 tensors `(name, shape, values)`. The header's keys are sorted, at
+/// every level, and the data follows in the same order, so the same tensors always give the
+/// same bytes (files can be compared with `cmp` or a checksum); the header is padded with spaces
+/// so that the data starts 8-byte aligned, as the format recommends.
+fn write_f32_file(tensors: &[(String, Vec<usize>, &[f32])], metadata: &[(String, String)]) -> Vec<u8> {
+    let quoted = |text: &str| json::to_string(text);
+    let mut header = String::from("{");
+    if !metadata.is_empty() {
+        let entries: Vec<String> =
+            sorted_by(metadata, |m| &m.0).iter().map(|(k, v)| format!("{}:{}", quoted(k), quoted(v))).collect();
+        header += &format!("\"__metadata__\":{{{}}},", entries.join(","));
+    }
+    let tensors = sorted_by(tensors, |t| &t.0);
+    let mut offset = 0;
+    for (name, shape, values) in &tensors {
+        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+        let end = offset + values.len() * 4;
+        header += &format!(
+            "{}:{{\"data_offsets\":[{offset},{end}],\"dtype\":\"F32\",\"shape\":[{}]}},",
+            quoted(name),
+            dims.join(",")
+        );
+        offset = end;
+    }
+    header.pop();
+    header.push('}');
+    let mut text = header.into_bytes();
+    while (HEADER_LEN_BYTES + text.len()) % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN_BYTES + text.len() + offset);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    for (_, _, values) in tensors {
+        out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    }
     out
 }
 
@@ -104,13 +131,11 @@ fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
 /// or unexpected tensor, a wrong dtype or shape, a non-finite value, bad metadata.
 pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
     check_file(bytes, bytes.len())?;
-    let header = read_header(bytes)?;
-    let file =
-        SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("not a valid safetensors file: {e}")))?;
+    let file = read_file(bytes)?;
     let mut model = LeNet5::new(0);
     let shapes = model.parameter_shapes();
-    for name in file.names() {
-        if !PARAMETER_NAMES.contains(&name) {
+    for (name, _) in &file.tensors {
+        if !PARAMETER_NAMES.contains(&name.as_str()) {
             return Err(Error::Weights(format!(
                 "unexpected tensor `{name}`: a LeNet-5 file holds only {}",
                 PARAMETER_NAMES.join(", ")
@@ -118,18 +143,18 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
         }
     }
     for ((name, shape), dst) in PARAMETER_NAMES.iter().zip(shapes).zip(model.parameters_mut()) {
-        let tensor = file.tensor(name).map_err(|_| Error::Weights(format!("missing tensor `{name}`")))?;
-        if tensor.dtype() != Dtype::F32 {
-            return Err(Error::Weights(format!("tensor `{name}` has dtype {:?}, expected F32", tensor.dtype())));
+        let tensor = file.tensor(name).ok_or_else(|| Error::Weights(format!("missing tensor `{name}`")))?;
+        if tensor.dtype != "F32" {
+            return Err(Error::Weights(format!("tensor `{name}` has dtype {}, expected F32", tensor.dtype)));
         }
-        if tensor.shape() != shape.as_slice() {
+        if tensor.shape != shape {
             return Err(Error::Weights(format!(
                 "tensor `{name}` has shape {}, expected {}",
-                fmt_shape(tensor.shape()),
+                fmt_shape(&tensor.shape),
                 fmt_shape(&shape)
             )));
         }
-        for (d, chunk) in dst.iter_mut().zip(tensor.data().chunks_exact(4)) {
+        for (d, chunk) in dst.iter_mut().zip(tensor.data.chunks_exact(4)) {
             *d = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
         }
         if let Some(i) = dst.iter().position(|v| !v.is_finite()) {
@@ -139,9 +164,8 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
             )));
         }
     }
-    let metadata = header.metadata().clone().unwrap_or_default();
-    model.input_mean = read_constant(&metadata, "input_mean", MNIST_MEAN)?;
-    model.input_std = read_constant(&metadata, "input_std", MNIST_STD)?;
+    model.input_mean = read_constant(&file, "input_mean", MNIST_MEAN)?;
+    model.input_std = read_constant(&file, "input_std", MNIST_STD)?;
     if model.input_std <= 0.0 {
         return Err(Error::Weights(format!("metadata input_std must be positive, got {}", model.input_std)));
     }
@@ -195,15 +219,51 @@ fn looks_like_html(start: &[u8]) -> bool {
     })
 }
 
-/// Parses the header of a safetensors file after checking every size it claims against the
-/// bytes present: its own length, and the total length of the tensors' data.
-///
-/// The safetensors crate checks these too, but adds the claimed data length to the header
-/// length unchecked (`tensor.rs`, `read_metadata`): tensors whose offsets sum to nearly
-/// `usize::MAX` overflow there, a panic wherever overflow checks are on (debug builds, tests,
-/// fuzzing) and, on wasm32, within reach of a 4 GB claim. Compared here first, the claim is an
-/// error with both sizes in its message.
-fn read_header(bytes: &[u8]) -> Result<Metadata> {
+/// One tensor of a safetensors file: its dtype as the header names it (`F32`, `I32`, …), its
+/// shape, and its bytes, read in place.
+struct TensorEntry<'a> {
+    dtype: String,
+    shape: Vec<usize>,
+    data: &'a [u8],
+}
+
+/// A parsed safetensors file: its tensors by name, and its metadata (strings to strings).
+struct TensorFile<'a> {
+    tensors: Vec<(String, TensorEntry<'a>)>,
+    metadata: Vec<(String, String)>,
+}
+
+impl<'a> TensorFile<'a> {
+    fn tensor(&self, name: &str) -> Option<&TensorEntry<'a>> {
+        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The most tensors a header may list: a checkpoint holds 30 (the ten parameters and two
+/// optimizer buffers of each), and the overlap check below compares every pair.
+const MAX_TENSORS: usize = 64;
+
+/// Bytes per element of the safetensors dtypes.
+fn dtype_size(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" => 1,
+        "I16" | "U16" | "F16" | "BF16" => 2,
+        "I32" | "U32" | "F32" => 4,
+        "I64" | "U64" | "F64" => 8,
+        _ => return None,
+    })
+}
+
+/// Parses a safetensors file, checking every size it claims against the bytes present before
+/// anything is allocated for it: the header's own length, the total length the tensors claim,
+/// each tensor's byte count against its shape and dtype (checked arithmetic: a shape whose
+/// element count overflows is an error), and that the tensors' data covers the rest of the file
+/// exactly, contiguously, without overlap.
+fn read_file(bytes: &[u8]) -> Result<TensorFile<'_>> {
     let Some((length, rest)) = bytes.split_first_chunk::<HEADER_LEN_BYTES>() else {
         return Err(Error::Weights(format!(
             "not a valid safetensors file: {} bytes, too short for the {HEADER_LEN_BYTES}-byte header length",
@@ -227,55 +287,123 @@ fn read_header(bytes: &[u8]) -> Result<Metadata> {
     let (text, data) = rest.split_at(header_len);
     let text = std::str::from_utf8(text)
         .map_err(|e| Error::Weights(format!("not a valid safetensors file: the header is not UTF-8: {e}")))?;
-    // Deserializing checks that the offsets are contiguous and match each shape, with checked
-    // arithmetic; only the tensor views are left to the safetensors crate, which reads in place.
-    let metadata: Metadata = serde_json::from_str(text).map_err(|e| {
-        Error::Weights(metadata_problem(text).unwrap_or_else(|| format!("not a valid safetensors header: {e}")))
-    })?;
-    if metadata.data_len() != data.len() {
+    let bad = |why: String| Error::Weights(format!("not a valid safetensors header: {why}"));
+    let header = match json::from_str::<Value>(text) {
+        Ok(Value::Object(header)) => header,
+        Ok(other) => return Err(bad(format!("it is {}, not an object", crate::json::kind(&other)))),
+        Err(_) => return Err(bad("it is not JSON".into())),
+    };
+    if header.len() > MAX_TENSORS + 1 {
+        return Err(bad(format!(
+            "it lists {} tensors, more than the {MAX_TENSORS} a LeNet-5 file can hold",
+            header.len()
+        )));
+    }
+    let mut metadata = Vec::new();
+    let mut entries = Vec::new();
+    for (name, value) in &header {
+        if name == "__metadata__" {
+            metadata = read_metadata(value)?;
+            continue;
+        }
+        let Value::Object(info) = value else {
+            return Err(bad(format!("tensor `{name}` is {}, not an object", crate::json::kind(value))));
+        };
+        let integer = |v: &Value| match v {
+            Value::Number(Number::U64(n)) => Some(*n),
+            _ => None,
+        };
+        let dtype = match info.get("dtype") {
+            Some(Value::String(dtype)) if dtype_size(dtype).is_some() => dtype.clone(),
+            _ => return Err(bad(format!("tensor `{name}` has no known dtype"))),
+        };
+        let shape: Option<Vec<u64>> = match info.get("shape") {
+            Some(Value::Array(dims)) => dims.iter().map(integer).collect(),
+            _ => None,
+        };
+        let Some(shape) = shape else {
+            return Err(bad(format!("tensor `{name}` has no shape of whole numbers")));
+        };
+        let offsets: Option<Vec<u64>> = match info.get("data_offsets") {
+            Some(Value::Array(offsets)) if offsets.len() == 2 => offsets.iter().map(integer).collect(),
+            _ => None,
+        };
+        let Some(&[begin, end]) = offsets.as_deref() else {
+            return Err(bad(format!("tensor `{name}` has no data_offsets [begin, end]")));
+        };
+        if begin > end {
+            return Err(bad(format!("tensor `{name}` has data_offsets [{begin}, {end}], which end before they begin")));
+        }
+        let size = dtype_size(&dtype).expect("checked above") as u64;
+        let Some(bytes) = shape.iter().try_fold(size, |n, &d| n.checked_mul(d)) else {
+            return Err(bad(format!("tensor `{name}`: its shape's byte count overflows")));
+        };
+        if bytes != end - begin {
+            return Err(bad(format!(
+                "tensor `{name}` of shape {} and dtype {dtype} takes {bytes} bytes, but its data_offsets span {}",
+                fmt_shape(&shape.iter().map(|&d| d as usize).collect::<Vec<_>>()),
+                end - begin
+            )));
+        }
+        entries.push((name.clone(), dtype, shape, begin, end));
+    }
+    let claimed = entries.iter().map(|e| e.4).max().unwrap_or(0);
+    if claimed != data.len() as u64 {
         return Err(Error::Weights(format!(
-            "truncated or padded: the header's tensors claim {} bytes of data, the file holds {}",
-            metadata.data_len(),
+            "truncated or padded: the header's tensors claim {claimed} bytes of data, the file holds {}",
             data.len()
         )));
     }
-    Ok(metadata)
-}
-
-/// Why a header that failed to parse has bad `__metadata__`, if that is the reason: the
-/// format's metadata maps strings to strings, and tools that write numbers or nested objects
-/// there make files that no safetensors reader loads.
-fn metadata_problem(text: &str) -> Option<String> {
-    let header: serde_json::Value = serde_json::from_str(text).ok()?;
-    // `null` reads as no metadata.
-    let metadata = header.get("__metadata__").filter(|m| !m.is_null())?;
-    let kind = |v: &serde_json::Value| match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    };
-    let Some(map) = metadata.as_object() else {
-        return Some(format!(
-            "`__metadata__` is {}, but safetensors metadata is an object mapping strings to strings",
-            kind(metadata)
-        ));
-    };
-    let (key, value) = map.iter().find(|(_, v)| !v.is_string())?;
-    let mut shown = value.to_string();
-    if shown.len() > 40 {
-        shown = format!("{}…", shown.chars().take(40).collect::<String>());
+    // Within [0, data.len()], without overlaps and with lengths summing to data.len(), the
+    // tensors cover the data exactly.
+    for (i, a) in entries.iter().enumerate() {
+        if let Some(b) = entries[i + 1..].iter().find(|b| a.3.max(b.3) < a.4.min(b.4)) {
+            return Err(bad(format!("tensors `{}` and `{}` overlap in the data", a.0, b.0)));
+        }
     }
-    Some(format!(
-        "metadata `{key}` is {} ({shown}), but safetensors metadata maps strings to strings: write it as a string",
-        kind(value)
-    ))
+    let total: u64 = entries.iter().map(|e| e.4 - e.3).sum();
+    if total != claimed {
+        return Err(bad(format!("the tensors leave {} of the {claimed} bytes of data unused", claimed - total)));
+    }
+    // Every offset is now at most data.len(), so the conversions below cannot truncate.
+    let tensors = entries
+        .into_iter()
+        .map(|(name, dtype, shape, begin, end)| {
+            let shape = shape.into_iter().map(|d| d as usize).collect();
+            (name, TensorEntry { dtype, shape, data: &data[begin as usize..end as usize] })
+        })
+        .collect();
+    Ok(TensorFile { tensors, metadata })
 }
 
-fn read_constant(metadata: &HashMap<String, String>, key: &str, default: f32) -> Result<f32> {
-    match metadata.get(key) {
+/// The `__metadata__` of a header, which the format makes an object mapping strings to strings
+/// (`null` reads as none). Tools that write numbers or nested objects there make files that no
+/// safetensors reader loads; the message names the key and what it holds.
+fn read_metadata(value: &Value) -> Result<Vec<(String, String)>> {
+    let map = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Object(map) => map,
+        other => {
+            return Err(Error::Weights(format!(
+                "`__metadata__` is {}, but safetensors metadata is an object mapping strings to strings",
+                crate::json::kind(other)
+            )))
+        }
+    };
+    map.iter()
+        .map(|(key, value)| match value {
+            Value::String(text) => Ok((key.clone(), text.clone())),
+            other => Err(Error::Weights(format!(
+                "metadata `{key}` is {} ({}), but safetensors metadata maps strings to strings: write it as a string",
+                crate::json::kind(other),
+                crate::json::shown(other)
+            ))),
+        })
+        .collect()
+}
+
+fn read_constant(file: &TensorFile, key: &str, default: f32) -> Result<f32> {
+    match file.metadata(key) {
         None => Ok(default),
         Some(text) => match text.trim().parse::<f32>() {
             Ok(v) if v.is_finite() => Ok(v),
@@ -320,6 +448,7 @@ pub fn load(path: &std::path::Path) -> Result<LeNet5> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use safetensors::tensor::{Dtype, TensorView};
 
     #[test]
     fn round_trips_bit_for_bit() {
@@ -471,13 +600,13 @@ const CHECKPOINT_KEY: &str = "lenet.checkpoint";
 /// `lenet.checkpoint`. Used by [`crate::session::Session::checkpoint`].
 ///
 /// # Errors
-/// [`Error::Weights`] if the serializer fails or a buffer's length does not match its tensor.
+/// [`Error::Weights`] if a buffer's length does not match its tensor.
 pub fn checkpoint_to_bytes(model: &LeNet5, state: &str, first: &[Vec<f32>], second: &[Vec<f32>]) -> Result<Vec<u8>> {
     let shapes = model.parameter_shapes();
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let to_bytes = |t: &[f32]| t.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
-    for ((name, shape), t) in PARAMETER_NAMES.iter().zip(&shapes).zip(model.parameters()) {
-        tensors.push((name.to_string(), shape.clone(), to_bytes(t)));
+    let parameters = model.parameters();
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
+    for ((name, shape), t) in PARAMETER_NAMES.iter().zip(&shapes).zip(&parameters) {
+        tensors.push((name.to_string(), shape.clone(), *t));
     }
     for (prefix, buffers) in [("optimizer.first", first), ("optimizer.second", second)] {
         // An empty buffer stands for zeros (the optimizer allocates it on first use).
@@ -492,24 +621,12 @@ pub fn checkpoint_to_bytes(model: &LeNet5, state: &str, first: &[Vec<f32>], seco
                     fmt_shape(shape)
                 )));
             }
-            tensors.push((format!("{prefix}.{name}"), shape.clone(), to_bytes(t)));
+            tensors.push((format!("{prefix}.{name}"), shape.clone(), t));
         }
     }
-    let mut views = Vec::with_capacity(tensors.len());
-    for (name, shape, data) in &tensors {
-        let view =
-            TensorView::new(Dtype::F32, shape.clone(), data).map_err(|e| Error::Weights(format!("{name}: {e}")))?;
-        views.push((name.as_str(), view));
-    }
-    let metadata = HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        ("architecture".to_string(), "LeNet-5".to_string()),
-        ("input_mean".to_string(), model.input_mean.to_string()),
-        ("input_std".to_string(), model.input_std.to_string()),
-        (CHECKPOINT_KEY.to_string(), state.to_string()),
-    ]);
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights(e.to_string()))?;
-    Ok(with_sorted_header(bytes))
+    let mut metadata = normalisation_metadata(model);
+    metadata.push((CHECKPOINT_KEY.to_string(), state.to_string()));
+    Ok(write_f32_file(&tensors, &metadata))
 }
 
 /// Reads what [`checkpoint_to_bytes`] wrote: the model, the state JSON and the optimizer's
@@ -520,21 +637,18 @@ pub fn checkpoint_to_bytes(model: &LeNet5, state: &str, first: &[Vec<f32>], seco
 /// session's state is named as such ("a weights file, not a checkpoint").
 #[allow(clippy::type_complexity)]
 pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
-    let header = read_header(bytes).map_err(|e| Error::Weights(format!("checkpoint: {e}")))?;
-    let state = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(CHECKPOINT_KEY))
-        .cloned()
+    let file = read_file(bytes).map_err(|e| Error::Weights(format!("checkpoint: {e}")))?;
+    let state = file
+        .metadata(CHECKPOINT_KEY)
+        .map(str::to_string)
         .ok_or_else(|| Error::Weights("a weights file, not a checkpoint: it holds no training state".into()))?;
-    let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("checkpoint: {e}")))?;
     let read = |name: &str, shape: &[usize]| -> Result<Option<Vec<f32>>> {
-        let Ok(tensor) = file.tensor(name) else { return Ok(None) };
-        if tensor.dtype() != Dtype::F32 || tensor.shape() != shape {
+        let Some(tensor) = file.tensor(name) else { return Ok(None) };
+        if tensor.dtype != "F32" || tensor.shape != shape {
             return Err(Error::Weights(format!("checkpoint: tensor `{name}` is not f32 {}", fmt_shape(shape))));
         }
         let values: Vec<f32> =
-            tensor.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            tensor.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         if values.iter().any(|v| !v.is_finite()) {
             return Err(Error::Weights(format!("checkpoint: tensor `{name}` holds a non-finite value")));
         }
@@ -547,9 +661,8 @@ pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f3
             read(name, shape)?.ok_or_else(|| Error::Weights(format!("checkpoint: missing tensor `{name}`")))?;
         dst.copy_from_slice(&values);
     }
-    let metadata = header.metadata().clone().unwrap_or_default();
-    model.input_mean = read_constant(&metadata, "input_mean", MNIST_MEAN)?;
-    model.input_std = read_constant(&metadata, "input_std", MNIST_STD)?;
+    model.input_mean = read_constant(&file, "input_mean", MNIST_MEAN)?;
+    model.input_std = read_constant(&file, "input_std", MNIST_STD)?;
     let mut buffers = [Vec::new(), Vec::new()];
     for (prefix, out) in ["optimizer.first", "optimizer.second"].iter().zip(buffers.iter_mut()) {
         let mut all = Vec::new();

@@ -2,6 +2,7 @@
 //! an outcome, evaluation, settings, on the committed real-digit fixture.
 #![cfg(not(target_arch = "wasm32"))]
 
+use lenet::data::augment::Augment;
 use lenet::data::digits::Digits;
 use lenet::data::idx::parse_digits;
 use lenet::optim::OptimizerKind;
@@ -176,11 +177,19 @@ fn evaluation_counts_add_up_and_come_in_passes() {
 #[test]
 fn settings_merge_by_name_and_refuse_what_is_wrong() {
     let base = Settings::default();
-    let merged = base.merged(&serde_json::json!({ "learning_rate": 0.5, "optimizer": "adamw" })).unwrap();
+    let merged = base.merged(r#"{ "learning_rate": 0.5, "optimizer": "adamw" }"#).unwrap();
     assert_eq!(merged.learning_rate, 0.5);
     assert_eq!(merged.optimizer, OptimizerKind::AdamW);
     assert_eq!(merged.batch_size, base.batch_size);
+    // Augmentation merges field by field, and switches off with null and on again from the default.
+    let rotated = base.merged(r#"{ "augment": { "rotate": 3 } }"#).unwrap();
+    assert_eq!(rotated.augment, Some(Augment { rotate: 3.0, ..base.augment.unwrap() }));
+    let plain = base.merged(r#"{ "augment": null }"#).unwrap();
+    assert_eq!(plain.augment, None);
+    let again = plain.merged(r#"{ "augment": { "shear": 2 } }"#).unwrap();
+    assert_eq!(again.augment, Some(Augment { shear: 2.0, ..Augment::default() }));
     for (patch, words) in [
+        (serde_json::json!({ "augment": { "rotation": 3 } }), "unknown setting `augment.rotation`"),
         (serde_json::json!({ "learning_rat": 0.1 }), "unknown setting `learning_rat`"),
         (serde_json::json!({ "learning_rate": "0,01" }), "setting `learning_rate` cannot be \"0,01\""),
         (serde_json::json!({ "learning_rate": null }), "NaN"),
@@ -189,7 +198,7 @@ fn settings_merge_by_name_and_refuse_what_is_wrong() {
         (serde_json::json!({ "batch_size": 2.5 }), "setting `batch_size`"),
         (serde_json::json!([1, 2]), "settings must be an object"),
     ] {
-        let err = base.merged(&patch).unwrap_err().to_string();
+        let err = base.merged(&patch.to_string()).unwrap_err().to_string();
         assert!(err.contains(words), "{patch}: {err}");
     }
 }

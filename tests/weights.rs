@@ -170,3 +170,47 @@ fn a_large_html_page_is_still_called_an_html_page() {
     page.resize(MAX_WEIGHTS_FILE_BYTES * 2, b'x');
     assert!(weights_error(&page).starts_with("the file is an HTML page"));
 }
+
+#[test]
+fn the_writer_gives_the_shipped_file_back_byte_for_byte() {
+    // The shipped weights were written by the same rules (sorted keys, data in name order,
+    // 8-byte alignment): reading and writing them again must change nothing.
+    let shipped = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/www/public/lenet5-mnist.safetensors")).unwrap();
+    let model = weights::from_safetensors(&shipped).unwrap();
+    assert_eq!(weights::to_safetensors(&model).unwrap(), shipped);
+}
+
+#[test]
+fn files_written_here_load_in_the_reference_implementation_and_back() {
+    let model = LeNet5::new(4);
+    let bytes = weights::to_safetensors(&model).unwrap();
+    let reference = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensor = reference.tensor("fc3.bias").unwrap();
+    assert_eq!(tensor.dtype(), safetensors::Dtype::F32);
+    assert_eq!(tensor.shape(), [10]);
+    let values: Vec<f32> = tensor.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(values, model.parameters()[9]);
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(metadata.metadata().as_ref().unwrap()["architecture"], "LeNet-5");
+
+    // The reference writer's file (metadata in hash order, unsorted) loads here to the same model.
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = lenet::model::PARAMETER_NAMES
+        .iter()
+        .zip(model.parameter_shapes())
+        .zip(model.parameters())
+        .map(|((n, s), t)| (n.to_string(), s, t.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(&str, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(n, s, b)| {
+            (n.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+        })
+        .collect();
+    let metadata = std::collections::HashMap::from([
+        ("input_mean".to_string(), model.input_mean.to_string()),
+        ("input_std".to_string(), model.input_std.to_string()),
+        ("format".to_string(), "pt".to_string()),
+    ]);
+    let theirs = safetensors::serialize(views, Some(metadata)).unwrap();
+    assert_eq!(weights::from_safetensors(&theirs).unwrap(), model);
+}

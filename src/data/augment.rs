@@ -21,7 +21,6 @@
 
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::data::idx::IMAGE_SIDE;
 use crate::{Error, Result};
@@ -60,10 +59,10 @@ const SRC_SIDE: usize = IMAGE_SIDE + 3;
 /// Augmentation settings: the largest distortion of each kind, each drawn uniformly and
 /// independently per image from a range symmetric about "no change".
 ///
-/// Serialised field by field (serde); missing fields take their [`Default`] values and unknown
-/// fields are an error, so a misspelt setting is never silently ignored.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// Serialised field by field (miniserde). [`Augment::from_json`] reads a partial object: missing
+/// fields take their [`Default`] values and unknown fields are an error, so a misspelt setting
+/// is never silently ignored.
+#[derive(Clone, Copy, Debug, PartialEq, miniserde::Serialize, miniserde::Deserialize)]
 pub struct Augment {
     /// Largest shift along each axis, in pixels of the 28×28 image, drawn uniformly from
     /// `[−translate, translate]` for x and y separately; in `[0, 28]`.
@@ -106,6 +105,15 @@ impl Default for Augment {
 }
 
 impl Augment {
+    /// Settings from JSON text of an object holding any of the fields; the others take their
+    /// [`Default`] values.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming an unknown field or a value of the wrong type.
+    pub fn from_json(text: &str) -> Result<Augment> {
+        crate::json::merged(&Augment::default(), text, "augmentation setting")
+    }
+
     /// No augmentation: every range 0, so [`Augment::apply`] gives back the image exactly
     /// (`dst[i] == src[i] as f32 / 255.0`), though it still takes its draws from the generator.
     pub const NONE: Augment =
@@ -653,12 +661,12 @@ mod tests {
     }
 
     #[test]
-    fn serde_fills_missing_fields_from_the_default_and_rejects_unknown_ones() {
-        let partial: Augment = serde_json::from_str(r#"{"rotate": 5.0}"#).unwrap();
+    fn json_fills_missing_fields_from_the_default_and_rejects_unknown_ones() {
+        let partial = Augment::from_json(r#"{"rotate": 5.0}"#).unwrap();
         assert_eq!(partial, Augment { rotate: 5.0, ..Augment::default() });
-        let round: Augment = serde_json::from_str(&serde_json::to_string(&Augment::NONE).unwrap()).unwrap();
+        let round = Augment::from_json(&miniserde::json::to_string(&Augment::NONE)).unwrap();
         assert_eq!(round, Augment::NONE);
-        let error = serde_json::from_str::<Augment>(r#"{"rotation": 5.0}"#).unwrap_err().to_string();
+        let error = Augment::from_json(r#"{"rotation": 5.0}"#).unwrap_err().to_string();
         assert!(error.contains("rotation"), "{error}");
     }
 }

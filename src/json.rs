@@ -1,0 +1,150 @@
+//! JSON for settings, checkpoint state and safetensors headers, through miniserde.
+//!
+//! miniserde derives no default values and tells no field from another in its errors, so a
+//! partial object is read here by merging it over a complete value: every key it names must
+//! exist there, nested objects merge key by key, and a value that does not fit is named with
+//! its key, what it was and what was expected.
+
+use miniserde::json::{self, Object, Value};
+use miniserde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What kind of JSON value `value` is, in words ("a number", "a string", …).
+pub(crate) fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `value` as JSON text, cut to about 40 characters for an error message.
+pub(crate) fn shown(value: &Value) -> String {
+    let text = json::to_string(value);
+    if text.chars().count() > 40 {
+        format!("{}…", text.chars().take(40).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// `value` as a JSON [`Value`] tree.
+pub(crate) fn to_value<T: Serialize>(value: &T) -> Value {
+    json::from_str(&json::to_string(value)).expect("miniserde parses what it writes")
+}
+
+/// `base` with the fields of `patch` (JSON text of an object) replaced; `what` names the thing
+/// in messages ("setting", "augmentation setting").
+///
+/// # Errors
+/// [`Error::InvalidInput`] when `patch` is not a JSON object, names a key `base` does not have
+/// (the message lists those it has), or gives a key a value of the wrong type.
+pub(crate) fn merged<T: Serialize + Deserialize>(base: &T, patch: &str, what: &str) -> Result<T> {
+    let patch: Value = json::from_str(patch)
+        .map_err(|_| Error::InvalidInput(format!("{what}s must be a JSON object, got {}", cut(patch))))?;
+    let Value::Object(patch) = patch else {
+        return Err(Error::InvalidInput(format!(
+            "{what}s must be an object such as {{ learning_rate: 0.01 }}, got {}",
+            kind(&patch)
+        )));
+    };
+    let Value::Object(mut merged) = to_value(base) else { unreachable!("a struct serialises as an object") };
+    let check = |merged: &Object, key: &str, value: &Value| -> Result<()> {
+        json::from_str::<T>(&json::to_string(merged)).map(drop).map_err(|_| {
+            let what_it_is = match value {
+                Value::Null => "null (NaN and ±∞ are not numbers here)".to_string(),
+                other => shown(other),
+            };
+            Error::InvalidInput(format!("{what} `{key}` cannot be {what_it_is}"))
+        })
+    };
+    overlay(&mut merged, patch, "", what, &check)?;
+    Ok(json::from_str(&json::to_string(&merged)).expect("checked after every key"))
+}
+
+/// Writes `patch`'s keys into `merged` (nested objects key by key), checking the whole after
+/// each key with `check` so that an error names the key that broke it.
+fn overlay(
+    merged: &mut Object,
+    patch: Object,
+    prefix: &str,
+    what: &str,
+    check: &dyn Fn(&Object, &str, &Value) -> Result<()>,
+) -> Result<()> {
+    for (key, value) in patch {
+        let path = format!("{prefix}{key}");
+        let Some(slot) = lookup(merged, prefix, &key) else {
+            let known: Vec<String> = keys_at(merged, prefix);
+            return Err(Error::InvalidInput(format!(
+                "unknown {what} `{path}`: the {what}s{} are {}",
+                if prefix.is_empty() { String::new() } else { format!(" in `{}`", prefix.trim_end_matches('.')) },
+                known.join(", ")
+            )));
+        };
+        match (slot, value) {
+            (Value::Object(_), Value::Object(inner)) => overlay(merged, inner, &format!("{path}."), what, check)?,
+            (slot, value) => {
+                *slot = value.clone();
+                check(merged, &path, &value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value at `prefix` + `key` (`prefix` is empty or dotted keys ending in a dot).
+fn lookup<'a>(root: &'a mut Object, prefix: &str, key: &str) -> Option<&'a mut Value> {
+    let mut object = root;
+    for part in prefix.split('.').filter(|p| !p.is_empty()) {
+        match object.get_mut(part) {
+            Some(Value::Object(inner)) => object = inner,
+            _ => return None,
+        }
+    }
+    object.get_mut(key)
+}
+
+fn keys_at(root: &mut Object, prefix: &str) -> Vec<String> {
+    let mut object = &*root;
+    for part in prefix.split('.').filter(|p| !p.is_empty()) {
+        match object.get(part) {
+            Some(Value::Object(inner)) => object = inner,
+            _ => return Vec::new(),
+        }
+    }
+    object.keys().cloned().collect()
+}
+
+fn cut(text: &str) -> String {
+    if text.chars().count() > 40 {
+        format!("{}…", text.chars().take(40).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::augment::Augment;
+
+    #[test]
+    fn merges_nested_keys_and_names_what_is_wrong() {
+        let base = <Augment as Default>::default();
+        let rotated: Augment = merged(&base, r#"{"rotate": 5}"#, "augmentation setting").unwrap();
+        assert_eq!(rotated, Augment { rotate: 5.0, ..base });
+        let error = merged::<Augment>(&base, r#"{"rotation": 5}"#, "augmentation setting").unwrap_err().to_string();
+        assert!(error.contains("unknown augmentation setting `rotation`"), "{error}");
+        assert!(error.contains("rotate"), "{error}");
+        let error = merged::<Augment>(&base, r#"{"rotate": "5"}"#, "augmentation setting").unwrap_err().to_string();
+        assert!(error.contains("`rotate` cannot be \"5\""), "{error}");
+        let error = merged::<Augment>(&base, "[1]", "augmentation setting").unwrap_err().to_string();
+        assert!(error.contains("must be an object") && error.contains("an array"), "{error}");
+        let error = merged::<Augment>(&base, "{", "augmentation setting").unwrap_err().to_string();
+        assert!(error.contains("must be a JSON object"), "{error}");
+    }
+}
