@@ -32,6 +32,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod session;
+pub mod teach;
 pub mod train;
 pub mod weights;
 
