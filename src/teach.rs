@@ -144,15 +144,15 @@ pub fn split(digits: &Digits, mask: &[bool]) -> Result<(Digits, Digits)> {
     Ok((Digits::new(images0, labels0)?, Digits::new(images1, labels1)?))
 }
 
-/// How many of `digits` `model` reads right (its most probable class is the label). Pixels are
+/// The digit `model` reads in each of `digits` (its most probable class). Pixels are
 /// `byte / 255`, as a session trains on them.
 ///
 /// # Errors
 /// Only those of [`LeNet5::forward`], which well-formed [`Digits`] do not cause.
-pub fn count_correct(model: &LeNet5, digits: &Digits) -> Result<usize> {
+pub fn predictions(model: &LeNet5, digits: &Digits) -> Result<Vec<u8>> {
     let mut workspace = Workspace::default();
     let mut pixels = Vec::with_capacity(ACCURACY_CHUNK * IMAGE_PIXELS);
-    let mut correct = 0;
+    let mut out = Vec::with_capacity(digits.len());
     for start in (0..digits.len()).step_by(ACCURACY_CHUNK) {
         let end = (start + ACCURACY_CHUNK).min(digits.len());
         pixels.clear();
@@ -160,11 +160,17 @@ pub fn count_correct(model: &LeNet5, digits: &Digits) -> Result<usize> {
         let view = ArrayView4::from_shape((end - start, 1, IMAGE_SIDE, IMAGE_SIDE), &pixels)
             .map_err(|e| Error::InvalidInput(format!("digits as images: {e}")))?;
         let logits = model.forward(view, &mut workspace)?;
-        for (row, &label) in logits.rows().into_iter().zip(&digits.labels()[start..end]) {
-            correct += usize::from(argmax(row.iter().copied()) == usize::from(label));
-        }
+        out.extend(logits.rows().into_iter().map(|row| argmax(row.iter().copied()) as u8));
     }
-    Ok(correct)
+    Ok(out)
+}
+
+/// How many of `digits` `model` reads right (see [`predictions`]).
+///
+/// # Errors
+/// As [`predictions`].
+pub fn count_correct(model: &LeNet5, digits: &Digits) -> Result<usize> {
+    Ok(predictions(model, digits)?.iter().zip(digits.labels()).filter(|(p, l)| p == l).count())
 }
 
 /// The share of `digits` that `model` reads right, in `[0, 1]`; `None` for no digits.
