@@ -1,6 +1,6 @@
-//! Teaching real writers their own handwriting with the page's recipe, natively: the writer of
-//! the UNIPEN development subset the shipped network reads worst labels the first five of each
-//! digit they wrote, is taught them, and their other digits are read at least as well after,
+//! Teaching real writers their own handwriting with the page's recipe, natively: the two writers of
+//! the UNIPEN development subset the shipped network reads worst label the first five of each
+//! digit they wrote, are taught them, and more of their other digits are read right after,
 //! while MNIST's test accuracy drops by at most 0.3 points.
 //!
 //! Needs UNIPEN (`$UNIPEN_DIR`, or `../shared/data/unipen/train_r01_v07` beside the repository)
@@ -49,7 +49,6 @@ fn teaching_the_worst_read_writers_helps_them_and_keeps_mnist() {
     assert!(ranked.len() >= 10, "{} writers with more than 5 of every digit", ranked.len());
     assert!(ranked.windows(2).all(|w| w[0].accuracy() <= w[1].accuracy()), "not worst first");
     // The two worst-read writers: there is something to teach them.
-    let mut helped = 0;
     for writer in &ranked[..2] {
         assert!(writer.correct < writer.digits.len(), "{}: every digit read right", writer.writer);
         let taken = teach::take_per_digit(writer.digits.labels(), 5).unwrap();
@@ -72,10 +71,9 @@ fn teaching_the_worst_read_writers_helps_them_and_keeps_mnist() {
             100.0 * mnist_before,
             100.0 * mnist_after
         );
-        assert!(after >= before, "{}: teaching lowered the other digits' accuracy", writer.writer);
+        // Both read more of their other digits right after (53 → 54 of 55, 23 → 24 of 24).
+        assert!(after > before, "{}: teaching did not help ({before} → {after})", writer.writer);
         assert!(mnist_before - mnist_after <= 0.003, "MNIST {mnist_before} → {mnist_after}");
-        helped += usize::from(after > before);
     }
-    assert!(helped >= 1, "teaching helped neither of the two worst-read writers");
     eprintln!("in {:?}", started.elapsed());
 }
