@@ -13,7 +13,8 @@
 //! # Layout
 //! Dependencies point one way: the faces (`wasm`, the `lenet` binary) → [`train`] →
 //! [`model`] → [`layers`], [`loss`], [`optim`] → [`gemm`]. [`data`] reads MNIST and turns a
-//! drawing into a model input; [`weights`] saves and loads safetensors files. Nothing below the
+//! drawing into a model input; [`weights`] saves and loads safetensors files; [`teach`] fine-tunes a
+//! network on a person's own digits (the page's "Teach" and `lenet teach`). Nothing below the
 //! faces mentions the browser.
 //!
 //! The network is LeNet-5 (LeCun, Bottou, Bengio and Haffner, "Gradient-based learning
@@ -33,6 +34,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod session;
+pub mod teach;
 pub mod train;
 pub mod weights;
 

@@ -538,6 +538,88 @@ pub fn fine_tune_data(
     Ok(digits_to_js(&mixed))
 }
 
+/// Teaching a network a person's handwriting, as seen from JavaScript: the core's
+/// `teach::Teaching` with its recipe (`teach::TeachRecipe::default()`: 100 steps, 512 replayed
+/// digits, the person's at 2 %, learning rate 0.003). The worker only decides when to step.
+///
+/// Digits cross the boundary as bytes, as for `Session`: `Uint8Array` of n × 784 pixels and
+/// `Uint8Array` of n labels.
+#[wasm_bindgen(js_name = Teaching)]
+pub struct TeachingJs {
+    inner: crate::teach::Teaching,
+}
+
+#[wasm_bindgen(js_class = Teaching)]
+impl TeachingJs {
+    /// Begins teaching a copy of `session`'s network the person's digits (`images`, `labels`):
+    /// every 5th of each label is held out to measure on, the rest are learnt, mixed with a
+    /// seeded sample of the replay digits (MNIST's training digits). `session` itself is not
+    /// changed (see `apply_to`). Throws when there are no digits, when a pair is not n × 784
+    /// pixels with n labels 0–9, or when the network's weights are not finite.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        session: &SessionJs,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] images: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] labels: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] replay_images: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] replay_labels: &JsValue,
+    ) -> Result<TeachingJs, JsError> {
+        let mine = Digits::new(u8_array(images, "images")?, u8_array(labels, "labels")?).map_err(js_error)?;
+        let replay = Digits::new(u8_array(replay_images, "replay_images")?, u8_array(replay_labels, "replay_labels")?)
+            .map_err(js_error)?;
+        let recipe = crate::teach::TeachRecipe::default();
+        let inner = crate::teach::Teaching::with_hold_out(session.inner.model().clone(), &mine, &replay, &recipe)
+            .map_err(js_error)?;
+        Ok(TeachingJs { inner })
+    }
+
+    /// One step of the recipe: `true` when a step was taken, `false` when all are taken. Throws
+    /// an `Error` ("teaching diverged: …") when the step would make the weights non-finite; the
+    /// last finite weights stay.
+    pub fn step(&mut self) -> Result<bool, JsError> {
+        self.inner.step().map_err(js_error)
+    }
+
+    /// Whether all the recipe's steps are taken.
+    pub fn is_done(&self) -> bool {
+        self.inner.is_done()
+    }
+
+    /// Steps taken so far.
+    pub fn steps_taken(&self) -> f64 {
+        self.inner.steps_taken() as f64
+    }
+
+    /// The share of the person's held-out digits the network as taught so far reads right (before
+    /// any step: the network as it was), or `null` when none is held out.
+    pub fn held_out_accuracy(&self) -> Result<Option<f64>, JsError> {
+        self.inner.held_out_accuracy().map_err(js_error)
+    }
+
+    /// `{ learnt, held, mixed, steps }`: the person's digits learnt from and held out, the
+    /// digits trained on (theirs repeated and the replay sample), and the recipe's steps.
+    pub fn counts(&self) -> Result<JsValue, JsError> {
+        #[derive(Serialize)]
+        struct Counts {
+            learnt: usize,
+            held: usize,
+            mixed: usize,
+            steps: u64,
+        }
+        to_js(&Counts {
+            learnt: self.inner.learnt_count(),
+            held: self.inner.held_out().len(),
+            mixed: self.inner.mixed_count(),
+            steps: crate::teach::TeachRecipe::default().steps,
+        })
+    }
+
+    /// Puts the network as taught so far into `session` (its optimizer state starts afresh).
+    pub fn apply_to(&self, session: &mut SessionJs) -> Result<(), JsError> {
+        session.inner.set_model(self.inner.model().clone()).map_err(js_error)
+    }
+}
+
 /// Sets `object[key] = value`; `Reflect.set` fails only on a frozen object, never on a fresh one.
 fn set(object: &js_sys::Object, key: &str, value: &JsValue) {
     js_sys::Reflect::set(object, &JsValue::from_str(key), value).expect("a fresh object takes any key");

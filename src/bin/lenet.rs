@@ -25,6 +25,7 @@ mod cli {
     use lenet::model::{Workspace, NUM_CLASSES};
     use lenet::optim::OptimizerKind;
     use lenet::session::{Session, Settings};
+    use lenet::teach::{self, TeachRecipe, Teaching};
     use lenet::train::{evaluate, Evaluation, LrSchedule};
     use lenet::{weights, Error};
     use ndarray::Axis;
@@ -139,6 +140,49 @@ mod cli {
         unipen_repeat: usize,
     }
 
+    /// The options of `lenet teach`; the recipe's defaults are the page's ([`TeachRecipe`]).
+    #[derive(clap::Args)]
+    struct TeachArgs {
+        /// A UNIPEN distribution's folder (the one holding data/ and include/).
+        #[arg(long)]
+        unipen: PathBuf,
+        /// The weights to teach (safetensors).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Folder holding MNIST's IDX files: its training digits are replayed, its test digits
+        /// measure forgetting.
+        #[arg(long, env = "MNIST_DIR")]
+        mnist: PathBuf,
+        /// How many of the worst-read writers to teach, overall and among the held-out ones.
+        #[arg(long, default_value_t = 5)]
+        writers: usize,
+        /// Digits of each label a writer labels to teach (the first ones they wrote).
+        #[arg(long, default_value_t = 5)]
+        per_digit: usize,
+        /// The fraction and seed of the writer split `train --unipen` held out (its
+        /// --unipen-held-out and --seed), to tell writers the weights never saw.
+        #[arg(long, default_value_t = 0.2)]
+        held_out: f64,
+        #[arg(long, default_value_t = 0)]
+        split_seed: u64,
+        /// Optimizer steps (the recipe's unless given).
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Learning rate (the recipe's unless given).
+        #[arg(long)]
+        lr: Option<f32>,
+        /// Share of the writer's digits in what is trained on (the recipe's unless given).
+        #[arg(long)]
+        mine_share: Option<f64>,
+        /// Replayed MNIST training digits (the recipe's unless given).
+        #[arg(long)]
+        replay: Option<usize>,
+        /// Distort the digits taught on at random (the crate's augmentation), which the recipe
+        /// does not.
+        #[arg(long)]
+        augment: bool,
+    }
+
     #[derive(Subcommand)]
     enum Command {
         /// Train from a fresh seeded initialisation (or a checkpoint); print test accuracy after
@@ -159,6 +203,10 @@ mod cli {
             #[arg(long)]
             unipen: Option<PathBuf>,
         },
+        /// How much teaching a writer's handwriting helps (the page's "Teach" recipe): for the UNIPEN
+        /// writers the weights misread most, teach the first --per-digit of each of their digits
+        /// and report their other digits' accuracy and MNIST's test accuracy before → after.
+        Teach(TeachArgs),
         /// Training throughput and single-image inference time, one thread, on real data.
         Bench {
             /// Folder holding MNIST's IDX files.
@@ -196,6 +244,7 @@ mod cli {
             Command::Eval { weights, unipen: Some(dir), .. } => eval_unipen(&weights, &dir),
             Command::Eval { weights, data: Some(data), .. } => eval(&weights, &data),
             Command::Eval { .. } => Err(Error::InvalidInput("eval needs --data (MNIST) or --unipen".into())),
+            Command::Teach(args) => teach(&args),
             Command::Bench { data, steps, rounds, batch_size, threads, json } => {
                 bench(&data, steps, rounds, batch_size, threads, json)
             }
@@ -411,6 +460,85 @@ mod cli {
         let result = evaluate(&model, &mut Workspace::default(), set.images.view(), &set.labels, 1000)?;
         println!("\n{}: UNIPEN", weights_path.display());
         print_evaluation(&result);
+        Ok(())
+    }
+
+    /// `lenet teach`: worst writers first, overall and among those the weights never saw.
+    fn teach(args: &TeachArgs) -> lenet::Result<()> {
+        let model = weights::load(&args.weights)?;
+        let defaults = TeachRecipe::default();
+        let recipe = TeachRecipe {
+            steps: args.steps.unwrap_or(defaults.steps),
+            replay_count: args.replay.unwrap_or(defaults.replay_count),
+            mine_share: args.mine_share.unwrap_or(defaults.mine_share),
+            settings: Settings {
+                learning_rate: args.lr.unwrap_or(defaults.settings.learning_rate),
+                augment: if args.augment { Some(Augment::default()) } else { defaults.settings.augment },
+                ..defaults.settings
+            },
+        };
+        recipe.validate()?;
+        let replay = idx::load_digits(&args.mnist, Split::Train)?;
+        let mnist_test = idx::load_digits(&args.mnist, Split::Test)?;
+        let digits = unipen::load(&args.unipen)?;
+        let (_, held) = unipen::split_by_writer(&digits, args.held_out, args.split_seed)?;
+        let unseen: std::collections::BTreeSet<&str> = held.iter().map(|d| d.writer.as_str()).collect();
+        let ranked = teach::rank_writers(&model, &digits, args.per_digit)?;
+        let mnist_before = teach::accuracy(&model, &mnist_test)?.unwrap_or(0.0);
+        println!(
+            "{} UNIPEN writers with more than {} of every digit ({} of them held out from training); recipe: {} steps of {}, learning rate {}, mine share {}, {} replayed MNIST digits, augmentation {}",
+            ranked.len(),
+            args.per_digit,
+            ranked.iter().filter(|w| unseen.contains(w.writer.as_str())).count(),
+            recipe.steps,
+            recipe.settings.batch_size,
+            recipe.settings.learning_rate,
+            recipe.mine_share,
+            recipe.replay_count,
+            if recipe.settings.augment.is_some() { "on" } else { "off" }
+        );
+        let worst = ranked.iter().take(args.writers);
+        let worst_unseen = ranked.iter().filter(|w| unseen.contains(w.writer.as_str())).take(args.writers);
+        for (title, writers) in [
+            ("worst-read writers overall", worst.collect::<Vec<_>>()),
+            ("worst-read held-out writers (never trained on)", worst_unseen.collect()),
+        ] {
+            println!("\n{title}:\n");
+            println!("| writer | held out | digits (taught + other) | other digits read right, before → after | MNIST test before → after | still misread (label→read) |");
+            println!("| --- | --- | ---: | ---: | ---: | --- |");
+            for writer in writers {
+                let taken = teach::take_per_digit(writer.digits.labels(), args.per_digit)
+                    .ok_or_else(|| Error::InvalidInput(format!("{}: too few digits", writer.writer)))?;
+                let (others, learn) = teach::split(&writer.digits, &taken)?;
+                let mut teaching = Teaching::new(model.clone(), &learn, others, &replay, &recipe)?;
+                let before = teaching.held_out_accuracy()?.unwrap_or(0.0);
+                teaching.run()?;
+                let after = teaching.held_out_accuracy()?.unwrap_or(0.0);
+                let mnist_after = teach::accuracy(teaching.model(), &mnist_test)?.unwrap_or(0.0);
+                let other = teaching.held_out();
+                let misread: Vec<String> = teach::predictions(teaching.model(), other)?
+                    .iter()
+                    .zip(other.labels())
+                    .filter(|(p, l)| p != l)
+                    .map(|(p, l)| format!("{l}→{p}"))
+                    .collect();
+                let right = |a: f64| (a * other.len() as f64).round() as usize;
+                println!(
+                    "| {} | {} | {} + {} | {:.2} % ({}) → {:.2} % ({}) | {:.2} % → {:.2} % | {} |",
+                    writer.writer,
+                    if unseen.contains(writer.writer.as_str()) { "yes" } else { "no" },
+                    learn.len(),
+                    other.len(),
+                    100.0 * before,
+                    right(before),
+                    100.0 * after,
+                    right(after),
+                    100.0 * mnist_before,
+                    100.0 * mnist_after,
+                    misread.join(" ")
+                );
+            }
+        }
         Ok(())
     }
 
