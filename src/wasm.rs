@@ -599,7 +599,7 @@ impl TeachingJs {
     /// `{ learnt, held, mixed, steps }`: the person's digits learnt from and held out, the
     /// digits trained on (theirs repeated and the replay sample), and the recipe's steps.
     pub fn counts(&self) -> Result<JsValue, JsError> {
-        #[derive(Serialize)]
+        #[derive(miniserde::Serialize)]
         struct Counts {
             learnt: usize,
             held: usize,
