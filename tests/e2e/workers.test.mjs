@@ -47,11 +47,42 @@ async function run(page, workers, { crashAfter = null } = {}) {
   const state = await page.evaluate((n) => window.lenetPage.trainSteps(n), K - (crashAfter ?? 0));
   const ms = Date.now() - t0;
   assert.equal(state.step, K);
+  // Choosing the same count again reports how many steps were taken over several workers.
+  const after = await page.evaluate((n) => window.lenetPage.setWorkers(n), workers);
+  assert.equal(after.steps - chosen.steps, workers > 1 ? K : 0, 'every step, and only once, over the workers');
   const weights = Buffer.from(await page.evaluate(() => window.lenetPage.exportWeights()), 'base64');
   return { weights, ms, examplesPerSec: (K * state.batchSize * 1000) / ms, state };
 }
 
 let reference = null;
+
+/** Prints examples/s on 1 and 2 workers for each batch size of E2E_WORKERS_SPEED (e.g. "32,128"):
+ * the best of three runs of E2E_WORKERS_SPEED_STEPS steps, the gradient worker already started. */
+async function measureSpeed(page) {
+  const steps = Number(process.env.E2E_WORKERS_SPEED_STEPS ?? 150);
+  const { loadavg } = await import('node:os');
+  for (const batch of process.env.E2E_WORKERS_SPEED.split(',')) {
+    await page.selectOption('#batch', batch);
+    await page.waitForFunction((b) => window.lenetPage.trainingState()?.batchSize === Number(b), batch);
+    const speed = async (workers) => {
+      await page.evaluate((n) => window.lenetPage.setWorkers(n), workers);
+      await page.evaluate(() => window.lenetPage.trainSteps(5));
+      let best = 0;
+      for (let round = 0; round < 3; round++) {
+        const t0 = Date.now();
+        await page.evaluate((n) => window.lenetPage.trainSteps(n), steps);
+        best = Math.max(best, (steps * Number(batch) * 1000) / (Date.now() - t0));
+      }
+      return best;
+    };
+    const load = loadavg()[0].toFixed(1);
+    const [two, one] = [await speed(2), await speed(1)];
+    console.log(
+      `# batch ${batch}, ${steps} steps, best of 3: 1 worker ${one.toFixed(0)} examples/s, 2 workers ${two.toFixed(0)} ` +
+        `(${(two / one).toFixed(2)}×); load average ${load} before, ${loadavg()[0].toFixed(1)} after`,
+    );
+  }
+}
 
 test(`${K} steps from seed ${SEED}: the same weights on 1 and 2 workers, shards in a SharedArrayBuffer`, async () => {
   const browser = await open({ isolated: true });
@@ -75,6 +106,8 @@ test(`${K} steps from seed ${SEED}: the same weights on 1 and 2 workers, shards 
     assert.notDeepEqual(Buffer.from(fresh, 'base64'), one.weights, 'the steps changed the weights');
     assert.ok(one.weights.equals(two.weights), `1 worker gave ${sha(one.weights)}, 2 workers ${sha(two.weights)}`);
     reference = one.weights;
+
+    if (process.env.E2E_WORKERS_SPEED) await measureSpeed(page);
     assertClean(browser);
   } finally {
     await browser.close();

@@ -53,7 +53,7 @@ export const MSG = Object.freeze({
   DATA_LOADED: 'data-loaded', // { id, data: { source, train, test }, ...state }: LOAD_IDX is done
   DB_CLOSED: 'db-closed', // { id }: CLOSE_DB is done
   PONG: 'pong', // { seq }
-  WORKERS: 'workers', // { id?, size, max, transport: 'shared' | 'message', replaced }: the workers steps are computed on
+  WORKERS: 'workers', // { id?, size, max, transport: 'shared' | 'message', replaced, steps }: the workers steps are computed on (`steps` taken over several)
   ERROR: 'error', // { id?, op, message }: a request failed and changed nothing
   CELL_DIGITS: 'cell-digits', // { id, net, label, predicted, step, total, digits: [{ index, pixels: Uint8Array(784), probabilities: [10] }] }
 });

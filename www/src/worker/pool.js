@@ -114,6 +114,7 @@ export class GradientPool {
     this.transport = transport();
     this.helpers = [];
     this.replaced = 0;
+    this.steps = 0; // steps taken over several workers, for the tests
     this.buffer = null;
     // A fresh object whenever the network's state changed other than by the pool's own steps:
     // a replica that holds another generation is sent the coordinator's checkpoint first.
@@ -122,7 +123,7 @@ export class GradientPool {
   }
 
   describe() {
-    return { size: this.size, max: MAX_WORKERS, transport: this.transport, replaced: this.replaced };
+    return { size: this.size, max: MAX_WORKERS, transport: this.transport, replaced: this.replaced, steps: this.steps };
   }
 
   /** Uses `count` workers in all (the training worker included) from the next step. */
@@ -223,6 +224,7 @@ export class GradientPool {
       replies.forEach(({ bytes }, i) => shards.set(bytes, ranges[i + 1][0] * shardBytes));
     }
     const outcome = session.apply_shards(shards);
+    this.steps++;
     helpers.forEach((helper, i) => {
       if (shared) helper.post({ op: 'apply', offset: slot, length: stepBytes });
       else if (i === helpers.length - 1) helper.post({ op: 'apply', bytes: shards }, [shards.buffer]);
