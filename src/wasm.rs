@@ -667,8 +667,17 @@ impl SessionJs {
     /// a `Uint8Array` of `(end - start) × shard_bytes()` bytes, records in shard order (step,
     /// index, images, loss, correct, gradient). Throws for a range that is empty or past
     /// `shard_count()`, or without training data.
-    pub fn compute_shards(&mut self, start: u32, end: u32) -> Result<Vec<u8>, JsError> {
-        let shards = self.inner.compute_shard_gradients(start as usize..end as usize).map_err(js_error)?;
+    pub fn compute_shards(&mut self, start: f64, end: f64) -> Result<Vec<u8>, JsError> {
+        // Plain numbers, checked here: a u32 parameter would wrap −1 to 2³² − 1 and cut 1.5 to 1.
+        let index = |name: &str, v: f64| -> Result<usize, JsError> {
+            if v.is_finite() && v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+                Ok(v as usize)
+            } else {
+                Err(JsError::new(&format!("{name} must be a shard index, a whole number ≥ 0, got {v}")))
+            }
+        };
+        let range = index("start", start)?..index("end", end)?;
+        let shards = self.inner.compute_shard_gradients(range).map_err(js_error)?;
         let mut bytes = Vec::with_capacity(shards.len() * self.shard_bytes() as usize);
         for shard in &shards {
             shard.to_bytes(&mut bytes);

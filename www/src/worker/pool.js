@@ -191,7 +191,10 @@ export class GradientPool {
     // Two halves, by the step's parity: a replica may still be applying step s from one while
     // another writes its share of step s + 1 into the other.
     const slot = shared ? (step % 2) * stepBytes : 0;
-    const helpers = this.#helpers(this.size - 1);
+    // A step of fewer shards than workers leaves some idle: they skip its update, so they are
+    // brought up to date (from a checkpoint) when next used.
+    const helpers = this.#helpers(parts - 1);
+    for (const idle of this.helpers.slice(parts - 1)) idle.generation = null;
     let checkpoint = null;
     for (const helper of helpers) {
       if (shared && helper.buffer !== this.buffer) {
