@@ -32,7 +32,12 @@ self.onmessage = ({ data }) => {
   else if (handle && !busy()) handle(data);
   else inbox.push(data);
 };
+// An async handler that changes a network after an await waits for `idle()` first.
+const idleWaiters = [];
+const idle = () => (busy() ? new Promise((resolve) => idleWaiters.push(resolve)) : Promise.resolve());
 function drain() {
+  if (busy()) return;
+  for (const resolve of idleWaiters.splice(0)) resolve();
   while (handle && !busy() && inbox.length) handle(inbox.shift());
 }
 
@@ -174,6 +179,7 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
     [MSG.RESUME]: async ({ net, run = true }) => {
       const n = network(net);
       const record = await store.read(net);
+      await idle();
       if (!describeCheckpoint(record)) throw new Error('There is no saved checkpoint to resume from');
       const session = feed(new Session());
       try {
@@ -215,6 +221,7 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
     // Everything is parsed before anything changes: a bad file leaves the data and the networks as they were.
     [MSG.LOAD_IDX]: async ({ files }) => {
       const parsed = await parseMnistFiles(files, (text) => post({ type: MSG.DATA_PROGRESS, text }));
+      await idle();
       digits = parsed;
       heldOut = new HeldOutPredictions(digits.test);
       checkpointer.dataSource = parsed.source;
