@@ -35,21 +35,23 @@ async function open({ isolated }) {
 }
 
 /** Trains K steps from SEED on `workers` workers; the weights and the wall time. */
-async function run(page, workers, { crashAfter = null } = {}) {
+async function run(page, workers, { crashAfter = null, crashes = 1 } = {}) {
   const chosen = await page.evaluate((n) => window.lenetPage.setWorkers(n), workers);
   assert.equal(chosen.size, workers);
   await page.evaluate((seed) => window.lenetPage.resetTraining(seed), SEED);
   const t0 = Date.now();
   if (crashAfter !== null) {
     await page.evaluate((n) => window.lenetPage.trainSteps(n), crashAfter);
-    await page.evaluate(() => window.lenetPage.crashGradientWorker());
+    await page.evaluate((n) => window.lenetPage.crashGradientWorker(n), crashes);
   }
   const state = await page.evaluate((n) => window.lenetPage.trainSteps(n), K - (crashAfter ?? 0));
   const ms = Date.now() - t0;
   assert.equal(state.step, K);
   // Choosing the same count again reports how many steps were taken over several workers.
-  const after = await page.evaluate((n) => window.lenetPage.setWorkers(n), workers);
-  assert.equal(after.steps - chosen.steps, workers > 1 ? K : 0, 'every step, and only once, over the workers');
+  const after = await page.evaluate(() => window.lenetPage.workers());
+  if (crashes === 1) {
+    assert.equal(after.steps - chosen.steps, workers > 1 ? K : 0, 'every step, and only once, over the workers');
+  }
   const weights = Buffer.from(await page.evaluate(() => window.lenetPage.exportWeights()), 'base64');
   return { weights, ms, examplesPerSec: (K * state.batchSize * 1000) / ms, state };
 }
@@ -108,6 +110,26 @@ test(`${K} steps from seed ${SEED}: the same weights on 1 and 2 workers, shards 
     reference = one.weights;
 
     if (process.env.E2E_WORKERS_SPEED) await measureSpeed(page);
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('gradient workers that keep failing: the step is taken in the training worker alone, which trains on', async () => {
+  assert.ok(reference, 'the first test ran');
+  const browser = await open({ isolated: false });
+  try {
+    const { page } = browser;
+    const crashed = await run(page, 2, { crashAfter: 7, crashes: 3 });
+    const status = page.locator('#workers-status');
+    await page.waitForFunction(() => document.querySelector('#workers-status').dataset.workers === '1');
+    assert.match(await status.textContent(), /training in one worker \(the other workers kept failing: .*crashed on request/);
+    const workers = await page.evaluate(() => window.lenetPage.workers());
+    assert.equal(workers.size, 1);
+    assert.equal(workers.steps, 7, 'the 7 steps before the failures went over the workers, none after');
+    assert.ok(crashed.weights.equals(reference), `after the fall-back ${sha(crashed.weights)}, undisturbed ${sha(reference)}`);
+    browser.problems.splice(0, Infinity, ...browser.problems.filter((p) => !/crashed on request \(test\)/.test(p)));
     assertClean(browser);
   } finally {
     await browser.close();

@@ -93,7 +93,7 @@ const workers = bindWorkersChoice({ client, select: document.getElementById('wor
 const onReady = handlers[MSG.READY];
 handlers[MSG.READY] = (msg) => {
   onReady(msg);
-  workers.show(msg.workers);
+  workers.ready(msg.workers);
 };
 handlers[MSG.WORKERS] = workers.show;
 store.subscribe((state, previous) => {
@@ -112,13 +112,13 @@ window.lenetPage = Object.freeze({
   // ?test-crash: the tests of recovery crash the worker on purpose; nothing else can.
   ...(params.has('test-crash') && {
     crashWorker: (how) => client.post({ type: MSG.CRASH, how }),
-    crashGradientWorker: () => client.post({ type: MSG.CRASH_GRADIENT }),
+    crashGradientWorker: (times = 1) => client.post({ type: MSG.CRASH_GRADIENT, times }),
   }),
   // ?test-hooks: exact step counts and the raw weights and strokes, for the tests of resuming and drawing.
   ...(params.has('test-hooks') && {
     strokes: () => pad.strokes(),
     setWorkers: (count) => workers.choose(count),
-    workers: () => workers.current(),
+    workers: () => workers.report(),
     teach,
     closeCheckpointDb: () => client.request({ type: MSG.CLOSE_DB }).then(() => true),
     resetTraining: (seed) => client.post({ type: MSG.RESET, net: 'training', from: 'scratch', seed }),

@@ -27,8 +27,8 @@ export const MSG = Object.freeze({
   CRASH: 'crash', // { how: 'throw' | 'hang' }: for the tests of recovery, sent only under ?test-crash
   EVALUATE: 'evaluate', // { net }: a pass over the held-out digits now; its EVAL follows
   CELL: 'cell', // { id, net, label, predicted }: the held-out digits of one cell of the confusion matrix
-  SET_WORKERS: 'set-workers', // { id, count }: train on `count` workers (1 to max), the training worker included
-  CRASH_GRADIENT: 'crash-gradient', // a gradient worker fails during its next step, for the tests (?test-crash)
+  SET_WORKERS: 'set-workers', // { id, count }: train on `count` workers (1 to max), the training worker included; without `count`, only the answer
+  CRASH_GRADIENT: 'crash-gradient', // { times }: a gradient worker fails during its next step, and so do `times − 1` replacements (?test-crash)
 
   // worker → page
   STATUS: 'status', // { text }: while loading
@@ -53,7 +53,7 @@ export const MSG = Object.freeze({
   DATA_LOADED: 'data-loaded', // { id, data: { source, train, test }, ...state }: LOAD_IDX is done
   DB_CLOSED: 'db-closed', // { id }: CLOSE_DB is done
   PONG: 'pong', // { seq }
-  WORKERS: 'workers', // { id?, size, max, transport: 'shared' | 'message', replaced, steps }: the workers steps are computed on (`steps` taken over several)
+  WORKERS: 'workers', // { id?, size, max, transport: 'shared' | 'message', replaced, steps, failure }: the workers steps are computed on (`steps` taken over several; `failure`, why it fell back to one)
   ERROR: 'error', // { id?, op, message }: a request failed and changed nothing
   CELL_DIGITS: 'cell-digits', // { id, net, label, predicted, step, total, digits: [{ index, pixels: Uint8Array(784), probabilities: [10] }] }
 });

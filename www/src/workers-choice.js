@@ -7,8 +7,9 @@ import { MSG } from './protocol.js';
 const TRANSPORT = { shared: 'shards shared in memory (SharedArrayBuffer)', message: 'shards sent in messages' };
 
 /**
- * Binds `select` and `status`; returns `show(workers)` for the worker's WORKERS and READY
- * reports (`{ size, max, transport, replaced }`) and `choose(count)` (the tests' hook).
+ * Binds `select` and `status`; returns `show(workers)` and `ready(workers)` for the worker's
+ * WORKERS and READY reports (`{ size, max, transport, replaced, steps, failure }`), and `choose(count)` and
+ * `report()` for the tests' hooks.
  */
 export function bindWorkersChoice({ client, select, status }) {
   let chosen = null; // the person's choice, sent again to a restarted training worker
@@ -16,11 +17,6 @@ export function bindWorkersChoice({ client, select, status }) {
 
   function show(workers) {
     if (!workers) return;
-    if (chosen !== null && workers.size !== chosen) {
-      // A restarted training worker starts from the default.
-      choose(chosen).catch(() => {});
-      return;
-    }
     shown = workers;
     if (select.options.length !== workers.max) {
       select.replaceChildren(...Array.from({ length: workers.max }, (_, i) => new Option(String(i + 1))));
@@ -28,7 +24,9 @@ export function bindWorkersChoice({ client, select, status }) {
     select.value = String(workers.size);
     const replaced = workers.replaced ? `; ${workers.replaced} replaced after a failure` : '';
     status.textContent =
-      workers.size === 1 ? 'training in one worker' : `${workers.size} workers, ${TRANSPORT[workers.transport]}${replaced}`;
+      workers.size === 1
+        ? `training in one worker${workers.failure ? ` (the other workers kept failing: ${workers.failure})` : ''}`
+        : `${workers.size} workers, ${TRANSPORT[workers.transport]}${replaced}`;
     status.dataset.workers = String(workers.size);
     status.dataset.transport = workers.transport;
     status.dataset.replaced = String(workers.replaced);
@@ -47,5 +45,18 @@ export function bindWorkersChoice({ client, select, status }) {
       if (shown) select.value = String(shown.size);
     });
   });
-  return { show, choose, current: () => shown };
+  /** READY's report: a training worker that was restarted starts from the default count. */
+  function ready(workers) {
+    if (chosen !== null && workers && workers.size !== chosen) choose(chosen).catch(() => {});
+    else show(workers);
+  }
+
+  /** The worker's report now (the tests' hook). */
+  async function report() {
+    const reply = await client.request({ type: MSG.SET_WORKERS });
+    show(reply);
+    return reply;
+  }
+
+  return { show, ready, choose, report };
 }

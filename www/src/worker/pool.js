@@ -9,13 +9,15 @@
 // same-origin and COEP require-corp), else as transferred buffers in messages. A gradient worker
 // that fails (an uncaught error, a refused request, or no answer within COMPUTE_TIMEOUT_MS) is
 // terminated and replaced, and the step is computed again: nothing was applied before all its
-// shards were in, so the weights cannot be corrupted by a lost share.
+// shards were in, so the weights cannot be corrupted by a lost share. A step whose gradient
+// workers fail ATTEMPTS times in a row is taken in the training worker alone, which then trains
+// alone until another worker count is chosen.
 
 /** The most workers, the training worker included, one tab trains on. */
 export const MAX_WORKERS = 4;
 // A share of a step takes milliseconds; the first after a sync also loads wasm and the digits.
 const COMPUTE_TIMEOUT_MS = 20_000;
-// A step is tried this many times before training stops with the last failure.
+// A step is tried this many times over the workers before it is taken alone.
 const ATTEMPTS = 3;
 
 /** 'shared' when shards can be exchanged through a SharedArrayBuffer, else 'message'. */
@@ -115,6 +117,8 @@ export class GradientPool {
     this.helpers = [];
     this.replaced = 0;
     this.steps = 0; // steps taken over several workers, for the tests
+    this.failure = null; // why training fell back to one worker, if it did
+    this.crashes = 0; // for the tests: replacements that are to crash too
     this.buffer = null;
     // A fresh object whenever the network's state changed other than by the pool's own steps:
     // a replica that holds another generation is sent the coordinator's checkpoint first.
@@ -123,7 +127,7 @@ export class GradientPool {
   }
 
   describe() {
-    return { size: this.size, max: MAX_WORKERS, transport: this.transport, replaced: this.replaced, steps: this.steps };
+    return { size: this.size, max: MAX_WORKERS, transport: this.transport, replaced: this.replaced, steps: this.steps, failure: this.failure };
   }
 
   /** Uses `count` workers in all (the training worker included) from the next step. */
@@ -131,6 +135,7 @@ export class GradientPool {
     if (!Number.isInteger(count) || count < 1 || count > MAX_WORKERS) {
       throw new Error(`the number of workers must be a whole number from 1 to ${MAX_WORKERS}, got ${count}`);
     }
+    if (count > 1) this.failure = null;
     this.size = count;
     for (const helper of this.helpers.splice(count - 1)) helper.fail(new HelperFailed('no longer used'));
     this.onChange(this.describe());
@@ -141,10 +146,12 @@ export class GradientPool {
     return this.size > 1 && network.session.shard_count() > 1;
   }
 
-  /** For the tests: the first gradient worker throws during its next share of a step. */
-  crashOne() {
+  /** For the tests: the first gradient worker throws during its next share of a step, and so do
+   * the next `times − 1` workers that replace it. */
+  crash(times = 1) {
     if (this.size < 2) throw new Error('there is no gradient worker: choose 2 workers or more first');
     this.#helpers(this.size - 1)[0].post({ op: 'crash' });
+    this.crashes = times - 1;
   }
 
   /** Records the network's state as the one the replicas hold (after the trainer's slice). */
@@ -162,7 +169,7 @@ export class GradientPool {
 
   /**
    * One step of `network` over the workers: its outcome, as `session.step()` returns it. A failed
-   * gradient worker is replaced and the step tried again; after ATTEMPTS it throws.
+   * gradient worker is replaced and the step tried again; after ATTEMPTS the step is taken here.
    */
   async step(network, train) {
     const key = this.#key(network, train.images);
@@ -174,7 +181,13 @@ export class GradientPool {
       try {
         return await this.#tryStep(network.session, train);
       } catch (error) {
-        if (!(error instanceof HelperFailed) || attempt >= ATTEMPTS) throw error;
+        if (!(error instanceof HelperFailed)) throw error;
+        if (attempt >= ATTEMPTS) {
+          // Gradient workers that keep failing (they cannot load, say): go on in this worker alone.
+          this.failure = error.message;
+          this.setSize(1);
+          return network.session.step();
+        }
       }
     }
   }
@@ -245,6 +258,10 @@ export class GradientPool {
         this.onChange(this.describe());
       }
       this.helpers[i] = new Helper(this.createWorker(), () => {});
+      if (this.crashes > 0) {
+        this.crashes--;
+        this.helpers[i].post({ op: 'crash' });
+      }
     }
     return this.helpers.slice(0, count);
   }

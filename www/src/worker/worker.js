@@ -203,10 +203,10 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
     },
     [MSG.CRASH]: ({ how }) => crash(how),
     [MSG.SET_WORKERS]: ({ count }) => {
-      pool.setSize(count);
+      if (count !== undefined) pool.setSize(count);
       return { type: MSG.WORKERS, ...pool.describe() };
     },
-    [MSG.CRASH_GRADIENT]: () => pool.crashOne(),
+    [MSG.CRASH_GRADIENT]: ({ times }) => pool.crash(times),
     // The confusion matrix: a pass over the held-out digits, and the digits behind one of its cells.
     [MSG.EVALUATE]: ({ net }) => {
       const n = network(net);
