@@ -35,14 +35,14 @@ async function open({ isolated }) {
 }
 
 /** Trains K steps from SEED on `workers` workers; the weights and the wall time. */
-async function run(page, workers, { crashAfter = null, crashes = 1 } = {}) {
+async function run(page, workers, { crashAfter = null, how = 'throw', crashes = 1 } = {}) {
   const chosen = await page.evaluate((n) => window.lenetPage.setWorkers(n), workers);
   assert.equal(chosen.size, workers);
   await page.evaluate((seed) => window.lenetPage.resetTraining(seed), SEED);
   const t0 = Date.now();
   if (crashAfter !== null) {
     await page.evaluate((n) => window.lenetPage.trainSteps(n), crashAfter);
-    await page.evaluate((n) => window.lenetPage.crashGradientWorker(n), crashes);
+    await page.evaluate(([h, n]) => window.lenetPage.crashGradientWorker(h, n), [how, crashes]);
   }
   const state = await page.evaluate((n) => window.lenetPage.trainSteps(n), K - (crashAfter ?? 0));
   const ms = Date.now() - t0;
@@ -165,6 +165,24 @@ test('a gradient worker that dies during a step is replaced and the weights are 
     assert.equal(await page.locator('#worker-notice').isHidden(), true);
     // The gradient worker's own report of its (intended) crash is the only error.
     browser.problems.splice(0, Infinity, ...browser.problems.filter((p) => !/crashed on request \(test\)/.test(p)));
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a gradient worker that hangs during a step is replaced after 10 s, and the weights are those of an undisturbed run', async () => {
+  assert.ok(reference, 'the first test ran');
+  const browser = await open({ isolated: true });
+  try {
+    const { page } = browser;
+    const hung = await run(page, 2, { crashAfter: 7, how: 'hang' });
+    assert.ok(hung.ms >= 10_000, `the step waited for the time-out (${hung.ms} ms)`);
+    const workers = await page.evaluate(() => window.lenetPage.workers());
+    assert.equal(workers.replaced, 1);
+    assert.equal(workers.size, 2);
+    assert.ok(hung.weights.equals(reference), `after the hang ${sha(hung.weights)}, undisturbed ${sha(reference)}`);
+    assert.equal(await page.locator('#worker-notice').isHidden(), true, 'the training worker itself answered its pings');
     assertClean(browser);
   } finally {
     await browser.close();

@@ -112,7 +112,7 @@ window.lenetPage = Object.freeze({
   // ?test-crash: the tests of recovery crash the worker on purpose; nothing else can.
   ...(params.has('test-crash') && {
     crashWorker: (how) => client.post({ type: MSG.CRASH, how }),
-    crashGradientWorker: (times = 1) => client.post({ type: MSG.CRASH_GRADIENT, times }),
+    crashGradientWorker: (how = 'throw', times = 1) => client.post({ type: MSG.CRASH_GRADIENT, how, times }),
   }),
   // ?test-hooks: exact step counts and the raw weights and strokes, for the tests of resuming and drawing.
   ...(params.has('test-hooks') && {

@@ -28,7 +28,7 @@ export const MSG = Object.freeze({
   EVALUATE: 'evaluate', // { net }: a pass over the held-out digits now; its EVAL follows
   CELL: 'cell', // { id, net, label, predicted }: the held-out digits of one cell of the confusion matrix
   SET_WORKERS: 'set-workers', // { id, count }: train on `count` workers (1 to max), the training worker included; without `count`, only the answer
-  CRASH_GRADIENT: 'crash-gradient', // { times }: a gradient worker fails during its next step, and so do `times − 1` replacements (?test-crash)
+  CRASH_GRADIENT: 'crash-gradient', // { how: 'throw' | 'hang', times }: a gradient worker fails during its next step, and so do `times − 1` replacements (?test-crash)
 
   // worker → page
   STATUS: 'status', // { text }: while loading

@@ -9,13 +9,13 @@
 //   { op: 'compute', step, start, end, offset? }   shards start..end; written at `offset` of the
 //                                                  shared buffer, or sent back as bytes
 //   { op: 'apply', offset?, length?, bytes? }      the step's shards, all of them, in order
-//   { op: 'crash' }                                for the tests: the next compute throws
+//   { op: 'crash', how: 'throw' | 'hang' }         for the tests: the next compute throws or hangs
 // Answers: { op: 'computed', seq, bytes? } and { op: 'failed', seq, message }.
 import init, { Session } from 'lenet-wasm';
 
 let session = null;
 let shared = null;
-let crashNext = false;
+let crashNext = null; // for the tests: 'throw' or 'hang' at the next compute
 
 const handlers = {
   sync({ checkpoint, images, labels }) {
@@ -33,8 +33,13 @@ const handlers = {
     shared = buffer;
   },
   compute({ seq, step, start, end, offset }) {
+    if (crashNext === 'hang') {
+      // Busy for ever, as a worker stuck in a loop is (a calling loop, which no minifier drops).
+      const start = performance.now();
+      while (performance.now() >= start);
+    }
     if (crashNext) {
-      crashNext = false;
+      crashNext = null;
       // Outside any handler, so that it reaches the training worker as this Worker's error event.
       setTimeout(() => {
         throw new Error('a gradient worker crashed on request (test)');
@@ -54,8 +59,8 @@ const handlers = {
   apply({ offset, length, bytes }) {
     session.apply_shards(bytes ?? new Uint8Array(shared, offset, length));
   },
-  crash() {
-    crashNext = true;
+  crash({ how }) {
+    crashNext = how;
   },
 };
 

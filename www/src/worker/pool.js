@@ -16,7 +16,7 @@
 /** The most workers, the training worker included, one tab trains on. */
 export const MAX_WORKERS = 4;
 // A share of a step takes milliseconds; the first after a sync also loads wasm and the digits.
-const COMPUTE_TIMEOUT_MS = 20_000;
+const COMPUTE_TIMEOUT_MS = 10_000;
 // A step is tried this many times over the workers before it is taken alone.
 const ATTEMPTS = 3;
 
@@ -146,11 +146,12 @@ export class GradientPool {
     return this.size > 1 && network.session.shard_count() > 1;
   }
 
-  /** For the tests: the first gradient worker throws during its next share of a step, and so do
-   * the next `times − 1` workers that replace it. */
-  crash(times = 1) {
+  /** For the tests: the first gradient worker throws (or hangs) during its next share of a step,
+   * and the next `times − 1` workers that replace it throw. */
+  crash(how = 'throw', times = 1) {
     if (this.size < 2) throw new Error('there is no gradient worker: choose 2 workers or more first');
-    this.#helpers(this.size - 1)[0].post({ op: 'crash' });
+    if (how !== 'throw' && how !== 'hang') throw new Error(`a gradient worker crashes by 'throw' or 'hang', not ${how}`);
+    this.#helpers(this.size - 1)[0].post({ op: 'crash', how });
     this.crashes = times - 1;
   }
 
@@ -260,7 +261,7 @@ export class GradientPool {
       this.helpers[i] = new Helper(this.createWorker(), () => {});
       if (this.crashes > 0) {
         this.crashes--;
-        this.helpers[i].post({ op: 'crash' });
+        this.helpers[i].post({ op: 'crash', how: 'throw' });
       }
     }
     return this.helpers.slice(0, count);

@@ -206,7 +206,7 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       if (count !== undefined) pool.setSize(count);
       return { type: MSG.WORKERS, ...pool.describe() };
     },
-    [MSG.CRASH_GRADIENT]: ({ times }) => pool.crash(times),
+    [MSG.CRASH_GRADIENT]: ({ how, times }) => pool.crash(how, times),
     // The confusion matrix: a pass over the held-out digits, and the digits behind one of its cells.
     [MSG.EVALUATE]: ({ net }) => {
       const n = network(net);
