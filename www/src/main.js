@@ -89,7 +89,11 @@ Object.assign(
   }),
 );
 // How many workers train (the training worker's gradient workers), from its READY and WORKERS.
-const workers = bindWorkersChoice({ client, select: document.getElementById('workers'), status: document.getElementById('workers-status') });
+const workers = bindWorkersChoice({
+  client,
+  select: document.getElementById('workers'),
+  status: document.getElementById('workers-status'),
+});
 const onReady = handlers[MSG.READY];
 handlers[MSG.READY] = (msg) => {
   onReady(msg);

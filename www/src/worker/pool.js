@@ -44,13 +44,12 @@ export function shares(count, parts) {
   return out;
 }
 
-class HelperFailed extends Error {}
+class ReplicaFailed extends Error {}
 
 /** One gradient worker and its requests in flight. */
-class Helper {
-  constructor(worker, onFailed) {
+class Replica {
+  constructor(worker) {
     this.worker = worker;
-    this.onFailed = onFailed;
     this.pending = new Map(); // seq → { resolve, reject, timer }
     this.seq = 0;
     this.dead = false;
@@ -58,7 +57,7 @@ class Helper {
     this.data = null; // the training images it holds
     this.buffer = null; // the shared buffer it writes to
     worker.onmessage = ({ data }) => {
-      if (data.op === 'failed') return this.fail(new HelperFailed(`a gradient worker failed: ${data.message}`));
+      if (data.op === 'failed') return this.fail(new ReplicaFailed(`a gradient worker failed: ${data.message}`));
       const request = this.pending.get(data.seq);
       if (!request) return;
       this.pending.delete(data.seq);
@@ -67,9 +66,9 @@ class Helper {
     };
     worker.onerror = (event) => {
       event.preventDefault?.();
-      this.fail(new HelperFailed(`a gradient worker stopped: ${event.message || 'it could not start'}`));
+      this.fail(new ReplicaFailed(`a gradient worker stopped: ${event.message || 'it could not start'}`));
     };
-    worker.onmessageerror = () => this.fail(new HelperFailed('a gradient worker could not read a message'));
+    worker.onmessageerror = () => this.fail(new ReplicaFailed('a gradient worker could not read a message'));
   }
 
   post(message, transfer = []) {
@@ -80,11 +79,11 @@ class Helper {
     const seq = this.seq + 1;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => this.fail(new HelperFailed(`a gradient worker did not answer within ${COMPUTE_TIMEOUT_MS / 1000} s`)),
+        () => this.fail(new ReplicaFailed(`a gradient worker did not answer within ${COMPUTE_TIMEOUT_MS / 1000} s`)),
         COMPUTE_TIMEOUT_MS,
       );
       this.pending.set(seq, { resolve, reject, timer });
-      if (this.dead) this.fail(new HelperFailed('the gradient worker has stopped'));
+      if (this.dead) this.fail(new ReplicaFailed('the gradient worker has stopped'));
       else this.post(message, transfer);
     });
   }
@@ -94,7 +93,6 @@ class Helper {
     if (!this.dead) {
       this.dead = true;
       this.worker.terminate();
-      this.onFailed(this, error);
     }
     for (const { reject, timer } of this.pending.values()) {
       clearTimeout(timer);
@@ -114,7 +112,7 @@ export class GradientPool {
     this.onChange = onChange;
     this.size = defaultWorkers();
     this.transport = transport();
-    this.helpers = [];
+    this.replicas = [];
     this.replaced = 0;
     this.steps = 0; // steps taken over several workers, for the tests
     this.failure = null; // why training fell back to one worker, if it did
@@ -127,7 +125,8 @@ export class GradientPool {
   }
 
   describe() {
-    return { size: this.size, max: MAX_WORKERS, transport: this.transport, replaced: this.replaced, steps: this.steps, failure: this.failure };
+    const { size, transport, replaced, steps, failure } = this;
+    return { size, max: MAX_WORKERS, transport, replaced, steps, failure };
   }
 
   /** Uses `count` workers in all (the training worker included) from the next step. */
@@ -137,7 +136,7 @@ export class GradientPool {
     }
     if (count > 1) this.failure = null;
     this.size = count;
-    for (const helper of this.helpers.splice(count - 1)) helper.fail(new HelperFailed('no longer used'));
+    for (const replica of this.replicas.splice(count - 1)) replica.fail(new ReplicaFailed('no longer used'));
     this.onChange(this.describe());
   }
 
@@ -151,7 +150,7 @@ export class GradientPool {
   crash(how = 'throw', times = 1) {
     if (this.size < 2) throw new Error('there is no gradient worker: choose 2 workers or more first');
     if (how !== 'throw' && how !== 'hang') throw new Error(`a gradient worker crashes by 'throw' or 'hang', not ${how}`);
-    this.#helpers(this.size - 1)[0].post({ op: 'crash', how });
+    this.#replicas(this.size - 1)[0].post({ op: 'crash', how });
     this.crashes = times - 1;
   }
 
@@ -161,11 +160,19 @@ export class GradientPool {
   }
 
   #key(network, trainImages) {
-    return { session: network.session, version: network.version, settings: JSON.stringify(network.session.settings()), trainImages };
+    const { session, version } = network;
+    return { session, version, settings: JSON.stringify(session.settings()), trainImages };
   }
 
   #sameKey(a, b) {
-    return !!a && !!b && a.session === b.session && a.version === b.version && a.settings === b.settings && a.trainImages === b.trainImages;
+    return (
+      !!a &&
+      !!b &&
+      a.session === b.session &&
+      a.version === b.version &&
+      a.settings === b.settings &&
+      a.trainImages === b.trainImages
+    );
   }
 
   /**
@@ -182,7 +189,7 @@ export class GradientPool {
       try {
         return await this.#tryStep(network.session, train);
       } catch (error) {
-        if (!(error instanceof HelperFailed)) throw error;
+        if (!(error instanceof ReplicaFailed)) throw error;
         if (attempt >= ATTEMPTS) {
           // Gradient workers that keep failing (they cannot load, say): go on in this worker alone.
           this.failure = error.message;
@@ -207,24 +214,24 @@ export class GradientPool {
     const slot = shared ? (step % 2) * stepBytes : 0;
     // A step of fewer shards than workers leaves some idle: they skip its update, so they are
     // brought up to date (from a checkpoint) when next used.
-    const helpers = this.#helpers(parts - 1);
-    for (const idle of this.helpers.slice(parts - 1)) idle.generation = null;
+    const replicas = this.#replicas(parts - 1);
+    for (const idle of this.replicas.slice(parts - 1)) idle.generation = null;
     let checkpoint = null;
-    for (const helper of helpers) {
-      if (shared && helper.buffer !== this.buffer) {
-        helper.post({ op: 'buffer', buffer: this.buffer });
-        helper.buffer = this.buffer;
+    for (const replica of replicas) {
+      if (shared && replica.buffer !== this.buffer) {
+        replica.post({ op: 'buffer', buffer: this.buffer });
+        replica.buffer = this.buffer;
       }
-      if (helper.generation !== this.generation || helper.data !== train.images) {
+      if (replica.generation !== this.generation || replica.data !== train.images) {
         checkpoint ??= session.checkpoint();
-        const data = helper.data !== train.images && { images: train.images, labels: train.labels };
-        helper.post({ op: 'sync', checkpoint, ...data });
-        helper.generation = this.generation;
-        helper.data = train.images;
+        const data = replica.data !== train.images && { images: train.images, labels: train.labels };
+        replica.post({ op: 'sync', checkpoint, ...data });
+        replica.generation = this.generation;
+        replica.data = train.images;
       }
     }
     const answers = ranges.slice(1).map(([start, end], i) =>
-      helpers[i].request({ op: 'compute', step, start, end, ...(shared && { offset: slot + start * shardBytes }) }),
+      replicas[i].request({ op: 'compute', step, start, end, ...(shared && { offset: slot + start * shardBytes }) }),
     );
     // Settled here too, so that a failure while the coordinator computes is not left unhandled.
     const all = Promise.all(answers);
@@ -242,28 +249,28 @@ export class GradientPool {
     }
     const outcome = session.apply_shards(shards);
     this.steps++;
-    helpers.forEach((helper, i) => {
-      if (shared) helper.post({ op: 'apply', offset: slot, length: stepBytes });
-      else if (i === helpers.length - 1) helper.post({ op: 'apply', bytes: shards }, [shards.buffer]);
-      else helper.post({ op: 'apply', bytes: shards.slice() });
+    replicas.forEach((replica, i) => {
+      if (shared) replica.post({ op: 'apply', offset: slot, length: stepBytes });
+      else if (i === replicas.length - 1) replica.post({ op: 'apply', bytes: shards }, [shards.buffer]);
+      else replica.post({ op: 'apply', bytes: shards.slice() });
     });
     return outcome;
   }
 
   /** The first `count` gradient workers, alive: a failed one is replaced by a new one. */
-  #helpers(count) {
+  #replicas(count) {
     for (let i = 0; i < count; i++) {
-      if (this.helpers[i] && !this.helpers[i].dead) continue;
-      if (this.helpers[i]) {
+      if (this.replicas[i] && !this.replicas[i].dead) continue;
+      if (this.replicas[i]) {
         this.replaced++;
         this.onChange(this.describe());
       }
-      this.helpers[i] = new Helper(this.createWorker(), () => {});
+      this.replicas[i] = new Replica(this.createWorker());
       if (this.crashes > 0) {
         this.crashes--;
-        this.helpers[i].post({ op: 'crash', how: 'throw' });
+        this.replicas[i].post({ op: 'crash', how: 'throw' });
       }
     }
-    return this.helpers.slice(0, count);
+    return this.replicas.slice(0, count);
   }
 }
