@@ -247,13 +247,23 @@ export class GradientPool {
       shards.set(own, 0);
       replies.forEach(({ bytes }, i) => shards.set(bytes, ranges[i + 1][0] * shardBytes));
     }
-    const outcome = session.apply_shards(shards);
-    this.steps++;
-    replicas.forEach((replica, i) => {
+    // The replicas apply the step while the coordinator does.
+    for (const replica of replicas) {
       if (shared) replica.post({ op: 'apply', offset: slot, length: stepBytes });
-      else if (i === replicas.length - 1) replica.post({ op: 'apply', bytes: shards }, [shards.buffer]);
-      else replica.post({ op: 'apply', bytes: shards.slice() });
-    });
+      else {
+        const copy = shards.slice();
+        replica.post({ op: 'apply', bytes: copy }, [copy.buffer]);
+      }
+    }
+    let outcome;
+    try {
+      outcome = session.apply_shards(shards);
+    } catch (error) {
+      // The replicas may have taken a step the coordinator has not: bring them back to its state.
+      this.generation = {};
+      throw error;
+    }
+    this.steps++;
     return outcome;
   }
 
