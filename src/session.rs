@@ -655,8 +655,9 @@ impl Session {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when the shards are not those of this session's next step: a
-    /// wrong count, a shard out of order, of another step, of the wrong number of images, or
-    /// with a gradient of the wrong length. Nothing changes then.
+    /// wrong count, a shard out of order, of another step, of the wrong number of images, with
+    /// more correct answers than images, or with a gradient of the wrong length. Nothing changes
+    /// then.
     pub fn apply_shard_gradients(&mut self, shards: &[ShardGradient]) -> Result<StepOutcome> {
         self.require_train_data()?;
         let count = self.shard_count();
@@ -671,6 +672,12 @@ impl Session {
                 return Err(Error::InvalidInput(format!(
                     "shard {i} of step {} (of {images} images) was expected, got shard {} of step {} (of {} images)",
                     self.step, shard.index, shard.step, shard.images
+                )));
+            }
+            if shard.correct > shard.images {
+                return Err(Error::InvalidInput(format!(
+                    "shard {i}: {} of its {} images cannot be correct",
+                    shard.correct, shard.images
                 )));
             }
             if shard.gradient.len() != parameters {

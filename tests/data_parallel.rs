@@ -124,6 +124,9 @@ fn shards_that_are_not_the_next_steps_are_refused_and_change_nothing() {
     let mut short = shards.clone();
     short[2].gradient.pop();
     refuse(&mut s, &short, "a gradient of 61706 values was expected, got 61705");
+    let mut boastful = shards.clone();
+    boastful[1].correct = 17;
+    refuse(&mut s, &boastful, "shard 1: 17 of its 16 images cannot be correct");
     assert_eq!(s.checkpoint().unwrap(), before);
     let err = s.compute_shard_gradients(2..4).unwrap_err().to_string();
     assert!(err.contains("shards 2..4") && err.contains("3 shards"), "{err}");
