@@ -19,6 +19,8 @@
 //! of threads (or workers) and the sum is the same bits, so the weights after `k` steps do not
 //! depend on the thread count. A batch of one shard gives exactly the unsharded gradient.
 
+use std::ops::Range;
+
 use ndarray::{Array4, ArrayView4, Axis, Ix4};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -228,6 +230,94 @@ struct Shard {
     correct: usize,
 }
 
+/// One shard's share of a step, as [`Session::compute_shard_gradients`] returns it and
+/// [`Session::apply_shard_gradients`] takes it; [`ShardGradient::to_bytes`] is its form on the
+/// wire between replicas.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShardGradient {
+    /// The session's step count when it was computed: the step it belongs to, from 0.
+    pub step: u64,
+    /// Its place in the step's shards, from 0.
+    pub index: usize,
+    /// Its images (`shard_size`, or fewer in the batch's last shard).
+    pub images: usize,
+    /// The shard's mean cross-entropy, in nats.
+    pub loss: f32,
+    /// Its images classified correctly (before the update).
+    pub correct: usize,
+    /// ∂ loss / ∂ parameters: the mean over the shard's images, every parameter tensor flat in
+    /// the order of [`LeNet5::parameters`] (61,706 values).
+    pub gradient: Vec<f32>,
+}
+
+/// Bytes of a [`ShardGradient`]'s header on the wire: step (u64), index, images, loss (f32),
+/// correct, gradient length (u32 each), little-endian.
+pub const SHARD_HEADER_BYTES: usize = 28;
+
+impl ShardGradient {
+    /// Bytes of one shard of a LeNet-5 on the wire: the header and 4 bytes a parameter.
+    pub fn wire_bytes(num_parameters: usize) -> usize {
+        SHARD_HEADER_BYTES + 4 * num_parameters
+    }
+
+    /// Appends the shard's bytes ([`ShardGradient::wire_bytes`] of them) to `out`; shards are
+    /// sent as such records back to back.
+    pub fn to_bytes(&self, out: &mut Vec<u8>) {
+        out.reserve(ShardGradient::wire_bytes(self.gradient.len()));
+        out.extend_from_slice(&self.step.to_le_bytes());
+        for v in [self.index as u32, self.images as u32, self.loss.to_bits(), self.correct as u32] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.gradient.len() as u32).to_le_bytes());
+        for v in &self.gradient {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// The shards in `bytes`, records of [`ShardGradient::to_bytes`] back to back.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the bytes end inside a record.
+    pub fn list_from_bytes(mut bytes: &[u8]) -> Result<Vec<ShardGradient>> {
+        let mut shards = Vec::new();
+        while !bytes.is_empty() {
+            let at = shards.len();
+            let truncated =
+                || Error::InvalidInput(format!("shard gradients: record {at} is cut short ({} bytes)", bytes.len()));
+            if bytes.len() < SHARD_HEADER_BYTES {
+                return Err(truncated());
+            }
+            let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+            let len = u32_at(24) as usize;
+            let end = len.checked_mul(4).and_then(|n| n.checked_add(SHARD_HEADER_BYTES)).ok_or_else(truncated)?;
+            if bytes.len() < end {
+                return Err(truncated());
+            }
+            shards.push(ShardGradient {
+                step: u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")),
+                index: u32_at(8) as usize,
+                images: u32_at(12) as usize,
+                loss: f32::from_bits(u32_at(16)),
+                correct: u32_at(20) as usize,
+                gradient: bytes[SHARD_HEADER_BYTES..end]
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect(),
+            });
+            bytes = &bytes[end..];
+        }
+        Ok(shards)
+    }
+}
+
+/// A shard's part in an update: its size, loss, correct answers and gradient tensors.
+struct ShardPart<'a> {
+    images: usize,
+    loss: f32,
+    correct: usize,
+    tensors: Vec<&'a [f32]>,
+}
+
 /// An evaluation pass in progress over the held-out digits.
 #[derive(Clone, Debug)]
 struct EvalPass {
@@ -424,6 +514,26 @@ impl Session {
         indices
     }
 
+    /// The indices [`Session::next_batch_indices`] will return, without moving: the next
+    /// epoch's order is drawn here too when the batch spans two epochs.
+    fn peek_batch_indices(&self) -> Vec<usize> {
+        let mut indices = Vec::with_capacity(self.settings.batch_size);
+        let (mut epoch, mut cursor) = (self.epoch, self.cursor);
+        let mut next_order: Option<Vec<usize>> = None;
+        while indices.len() < self.settings.batch_size {
+            let order = next_order.as_deref().unwrap_or(&self.order);
+            if cursor >= order.len() {
+                epoch += 1;
+                cursor = 0;
+                next_order = Some(shuffled_indices(self.train.len(), self.settings.seed, epoch));
+                continue;
+            }
+            indices.push(order[cursor]);
+            cursor += 1;
+        }
+        indices
+    }
+
     /// The 784 f32 pixels of training digit `index` as batch position `position` of step `step`
     /// sees them: augmented when augmentation is on.
     fn fill_image(&self, index: usize, position: usize, step: u64, dst: &mut [f32]) {
@@ -448,30 +558,149 @@ impl Session {
     /// # Errors
     /// [`Error::InvalidInput`] when the session has no training data.
     pub fn step(&mut self) -> Result<StepOutcome> {
+        self.require_train_data()?;
+        let indices = self.next_batch_indices();
+        let count = indices.len().div_ceil(self.settings.shard_size);
+        let mut shards = std::mem::take(&mut self.shards);
+        shards.resize_with(count.max(shards.len()), Shard::default);
+        self.fill_shards(&indices, 0..count, &mut shards[..count]);
+        self.seen += indices.len() as u64;
+        let outcome = self.step_on_shards(&mut shards[..count]);
+        self.shards = shards;
+        outcome
+    }
+
+    fn require_train_data(&self) -> Result<()> {
         if self.train.is_empty() {
             return Err(Error::InvalidInput("no training data: set the training digits first".into()));
         }
-        let step = self.step;
-        let indices = self.next_batch_indices();
+        Ok(())
+    }
+
+    /// Fills `shards[k]` with the images and labels of shard `range.start + k` of the batch
+    /// `indices` of the current step.
+    fn fill_shards(&self, indices: &[usize], range: Range<usize>, shards: &mut [Shard]) {
         let shard_size = self.settings.shard_size;
-        let count = indices.len().div_ceil(shard_size);
-        let mut shards = std::mem::take(&mut self.shards);
-        shards.resize_with(count.max(shards.len()), Shard::default);
-        for (s, chunk) in indices.chunks(shard_size).enumerate() {
-            let shard = &mut shards[s];
+        for (s, shard) in range.zip(shards.iter_mut()) {
+            let chunk = &indices[s * shard_size..((s + 1) * shard_size).min(indices.len())];
             ensure_shape(&mut shard.images, Ix4(chunk.len(), 1, IMAGE_SIDE, IMAGE_SIDE));
             shard.labels.clear();
             let pixels = shard.images.as_slice_mut().expect("a fresh array is contiguous");
             for (i, &index) in chunk.iter().enumerate() {
                 let position = s * shard_size + i;
-                self.fill_image(index, position, step, &mut pixels[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]);
+                self.fill_image(index, position, self.step, &mut pixels[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]);
                 shard.labels.push(self.train.labels()[index]);
             }
         }
-        self.seen += indices.len() as u64;
-        let outcome = self.step_on_shards(&mut shards[..count]);
+    }
+
+    /// The shards of the next step's batch: `batch_size / shard_size`, rounded up. Each is
+    /// computed by [`Session::compute_shard_gradients`], anywhere, and all of them, in order,
+    /// are applied by [`Session::apply_shard_gradients`].
+    pub fn shard_count(&self) -> usize {
+        self.settings.batch_size.div_ceil(self.settings.shard_size)
+    }
+
+    /// The gradients of shards `range` (a part of `0..shard_count()`) of the next step's batch,
+    /// without taking the step: the batch is the one [`Session::step`] would draw (same data
+    /// order, same `(seed, step)`-keyed augmentation), so every replica of a session — the same
+    /// digits, settings, weights and position — computes the same bits for a shard, whichever
+    /// replica it is. Only scratch buffers change.
+    ///
+    /// This is data parallelism as in Dean et al., "Large Scale Distributed Deep Networks"
+    /// (NeurIPS 2012) in its synchronous form: the replicas split the batch, and the update waits
+    /// for every shard.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty range, a range past `shard_count()`, or a session
+    /// without training data.
+    pub fn compute_shard_gradients(&mut self, range: Range<usize>) -> Result<Vec<ShardGradient>> {
+        self.require_train_data()?;
+        let count = self.shard_count();
+        if range.is_empty() || range.end > count {
+            return Err(Error::InvalidInput(format!(
+                "shards {}..{} are not a non-empty part of the step's {count} shards (0..{count})",
+                range.start, range.end
+            )));
+        }
+        let indices = self.peek_batch_indices();
+        let mut shards = std::mem::take(&mut self.shards);
+        shards.resize_with(range.len().max(shards.len()), Shard::default);
+        self.fill_shards(&indices, range.clone(), &mut shards[..range.len()]);
+        let computed = compute_shards(&self.model, &mut shards[..range.len()], self.threads);
+        let result = computed.map(|()| {
+            range
+                .zip(&shards)
+                .map(|(index, shard)| ShardGradient {
+                    step: self.step,
+                    index,
+                    images: shard.labels.len(),
+                    loss: shard.loss,
+                    correct: shard.correct,
+                    gradient: shard.grads.as_ref().expect("computed above").tensors().concat(),
+                })
+                .collect()
+        });
         self.shards = shards;
-        outcome
+        result
+    }
+
+    /// Takes the next step from its shards' gradients, `shards[i]` being shard `i` of
+    /// `0..shard_count()` as [`Session::compute_shard_gradients`] made it (on this session or
+    /// on a replica): sums them in shard order and does everything else [`Session::step`] does
+    /// (the optimizer, the schedule, divergence recovery, the data position and the counters).
+    /// The weights are then the same bits as after `step()`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the shards are not those of this session's next step: a
+    /// wrong count, a shard out of order, of another step, of the wrong number of images, with
+    /// more correct answers than images, or with a gradient of the wrong length. Nothing changes
+    /// then.
+    pub fn apply_shard_gradients(&mut self, shards: &[ShardGradient]) -> Result<StepOutcome> {
+        self.require_train_data()?;
+        let count = self.shard_count();
+        if shards.len() != count {
+            return Err(Error::InvalidInput(format!("the step has {count} shards, got {}", shards.len())));
+        }
+        let (batch, shard_size) = (self.settings.batch_size, self.settings.shard_size);
+        let parameters = self.model.num_parameters();
+        for (i, shard) in shards.iter().enumerate() {
+            let images = shard_size.min(batch - i * shard_size);
+            if shard.index != i || shard.step != self.step || shard.images != images {
+                return Err(Error::InvalidInput(format!(
+                    "shard {i} of step {} (of {images} images) was expected, got shard {} of step {} (of {} images)",
+                    self.step, shard.index, shard.step, shard.images
+                )));
+            }
+            if shard.correct > shard.images {
+                return Err(Error::InvalidInput(format!(
+                    "shard {i}: {} of its {} images cannot be correct",
+                    shard.correct, shard.images
+                )));
+            }
+            if shard.gradient.len() != parameters {
+                return Err(Error::InvalidInput(format!(
+                    "shard {i}: a gradient of {parameters} values was expected, got {}",
+                    shard.gradient.len()
+                )));
+            }
+        }
+        let indices = self.next_batch_indices();
+        self.seen += indices.len() as u64;
+        let lengths: Vec<usize> = self.model.parameters().iter().map(|t| t.len()).collect();
+        let parts = shards.iter().map(|shard| {
+            let mut rest = shard.gradient.as_slice();
+            let tensors = lengths
+                .iter()
+                .map(|&n| {
+                    let (head, tail) = rest.split_at(n);
+                    rest = tail;
+                    head
+                })
+                .collect();
+            ShardPart { images: shard.images, loss: shard.loss, correct: shard.correct, tensors }
+        });
+        self.update(parts.collect())
     }
 
     /// One optimizer step on an explicit batch: `images` `(N, 1, 28, 28)` in `[0, 1]`, `labels`
@@ -510,23 +739,37 @@ impl Session {
     }
 
     fn step_on_shards(&mut self, shards: &mut [Shard]) -> Result<StepOutcome> {
+        compute_shards(&self.model, shards, self.threads)?;
+        let parts = shards
+            .iter()
+            .map(|shard| ShardPart {
+                images: shard.labels.len(),
+                loss: shard.loss,
+                correct: shard.correct,
+                tensors: shard.grads.as_ref().expect("computed above").tensors().to_vec(),
+            })
+            .collect();
+        self.update(parts)
+    }
+
+    /// The update from the shards' gradients of the current step: their weighted sum, in
+    /// shard order, then the optimizer step and divergence recovery.
+    fn update(&mut self, shards: Vec<ShardPart<'_>>) -> Result<StepOutcome> {
         let step = self.step;
         let learning_rate = self.settings.learning_rate_at(step);
-        compute_shards(&self.model, shards, self.threads)?;
-        let total: usize = shards.iter().map(|s| s.labels.len()).sum();
+        let total: usize = shards.iter().map(|s| s.images).sum();
         // The weighted sum, in shard order: the same bits however the shards were computed.
         let mut loss = 0.0f32;
         for g in self.grads.tensors_mut() {
             g.fill(0.0);
         }
         let mut correct = 0;
-        for shard in shards.iter() {
-            let weight = shard.labels.len() as f32 / total as f32;
+        for shard in &shards {
+            let weight = shard.images as f32 / total as f32;
             loss += weight * shard.loss;
             correct += shard.correct;
-            let grads = shard.grads.as_ref().expect("computed above");
-            for (sum, g) in self.grads.tensors_mut().into_iter().zip(grads.tensors()) {
-                for (s, &v) in sum.iter_mut().zip(g) {
+            for (sum, g) in self.grads.tensors_mut().into_iter().zip(&shard.tensors) {
+                for (s, &v) in sum.iter_mut().zip(g.iter()) {
                     *s += weight * v;
                 }
             }

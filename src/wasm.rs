@@ -753,3 +753,55 @@ pub fn preprocess_strokes(
     set("status", &JsValue::from_str(status)).map_err(|_| JsError::new("cannot build the result object"))?;
     Ok(result.into())
 }
+
+/// Data-parallel steps (`Session::compute_shard_gradients`, `Session::apply_shard_gradients`):
+/// replicas of a session in several workers each compute a contiguous part of a step's shards,
+/// and every replica applies all of them, in order, to the same weights as `step()` gives.
+#[wasm_bindgen(js_class = Session)]
+impl SessionJs {
+    /// The shards of the next step: `ceil(batch_size / shard_size)`.
+    pub fn shard_count(&self) -> u32 {
+        self.inner.shard_count() as u32
+    }
+
+    /// Bytes of one shard's gradient record as `compute_shards` returns it (61,706 parameters:
+    /// 246,852 bytes), for allocating a shared buffer that holds a step's shards.
+    pub fn shard_bytes(&self) -> u32 {
+        session::ShardGradient::wire_bytes(self.inner.model().num_parameters()) as u32
+    }
+
+    /// The gradients of shards `start..end` of the next step's batch, without taking the step:
+    /// a `Uint8Array` of `(end - start) × shard_bytes()` bytes, records in shard order (step,
+    /// index, images, loss, correct, gradient). Throws for a range that is empty or past
+    /// `shard_count()`, or without training data.
+    pub fn compute_shards(&mut self, start: f64, end: f64) -> Result<Vec<u8>, JsError> {
+        // Plain numbers, checked here: a u32 parameter would wrap −1 to 2³² − 1 and cut 1.5 to 1.
+        let index = |name: &str, v: f64| -> Result<usize, JsError> {
+            if v.is_finite() && v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+                Ok(v as usize)
+            } else {
+                Err(JsError::new(&format!("{name} must be a shard index, a whole number ≥ 0, got {v}")))
+            }
+        };
+        let range = index("start", start)?..index("end", end)?;
+        let shards = self.inner.compute_shard_gradients(range).map_err(js_error)?;
+        let mut bytes = Vec::with_capacity(shards.len() * self.shard_bytes() as usize);
+        for shard in &shards {
+            shard.to_bytes(&mut bytes);
+        }
+        Ok(bytes)
+    }
+
+    /// Takes the next step from all of its shards (a `Uint8Array`, possibly over a
+    /// `SharedArrayBuffer`: the records of `compute_shards` for shards `0..shard_count()`, back
+    /// to back, computed here or by replicas): returns what `step()` returns, and the weights are
+    /// those `step()` would give. Throws, changing nothing, when the records are cut short or
+    /// are not this step's shards in order.
+    pub fn apply_shards(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &JsValue,
+    ) -> Result<JsValue, JsError> {
+        let shards = session::ShardGradient::list_from_bytes(&u8_array(bytes, "bytes")?).map_err(js_error)?;
+        to_js(&self.inner.apply_shard_gradients(&shards).map_err(js_error)?)
+    }
+}

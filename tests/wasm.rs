@@ -680,3 +680,44 @@ fn strokes_render_to_the_same_bytes_as_natively() {
     assert!(message(&[1.0, 2.0], &[1], 1e300).contains("pad_width must be above 0"));
     assert!(message(&[1.0, 2.0], &[1], 0.0).contains("pad_width must be above 0"));
 }
+
+#[wasm_bindgen_test]
+fn shards_computed_by_two_replicas_give_the_weights_of_step() {
+    let settings = object(&[("batch_size", 40.into()), ("seed", 3.into())]);
+    let mut reference = fixture_session(&settings);
+    let mut replicas = [fixture_session(&settings), fixture_session(&settings)];
+    assert_eq!(replicas[0].shard_count(), 3);
+    let shard_bytes = replicas[0].shard_bytes() as usize;
+    assert_eq!(shard_bytes, 28 + 4 * 61_706);
+    for _ in 0..12 {
+        let expected = reference.step().unwrap();
+        // Replica 0 computes shards 0..2, replica 1 shard 2; both apply all three.
+        let mut all = replicas[0].compute_shards(0.0, 2.0).unwrap();
+        all.extend(replicas[1].compute_shards(2.0, 3.0).unwrap());
+        assert_eq!(all.len(), 3 * shard_bytes);
+        for replica in &mut replicas {
+            let outcome = replica.apply_shards(&u8s(&all)).unwrap();
+            assert_eq!(get(&outcome, "step").as_f64(), get(&expected, "step").as_f64());
+            assert_eq!(get(&outcome, "loss").as_f64(), get(&expected, "loss").as_f64());
+        }
+    }
+    for replica in &replicas {
+        assert_eq!(replica.checkpoint().unwrap(), reference.checkpoint().unwrap());
+    }
+
+    // Bad shards throw, naming the problem, and change nothing.
+    let replica = &mut replicas[0];
+    let before = replica.checkpoint().unwrap();
+    let message = error_message(replica.compute_shards(-1.0, 1.0).unwrap_err());
+    assert!(message.contains("start must be a shard index") && message.contains("-1"), "{message}");
+    let message = error_message(replica.compute_shards(0.0, 4.0).unwrap_err());
+    assert!(message.contains("3 shards"), "{message}");
+    let shards = replica.compute_shards(0.0, 3.0).unwrap();
+    let message = error_message(replica.apply_shards(&u8s(&shards[..shards.len() - 4])).unwrap_err());
+    assert!(message.contains("cut short"), "{message}");
+    let message = error_message(replica.apply_shards(&u8s(&shards[shard_bytes..])).unwrap_err());
+    assert!(message.contains("the step has 3 shards, got 2"), "{message}");
+    let message = error_message(replica.apply_shards(&f32s(&[0.0])).unwrap_err());
+    assert!(message.contains("bytes must be a Uint8Array"), "{message}");
+    assert_eq!(replica.checkpoint().unwrap(), before);
+}

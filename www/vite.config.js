@@ -9,6 +9,9 @@ const pkg = fileURLToPath(new URL('../pkg', import.meta.url));
 // The installed app's icons, rendered from the favicon at build time (sizes the web app manifest
 // and the install prompts of Chrome and Android ask for).
 const ICON_SIZES = [192, 512];
+// Cross-origin isolation, so that the training workers can share memory (SharedArrayBuffer);
+// README.md, "Deploy", asks a static host for the same headers.
+const CROSS_ORIGIN_ISOLATION = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
 
 /** Renders public/favicon.svg into icons/icon-SIZE.png in the build (resvg: no browser needed). */
 function pngIcons() {
@@ -58,8 +61,9 @@ export default defineConfig({
     port: 5173,
     strictPort: true,
     fs: { allow: [www, pkg] },
+    headers: CROSS_ORIGIN_ISOLATION,
   },
-  preview: { host: '127.0.0.1', port: 4173, strictPort: true },
+  preview: { host: '127.0.0.1', port: 4173, strictPort: true, headers: CROSS_ORIGIN_ISOLATION },
   worker: { format: 'es' },
   build: {
     target: 'es2022',

@@ -21,6 +21,7 @@ import { createInsidePanels } from './panels.js';
 import { ConfusionPanel } from './confusion.js';
 import { bindMnistFiles } from './mnist-files.js';
 import { guardTraining } from './trainer-lock.js';
+import { bindWorkersChoice } from './workers-choice.js';
 
 const WEIGHTS_URL = `${import.meta.env.BASE_URL}lenet5-mnist.safetensors`;
 const params = new URLSearchParams(location.search);
@@ -87,6 +88,18 @@ Object.assign(
     status: document.getElementById('mnist-status'),
   }),
 );
+// How many workers train (the training worker's gradient workers), from its READY and WORKERS.
+const workers = bindWorkersChoice({
+  client,
+  select: document.getElementById('workers'),
+  status: document.getElementById('workers-status'),
+});
+const onReady = handlers[MSG.READY];
+handlers[MSG.READY] = (msg) => {
+  onReady(msg);
+  workers.ready(msg.workers);
+};
+handlers[MSG.WORKERS] = workers.show;
 store.subscribe((state, previous) => {
   if (state.recognizer !== previous.recognizer) client.post({ type: MSG.WATCH, net: state.recognizer });
   if (state.page !== previous.page) ui.body.dataset.ready = state.page === 'ready' ? 'true' : state.page;
@@ -101,10 +114,15 @@ window.lenetPage = Object.freeze({
   charts,
   trainingState: () => describeTraining(store.get().training),
   // ?test-crash: the tests of recovery crash the worker on purpose; nothing else can.
-  ...(params.has('test-crash') && { crashWorker: (how) => client.post({ type: MSG.CRASH, how }) }),
+  ...(params.has('test-crash') && {
+    crashWorker: (how) => client.post({ type: MSG.CRASH, how }),
+    crashGradientWorker: (how = 'throw', times = 1) => client.post({ type: MSG.CRASH_GRADIENT, how, times }),
+  }),
   // ?test-hooks: exact step counts and the raw weights and strokes, for the tests of resuming and drawing.
   ...(params.has('test-hooks') && {
     strokes: () => pad.strokes(),
+    setWorkers: (count) => workers.choose(count),
+    workers: () => workers.report(),
     teach,
     closeCheckpointDb: () => client.request({ type: MSG.CLOSE_DB }).then(() => true),
     resetTraining: (seed) => client.post({ type: MSG.RESET, net: 'training', from: 'scratch', seed }),

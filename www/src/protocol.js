@@ -27,10 +27,12 @@ export const MSG = Object.freeze({
   CRASH: 'crash', // { how: 'throw' | 'hang' }: for the tests of recovery, sent only under ?test-crash
   EVALUATE: 'evaluate', // { net }: a pass over the held-out digits now; its EVAL follows
   CELL: 'cell', // { id, net, label, predicted }: the held-out digits of one cell of the confusion matrix
+  SET_WORKERS: 'set-workers', // { id, count }: train on `count` workers (1 to max), the training worker included; without `count`, only the answer
+  CRASH_GRADIENT: 'crash-gradient', // { how: 'throw' | 'hang', times }: a gradient worker fails during its next step, and so do `times − 1` replacements (?test-crash)
 
   // worker → page
   STATUS: 'status', // { text }: while loading
-  READY: 'ready', // { data: { source, train, test }, nets: { [net]: state }, checkpoint }
+  READY: 'ready', // { data: { source, train, test }, nets: { [net]: state }, checkpoint, workers }
   FATAL: 'fatal', // { message }: the worker could not start
   STATE: 'state', // a network's state
   WAS_RESET: 'was-reset', // { from, ...state }: a fresh network; the page clears its charts
@@ -51,6 +53,7 @@ export const MSG = Object.freeze({
   DATA_LOADED: 'data-loaded', // { id, data: { source, train, test }, ...state }: LOAD_IDX is done
   DB_CLOSED: 'db-closed', // { id }: CLOSE_DB is done
   PONG: 'pong', // { seq }
+  WORKERS: 'workers', // { id?, size, max, transport: 'shared' | 'message', replaced, steps, failure }: the workers steps are computed on (`steps` taken over several; `failure`, why it fell back to one)
   ERROR: 'error', // { id?, op, message }: a request failed and changed nothing
   CELL_DIGITS: 'cell-digits', // { id, net, label, predicted, step, total, digits: [{ index, pixels: Uint8Array(784), probabilities: [10] }] }
 });

@@ -1,7 +1,9 @@
 // Time slicing: the networks' Sessions train in slices of about 40 ms and evaluate in chunks of
 // 250 digits, each its own task, so that the worker reads its inbox (pause, settings, pings)
 // between two. All the learning — data order, batches, steps, evaluation, divergence — is the
-// core's Session; this file only decides when to call it and posts what it returns.
+// core's Session; this file only decides when to call it and posts what it returns. With a
+// GradientPool of more than one worker, a step's shards are computed over the workers
+// (pool.js): the slice then awaits them, and the trainer is `busy` until it ends.
 import { MSG } from '../protocol.js';
 
 // One slice of training before the worker looks at its inbox again.
@@ -65,14 +67,19 @@ export class Network {
 
 /**
  * Runs the networks' work as a sequence of tasks. `networks()` lists the networks, `post` sends to
- * the page, and `afterTask()` runs after each task (checkpoints, weights for the page).
+ * the page, and `afterTask()` runs after each task (checkpoints, weights for the page). `pool`
+ * (optional) spreads the steps over workers, given the training digits `trainData()`.
  */
 export class Trainer {
-  constructor({ networks, post, afterTask }) {
+  constructor({ networks, post, afterTask, pool = null, trainData = null }) {
     this.networks = networks;
     this.post = post;
     this.afterTask = afterTask;
+    this.pool = pool;
+    this.trainData = trainData;
     this.scheduled = false;
+    // While a slice awaits the gradient workers, the worker holds back the page's messages.
+    this.busy = false;
     // A MessageChannel, unlike setTimeout, is not clamped to 4 ms.
     this.tick = new MessageChannel();
     this.tick.port1.onmessage = () => this.#run();
@@ -98,29 +105,33 @@ export class Trainer {
   }
 
   schedule() {
-    if (this.scheduled) return;
+    if (this.scheduled || this.busy) return;
     if (!this.networks().some((n) => n.running || n.evaluating)) return;
     this.scheduled = true;
     this.tick.port2.postMessage(null);
   }
 
-  #run() {
+  async #run() {
     this.scheduled = false;
     // Evaluations first, so that an accuracy is plotted for the step it was started at.
     const networks = this.networks();
     const network = networks.find((n) => n.evaluating) ?? networks.find((n) => n.running);
     if (network) {
+      this.busy = true;
       try {
         if (network.evaluating) this.#evaluateChunk(network);
-        else this.#trainSlice(network);
+        else await this.#trainSlice(network);
       } catch (error) {
         network.evaluating = false;
         network.stop(error);
         this.post({ type: MSG.ERROR, op: 'train', message: `Training stopped: ${error.message ?? error}` });
         this.post({ type: MSG.STATE, ...network.state() });
+      } finally {
+        this.busy = false;
       }
     }
     this.afterTask();
+    this.onIdle?.();
     this.schedule();
   }
 
@@ -132,15 +143,25 @@ export class Trainer {
     this.post({ type: MSG.EVAL, net: network.name, step, accuracy, loss, count, per_class, confusion });
   }
 
-  #trainSlice(network) {
+  async #trainSlice(network) {
+    const parallel = this.pool?.parallel(network) ?? false;
     const start = performance.now();
     const steps = [];
     let diverged = null;
     let reached = false;
     let seen = network.session.progress().seen;
+    // A step that fails over the workers ends the slice; the steps before it still count.
+    let failure = null;
     while (network.running && performance.now() - start < SLICE_MS) {
       const t0 = performance.now();
-      const result = network.session.step();
+      let result;
+      try {
+        result = parallel ? await this.pool.step(network, this.trainData()) : network.session.step();
+      } catch (error) {
+        if (!steps.length) throw error;
+        failure = error;
+        break;
+      }
       const dt = performance.now() - t0;
       if (result.diverged !== null) {
         // Plotted too: the page marks the step where training diverged.
@@ -161,6 +182,7 @@ export class Trainer {
       }
     }
     if (steps.length) network.changed();
+    if (parallel) this.pool.settled(network, this.trainData().images);
     if (diverged) network.stop(new Error(`training diverged at step ${diverged.step}: ${diverged.diverged}`));
     const until = reached ? network.until : null;
     if (until) {
@@ -173,6 +195,7 @@ export class Trainer {
       this.post({ type: MSG.DIVERGED, net: network.name, step: diverged.step, message: diverged.diverged });
       this.post({ type: MSG.STATE, ...network.state() });
     }
+    if (failure) throw failure;
     if (network.trainMs - network.lastEvalAt >= EVAL_EVERY_MS) this.evaluate(network);
   }
 }

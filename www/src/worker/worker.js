@@ -9,6 +9,7 @@ import { loadDigits } from './data.js';
 import { fetchWeights } from '../weights-file.js';
 import { CheckpointStore, Checkpointer, describeCheckpoint } from './checkpoints.js';
 import { Network, Trainer } from './trainer.js';
+import { GradientPool } from './pool.js';
 import { HeldOutPredictions } from './heldout.js';
 import { createTeach } from './teach.js';
 import { parseMnistFiles } from './idx-files.js';
@@ -20,14 +21,25 @@ const post = (message, transfer) => self.postMessage(message, transfer ?? []);
 const messageOf = (error) => (error instanceof Error ? error.message : String(error));
 
 // Messages can arrive while wasm and the data are still loading: they wait here, in order.
+// They wait too while a slice of training awaits the gradient workers (`busy()`), so that
+// nothing changes a network in the middle of a step.
 const inbox = [];
 let handle = null;
+let busy = () => false;
 self.onmessage = ({ data }) => {
   // The heartbeat is answered at once, even while loading: it asks "are you alive", not "ready".
   if (data?.type === MSG.PING) post({ type: MSG.PONG, seq: data.seq });
-  else if (handle) handle(data);
+  else if (handle && !busy()) handle(data);
   else inbox.push(data);
 };
+// An async handler that changes a network after an await waits for `idle()` first.
+const idleWaiters = [];
+const idle = () => (busy() ? new Promise((resolve) => idleWaiters.push(resolve)) : Promise.resolve());
+function drain() {
+  if (busy()) return;
+  for (const resolve of idleWaiters.splice(0)) resolve();
+  while (handle && !busy() && inbox.length) handle(inbox.shift());
+}
 
 /** The worker once everything is loaded: its networks and the handlers of the page's messages. */
 function createWorker({ digits, pretrained, store, saved, storageError }) {
@@ -85,7 +97,19 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
     publishWeights();
   }
 
-  const trainer = new Trainer({ networks: () => [...networks.values()], post, afterTask });
+  // The other workers a step's shards are computed on (pool.js).
+  const pool = new GradientPool({
+    createWorker: () => new Worker(new URL('./gradient.js', import.meta.url), { type: 'module', name: 'lenet-gradients' }),
+    onChange: (workers) => post({ type: MSG.WORKERS, ...workers }),
+  });
+  const trainer = new Trainer({
+    networks: () => [...networks.values()],
+    post,
+    afterTask,
+    pool,
+    trainData: () => digits.train,
+  });
+  trainer.onIdle = drain;
 
   function start(n) {
     feed(n.session);
@@ -155,6 +179,7 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
     [MSG.RESUME]: async ({ net, run = true }) => {
       const n = network(net);
       const record = await store.read(net);
+      await idle();
       if (!describeCheckpoint(record)) throw new Error('There is no saved checkpoint to resume from');
       const session = feed(new Session());
       try {
@@ -177,6 +202,11 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       for (const n of networks.values()) checkpointer.maybeSave(n, true);
     },
     [MSG.CRASH]: ({ how }) => crash(how),
+    [MSG.SET_WORKERS]: ({ count }) => {
+      if (count !== undefined) pool.setSize(count);
+      return { type: MSG.WORKERS, ...pool.describe() };
+    },
+    [MSG.CRASH_GRADIENT]: ({ how, times }) => pool.crash(how, times),
     // The confusion matrix: a pass over the held-out digits, and the digits behind one of its cells.
     [MSG.EVALUATE]: ({ net }) => {
       const n = network(net);
@@ -191,6 +221,7 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
     // Everything is parsed before anything changes: a bad file leaves the data and the networks as they were.
     [MSG.LOAD_IDX]: async ({ files }) => {
       const parsed = await parseMnistFiles(files, (text) => post({ type: MSG.DATA_PROGRESS, text }));
+      await idle();
       digits = parsed;
       heldOut = new HeldOutPredictions(digits.test);
       checkpointer.dataSource = parsed.source;
@@ -255,9 +286,10 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
     data: { source: digits.source, train: digits.train.count, test: digits.test.count },
     nets: Object.fromEntries([...networks].map(([name, n]) => [name, n.state()])),
     checkpoint: describeCheckpoint(saved),
+    workers: pool.describe(),
   };
   trainer.evaluate(network('training'));
-  return { handleMessage, ready, settle };
+  return { handleMessage, ready, settle, busy: () => trainer.busy };
 }
 
 // Only for the end-to-end tests of recovery: the page sends it only when its URL asks for it.
@@ -288,7 +320,8 @@ async function boot() {
   const worker = createWorker({ digits, pretrained, store, saved, storageError });
   post(worker.ready);
   handle = worker.handleMessage;
-  while (inbox.length) handle(inbox.shift());
+  busy = worker.busy;
+  drain();
   worker.settle();
 }
 

@@ -1,0 +1,286 @@
+// Data-parallel training over several workers: the training worker is the coordinator and keeps
+// up to MAX_WORKERS − 1 gradient workers (gradient.js), each with a replica of the network in
+// training. A step's shards are split into contiguous shares, one per worker, the coordinator
+// taking the first; when every share is in, the coordinator takes the step from all the shards in
+// order (the core's `apply_shards`, which sums them in shard order, so the weights are the same
+// bits for any number of workers), and every replica applies the same shards to stay in step.
+//
+// The shards travel through a SharedArrayBuffer when the page is cross-origin isolated (COOP
+// same-origin and COEP require-corp), else as transferred buffers in messages. A gradient worker
+// that fails (an uncaught error, a refused request, or no answer within COMPUTE_TIMEOUT_MS) is
+// terminated and replaced, and the step is computed again: nothing was applied before all its
+// shards were in, so the weights cannot be corrupted by a lost share. A step whose gradient
+// workers fail ATTEMPTS times in a row is taken in the training worker alone, which then trains
+// alone until another worker count is chosen.
+
+/** The most workers, the training worker included, one tab trains on. */
+export const MAX_WORKERS = 4;
+// A share of a step takes milliseconds; the first after a sync also loads wasm and the digits.
+const COMPUTE_TIMEOUT_MS = 10_000;
+// A step is tried this many times over the workers before it is taken alone.
+const ATTEMPTS = 3;
+
+/** 'shared' when shards can be exchanged through a SharedArrayBuffer, else 'message'. */
+export function transport() {
+  return globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function' ? 'shared' : 'message';
+}
+
+/** The default worker count: the machine's logical cores, at most MAX_WORKERS. */
+export function defaultWorkers() {
+  return Math.max(1, Math.min(MAX_WORKERS, globalThis.navigator?.hardwareConcurrency ?? 1));
+}
+
+/** Contiguous shares of shards 0..count over `parts` workers, the first ones one longer. */
+export function shares(count, parts) {
+  const base = Math.floor(count / parts);
+  const extra = count % parts;
+  const out = [];
+  let start = 0;
+  for (let i = 0; i < parts; i++) {
+    const end = start + base + (i < extra ? 1 : 0);
+    out.push([start, end]);
+    start = end;
+  }
+  return out;
+}
+
+class ReplicaFailed extends Error {}
+
+/** One gradient worker and its requests in flight. */
+class Replica {
+  constructor(worker) {
+    this.worker = worker;
+    this.pending = new Map(); // seq → { resolve, reject, timer }
+    this.seq = 0;
+    this.dead = false;
+    this.generation = null; // the pool's generation whose state it holds
+    this.data = null; // the training images it holds
+    this.buffer = null; // the shared buffer it writes to
+    worker.onmessage = ({ data }) => {
+      if (data.op === 'failed') return this.fail(new ReplicaFailed(`a gradient worker failed: ${data.message}`));
+      const request = this.pending.get(data.seq);
+      if (!request) return;
+      this.pending.delete(data.seq);
+      clearTimeout(request.timer);
+      request.resolve(data);
+    };
+    worker.onerror = (event) => {
+      event.preventDefault?.();
+      this.fail(new ReplicaFailed(`a gradient worker stopped: ${event.message || 'it could not start'}`));
+    };
+    worker.onmessageerror = () => this.fail(new ReplicaFailed('a gradient worker could not read a message'));
+  }
+
+  post(message, transfer = []) {
+    this.worker.postMessage({ ...message, seq: ++this.seq }, transfer);
+  }
+
+  request(message, transfer = []) {
+    const seq = this.seq + 1;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => this.fail(new ReplicaFailed(`a gradient worker did not answer within ${COMPUTE_TIMEOUT_MS / 1000} s`)),
+        COMPUTE_TIMEOUT_MS,
+      );
+      this.pending.set(seq, { resolve, reject, timer });
+      if (this.dead) this.fail(new ReplicaFailed('the gradient worker has stopped'));
+      else this.post(message, transfer);
+    });
+  }
+
+  /** Terminates the worker; its requests in flight fail with `error`. */
+  fail(error) {
+    if (!this.dead) {
+      this.dead = true;
+      this.worker.terminate();
+    }
+    for (const { reject, timer } of this.pending.values()) {
+      clearTimeout(timer);
+      reject(error);
+    }
+    this.pending.clear();
+  }
+}
+
+/**
+ * The gradient workers of the training worker. `createWorker()` starts one; `onChange(describe())`
+ * is called when the worker count, or the count of workers replaced after a failure, changes.
+ */
+export class GradientPool {
+  constructor({ createWorker, onChange = () => {} }) {
+    this.createWorker = createWorker;
+    this.onChange = onChange;
+    this.size = defaultWorkers();
+    this.transport = transport();
+    this.replicas = [];
+    this.replaced = 0;
+    this.steps = 0; // steps taken over several workers, for the tests
+    this.failure = null; // why training fell back to one worker, if it did
+    this.crashes = 0; // for the tests: replacements that are to crash too
+    this.buffer = null;
+    // A fresh object whenever the network's state changed other than by the pool's own steps:
+    // a replica that holds another generation is sent the coordinator's checkpoint first.
+    this.generation = {};
+    this.stateKey = null;
+  }
+
+  describe() {
+    const { size, transport, replaced, steps, failure } = this;
+    return { size, max: MAX_WORKERS, transport, replaced, steps, failure };
+  }
+
+  /** Uses `count` workers in all (the training worker included) from the next step. */
+  setSize(count) {
+    if (!Number.isInteger(count) || count < 1 || count > MAX_WORKERS) {
+      throw new Error(`the number of workers must be a whole number from 1 to ${MAX_WORKERS}, got ${count}`);
+    }
+    if (count > 1) this.failure = null;
+    this.size = count;
+    for (const replica of this.replicas.splice(count - 1)) replica.fail(new ReplicaFailed('no longer used'));
+    this.onChange(this.describe());
+  }
+
+  /** Whether the next step of `network` is split over workers. */
+  parallel(network) {
+    return this.size > 1 && network.session.shard_count() > 1;
+  }
+
+  /** For the tests: the first gradient worker throws (or hangs) during its next share of a step,
+   * and the next `times − 1` workers that replace it throw. */
+  crash(how = 'throw', times = 1) {
+    if (this.size < 2) throw new Error('there is no gradient worker: choose 2 workers or more first');
+    if (how !== 'throw' && how !== 'hang') throw new Error(`a gradient worker crashes by 'throw' or 'hang', not ${how}`);
+    this.#replicas(this.size - 1)[0].post({ op: 'crash', how });
+    this.crashes = times - 1;
+  }
+
+  /** Records the network's state as the one the replicas hold (after the trainer's slice). */
+  settled(network, trainImages) {
+    this.stateKey = this.#key(network, trainImages);
+  }
+
+  #key(network, trainImages) {
+    const { session, version } = network;
+    return { session, version, settings: JSON.stringify(session.settings()), trainImages };
+  }
+
+  #sameKey(a, b) {
+    return (
+      !!a &&
+      !!b &&
+      a.session === b.session &&
+      a.version === b.version &&
+      a.settings === b.settings &&
+      a.trainImages === b.trainImages
+    );
+  }
+
+  /**
+   * One step of `network` over the workers: its outcome, as `session.step()` returns it. A failed
+   * gradient worker is replaced and the step tried again; after ATTEMPTS the step is taken here.
+   */
+  async step(network, train) {
+    const key = this.#key(network, train.images);
+    if (!this.#sameKey(key, this.stateKey)) {
+      this.generation = {};
+      this.stateKey = key;
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#tryStep(network.session, train);
+      } catch (error) {
+        if (!(error instanceof ReplicaFailed)) throw error;
+        if (attempt >= ATTEMPTS) {
+          // Gradient workers that keep failing (they cannot load, say): go on in this worker alone.
+          this.failure = error.message;
+          this.setSize(1);
+          return network.session.step();
+        }
+      }
+    }
+  }
+
+  async #tryStep(session, train) {
+    const count = session.shard_count();
+    const parts = Math.min(this.size, count);
+    const ranges = shares(count, parts);
+    const shardBytes = session.shard_bytes();
+    const stepBytes = count * shardBytes;
+    const step = session.progress().step;
+    const shared = this.transport === 'shared';
+    if (shared && this.buffer?.byteLength !== 2 * stepBytes) this.buffer = new SharedArrayBuffer(2 * stepBytes);
+    // Two halves, by the step's parity: a replica may still be applying step s from one while
+    // another writes its share of step s + 1 into the other.
+    const slot = shared ? (step % 2) * stepBytes : 0;
+    // A step of fewer shards than workers leaves some idle: they skip its update, so they are
+    // brought up to date (from a checkpoint) when next used.
+    const replicas = this.#replicas(parts - 1);
+    for (const idle of this.replicas.slice(parts - 1)) idle.generation = null;
+    let checkpoint = null;
+    for (const replica of replicas) {
+      if (shared && replica.buffer !== this.buffer) {
+        replica.post({ op: 'buffer', buffer: this.buffer });
+        replica.buffer = this.buffer;
+      }
+      if (replica.generation !== this.generation || replica.data !== train.images) {
+        checkpoint ??= session.checkpoint();
+        const data = replica.data !== train.images && { images: train.images, labels: train.labels };
+        replica.post({ op: 'sync', checkpoint, ...data });
+        replica.generation = this.generation;
+        replica.data = train.images;
+      }
+    }
+    const answers = ranges.slice(1).map(([start, end], i) =>
+      replicas[i].request({ op: 'compute', step, start, end, ...(shared && { offset: slot + start * shardBytes }) }),
+    );
+    // Settled here too, so that a failure while the coordinator computes is not left unhandled.
+    const all = Promise.all(answers);
+    all.catch(() => {});
+    const own = session.compute_shards(ranges[0][0], ranges[0][1]);
+    const replies = await all;
+    let shards;
+    if (shared) {
+      shards = new Uint8Array(this.buffer, slot, stepBytes);
+      shards.set(own, 0);
+    } else {
+      shards = new Uint8Array(stepBytes);
+      shards.set(own, 0);
+      replies.forEach(({ bytes }, i) => shards.set(bytes, ranges[i + 1][0] * shardBytes));
+    }
+    // The replicas apply the step while the coordinator does.
+    for (const replica of replicas) {
+      if (shared) replica.post({ op: 'apply', offset: slot, length: stepBytes });
+      else {
+        const copy = shards.slice();
+        replica.post({ op: 'apply', bytes: copy }, [copy.buffer]);
+      }
+    }
+    let outcome;
+    try {
+      outcome = session.apply_shards(shards);
+    } catch (error) {
+      // The replicas may have taken a step the coordinator has not: bring them back to its state.
+      this.generation = {};
+      throw error;
+    }
+    this.steps++;
+    return outcome;
+  }
+
+  /** The first `count` gradient workers, alive: a failed one is replaced by a new one. */
+  #replicas(count) {
+    for (let i = 0; i < count; i++) {
+      if (this.replicas[i] && !this.replicas[i].dead) continue;
+      if (this.replicas[i]) {
+        this.replaced++;
+        this.onChange(this.describe());
+      }
+      this.replicas[i] = new Replica(this.createWorker());
+      if (this.crashes > 0) {
+        this.crashes--;
+        this.replicas[i].post({ op: 'crash', how: 'throw' });
+      }
+    }
+    return this.replicas.slice(0, count);
+  }
+}
