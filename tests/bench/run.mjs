@@ -3,7 +3,7 @@
 // every implementation and writes it to results/latest.md and results/latest.json.
 //
 //   node run.mjs --url http://127.0.0.1:PORT [--browsers chromium,firefox]
-//                [--only lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,session-augment,session-plain]
+//                [--only lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,augmentation]
 //                [--rounds 5] [--round 1] [--timeout 300]
 //
 // The static server is started by .ci/bench; the URL is that of the repository root, whose
@@ -20,7 +20,7 @@ const { values: args } = parseArgs({
   options: {
     url: { type: 'string' },
     browsers: { type: 'string', default: 'chromium,firefox' },
-    only: { type: 'string', default: 'lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,session-augment,session-plain' },
+    only: { type: 'string', default: 'lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,augmentation' },
     rounds: { type: 'string', default: '5' },
     round: { type: 'string', default: '1' },
     warmup: { type: 'string', default: '1' },
@@ -219,12 +219,20 @@ const fmt = (x, digits) => (x == null || !Number.isFinite(x) ? '—' : x.toLocal
 const times = (x) => (x == null || !Number.isFinite(x) ? '—' : `${x >= 100 ? fmt(x, 0) : x >= 10 ? fmt(x, 1) : fmt(x, 2)}×`);
 const predictMs = (ms) => (ms == null ? '—' : ms < 0.1 ? fmt(ms, 4) : ms < 10 ? fmt(ms, 3) : fmt(ms, 1));
 
-// The Session rows are ours too (the app's training path, to price the augmentation): no ratios.
-const isOurs = (key) => key === 'lenet' || key.startsWith('session-');
+// The augmentation rows are ours too (the app's training path, on and off in turn): no ratios.
+const isOurs = (key) => key === 'lenet' || key.startsWith('augmentation');
 const rows = [];
 for (const run of runs) {
   const ours = run.results.find((r) => r.key === 'lenet');
-  for (const r of run.results) {
+  const results = run.results.flatMap((r) =>
+    r.key === 'augmentation'
+      ? [
+          { ...r, key: 'augmentation-on' },
+          { ...r, key: 'augmentation-off', implementation: 'lenet Session (ours), page recipe, augmentation off', train: r.train_without_augmentation },
+        ]
+      : [r],
+  );
+  for (const r of results) {
     const peer = !isOurs(r.key) && ours;
     rows.push({
       key: r.key,
@@ -264,13 +272,13 @@ if (ours) {
 // Augmentation's share of a training step: 1 − (step time without) / (step time with).
 const augmentation = runs
   .map((run) => {
-    const on = find(run.browser, 'session-augment');
-    const off = find(run.browser, 'session-plain');
+    const on = find(run.browser, 'augmentation-on');
+    const off = find(run.browser, 'augmentation-off');
     return on && off ? { browser: run.browser, on: on.train, off: off.train, share: 1 - on.train / off.train } : null;
   })
   .filter(Boolean);
 const augmentationText = augmentation
-  .map((a) => `- ${a.browser}: Session, page recipe, batch 64: ${fmt(a.on, 0)} examples/s with augmentation, ${fmt(a.off, 0)} without: augmentation takes ${fmt(a.share * 100, 1)} % of a training step`)
+  .map((a) => `- ${a.browser}: Session, page recipe, batch 64, rounds on and off in turn: ${fmt(a.on, 0)} examples/s with augmentation, ${fmt(a.off, 0)} without: augmentation takes ${fmt(a.share * 100, 1)} % of a training step`)
   .join('\n');
 const augmentationChromium = augmentation.find((a) => a.browser === 'Chromium');
 if (augmentationChromium) {
@@ -301,7 +309,7 @@ const notes = [
   `- The page is cross-origin isolated (COOP/COEP), for a 5 µs clock in Chromium; Firefox's profile turns off its timer coarsening (privacy.reduceTimerPrecision and its unconditional 20 µs clamp), which changes the clock, not the speed.`,
   `- Training: ${args.warmup} s warm-up, then ${args.rounds} timed rounds of at least ${args.round} s and one step each; the table gives the fastest round (latest.json also has the mean over all rounds), since on a shared machine other work only slows a round down. predict: 1,000 one-image calls, each timed, median. predict_batch: 1,000 images per call, fastest of at least 3 calls and 2 s. Every figure includes copying images in and probabilities out.`,
   `- jax-js: the same network with jax-js's own ops (lax.conv, lax.reduceWindow with max, nn.logSoftmax) and one jit-compiled function for the whole step (valueAndGrad and the momentum update); its wasm backend is kept to the calling thread (it would otherwise start a worker pool on this cross-origin-isolated page) and results are read back with dataSync. Its WebGPU row runs only where the browser offers an adapter.`,
-  `- Session rows: ours through the app's own training path (a wasm Session on the page's recipe from defaults().settings, batch 64, its own batch drawing), with the recipe's augmentation on and off; training only.`,
+  `- Augmentation rows: ours through the app's own training path (two wasm Sessions on the page's recipe from defaults().settings, batch 64, each drawing its own batches), one with the recipe's augmentation and one without, timed in alternating rounds an eighth of the usual length (eight times as many); training only.`,
   `- TF.js wasm: 4.22 registers no Conv2DBackpropFilter for its wasm backend, so it cannot train a conv net as shipped; the benchmark adds that kernel (page/tfjs-conv2d-backprop-filter.mjs): im2col in JavaScript, then the backend's own BatchMatMul.`,
   first ? `- Clock: performance.now() resolution in the worker ${fmt(first.timer_resolution_ms * 1000, 1)} µs (${runs.map((r) => `${r.browser}: ${fmt((r.results[0]?.timer_resolution_ms ?? NaN) * 1000, 1)} µs`).join(', ')}); cross-origin isolated: ${first.cross_origin_isolated}.` : null,
   `- load avg (table): the 1-minute load average while that implementation ran (mean of samples every 2 s). Over each whole browser run (mean, max): ${runs.map((r) => `${r.browser} ${fmt(r.load_average.mean, 1)}, ${fmt(r.load_average.max, 1)}`).join('; ')}, on ${cpus().length} cores. The benchmark itself keeps about one core busy; much more means other work shared the CPU and the figures are lower for it.`,

@@ -4,7 +4,7 @@
 //     predictBatch(images) -> probabilities }
 // taking Float32Arrays of pixels in [0, 1] (n × 784) and Uint8Arrays of labels, and calls serve().
 // A method may return a promise (a GPU backend reads its results back asynchronously); the
-// promise is awaited inside the timing. With `options.trainOnly` only training is timed.
+// promise is awaited inside the timing.
 
 export const PIXELS = 784;
 export const BATCH = 64;
@@ -104,7 +104,6 @@ export async function measure(impl, data, options, progress) {
   if (!Number.isFinite(train.loss_last)) throw new Error(`training diverged: loss ${train.loss_last}`);
   progress(`train: ${train.examples_per_s.toFixed(1)} examples/s (best round; mean ${train.mean_examples_per_s.toFixed(1)}) over ${timedSteps} steps`);
   const clock = { timer_resolution_ms: timerResolution(), cross_origin_isolated: self.crossOriginIsolated === true };
-  if (options.trainOnly) return { train, predict: null, predict_batch: null, ...clock };
 
   // One-image predict: every call timed on its own; the median resists the odd GC pause.
   sumsToOne(await impl.predict(image(0)), 1);
@@ -157,7 +156,8 @@ export async function measure(impl, data, options, progress) {
 
 // The worker side of the page's protocol: one 'run' message in, progress messages and then one
 // 'result', 'skipped' or 'error' message out. makeImpl returns { impl, info }, or { skipped:
-// reason } when this browser cannot run the implementation at all (a backend it does not offer).
+// reason } when this browser cannot run the implementation at all (a backend it does not offer),
+// or { measure(options, progress) -> result, info } to time itself.
 export function serve(makeImpl) {
   self.onmessage = async ({ data: { options } }) => {
     const progress = (text) => self.postMessage({ type: 'progress', text });
@@ -169,7 +169,8 @@ export function serve(makeImpl) {
         return;
       }
       const { impl, info } = made;
-      const result = await measure(impl, data, options, progress);
+      // An implementation with its own timing procedure (measuring two variants in turn) brings it.
+      const result = made.measure ? await made.measure(options, progress) : await measure(impl, data, options, progress);
       self.postMessage({ type: 'result', result: { ...info, ...result } });
     } catch (error) {
       self.postMessage({ type: 'error', error: `${error?.message ?? error}\n${error?.stack ?? ''}` });

@@ -7,9 +7,8 @@ export const IMPLEMENTATIONS = {
   convnetjs: { worker: './convnetjs.worker.mjs', options: {} },
   'jaxjs-wasm': { worker: './jaxjs.worker.mjs', options: { device: 'wasm' } },
   'jaxjs-webgpu': { worker: './jaxjs.worker.mjs', options: { device: 'webgpu' } },
-  // Ours through the app's Session, to price the augmentation; training only.
-  'session-augment': { worker: './lenet-session.worker.mjs', options: { augment: true, trainOnly: true } },
-  'session-plain': { worker: './lenet-session.worker.mjs', options: { augment: false, trainOnly: true } },
+  // Ours through the app's Session with augmentation on and off in turn, to price it; training only.
+  augmentation: { worker: './lenet-session.worker.mjs', options: {} },
 };
 
 const params = new URLSearchParams(location.search);
