@@ -1058,8 +1058,9 @@ fn augmentation_rng(seed: u64, step: u64, position: usize) -> ChaCha8Rng {
 }
 
 /// Forward and backward passes of every shard: each gets its loss, its count of correct
-/// answers and its gradient. On `threads` > 1 (natively) the shards are spread over scoped
-/// threads; what each computes does not depend on which thread computes it.
+/// answers and its gradient. On `threads` > 1 (natively) the shards are spread in contiguous
+/// groups over the calling thread and `threads − 1` scoped threads; what each shard computes
+/// does not depend on which thread computes it.
 fn compute_shards(model: &LeNet5, shards: &mut [Shard], threads: usize) -> Result<()> {
     let run = |shard: &mut Shard| -> Result<()> {
         let grads = shard.grads.get_or_insert_with(|| Gradients::zeros_like(model));
@@ -1076,12 +1077,17 @@ fn compute_shards(model: &LeNet5, shards: &mut [Shard], threads: usize) -> Resul
     #[cfg(not(target_arch = "wasm32"))]
     if threads > 1 && shards.len() > 1 {
         let per_thread = shards.len().div_ceil(threads);
+        let (first, rest) = shards.split_at_mut(per_thread.min(shards.len()));
         return std::thread::scope(|scope| {
-            let handles: Vec<_> = shards
+            // The calling thread takes the first group itself rather than waiting idle: one
+            // thread fewer to start per step, which is a measurable share of a 2-thread step.
+            let handles: Vec<_> = rest
                 .chunks_mut(per_thread)
                 .map(|group| scope.spawn(move || group.iter_mut().try_for_each(run)))
                 .collect();
-            handles.into_iter().try_for_each(|h| h.join().expect("a shard thread panicked"))
+            let mine = first.iter_mut().try_for_each(run);
+            let theirs = handles.into_iter().try_for_each(|h| h.join().expect("a shard thread panicked"));
+            mine.and(theirs)
         });
     }
     let _ = threads;

@@ -3,7 +3,8 @@
 // every implementation and writes it to results/latest.md and results/latest.json.
 //
 //   node run.mjs --url http://127.0.0.1:PORT [--browsers chromium,firefox]
-//                [--only lenet,tfjs-wasm,tfjs-cpu,convnetjs] [--rounds 5] [--round 1] [--timeout 300]
+//                [--only lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,augmentation]
+//                [--rounds 5] [--round 1] [--timeout 300]
 //
 // The static server is started by .ci/bench; the URL is that of the repository root, whose
 // pkg/ holds our wasm package. The server must send COOP/COEP headers (serve.json): only a
@@ -19,11 +20,11 @@ const { values: args } = parseArgs({
   options: {
     url: { type: 'string' },
     browsers: { type: 'string', default: 'chromium,firefox' },
-    only: { type: 'string', default: 'lenet,tfjs-wasm,tfjs-cpu,convnetjs' },
+    only: { type: 'string', default: 'lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,augmentation' },
     rounds: { type: 'string', default: '5' },
     round: { type: 'string', default: '1' },
     warmup: { type: 'string', default: '1' },
-    timeout: { type: 'string', default: '300' },
+    timeout: { type: 'string', default: '420' },
     chromium: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
     firefox: { type: 'string', default: process.env.FIREFOX ?? '/usr/bin/firefox-esr' },
     out: { type: 'string', default: join(here, 'results') },
@@ -96,6 +97,19 @@ async function collect(evaluate, browser) {
   }
 }
 
+// The 1-minute load average while each implementation ran: the page logs "[key] starting"
+// before each, and a sampler files the load under the implementation running at the time.
+const loadByKey = new Map();
+let runningKey = null;
+function track(text) {
+  const started = /^\[([\w-]+)\] starting/.exec(text);
+  if (!started) return;
+  runningKey = started[1];
+  loadByKey.set(runningKey, [loadavg()[0]]);
+}
+const loadSampler = setInterval(() => runningKey && loadByKey.get(runningKey)?.push(loadavg()[0]), 2000);
+loadSampler.unref();
+
 const readState = () => (window.bench ? JSON.parse(JSON.stringify(window.bench)) : null);
 
 async function runChromium() {
@@ -112,7 +126,10 @@ async function runChromium() {
       }),
     async (context) => {
       const page = context.pages()[0] ?? (await context.newPage());
-      page.on('console', (m) => log(`  chromium | ${m.text()}`));
+      page.on('console', (m) => {
+        track(m.text());
+        log(`  chromium | ${m.text()}`);
+      });
       page.on('pageerror', (e) => log(`  chromium | page error: ${e.message}`));
       await page.goto(pageUrl.href, { timeout: 60_000 });
       const state = await collect(() => page.evaluate(readState), 'chromium');
@@ -152,7 +169,10 @@ async function runFirefox() {
       }),
     async (browser) => {
       const page = await browser.newPage();
-      page.on('console', (m) => log(`  firefox  | ${m.text()}`));
+      page.on('console', (m) => {
+        track(m.text());
+        log(`  firefox  | ${m.text()}`);
+      });
       page.on('pageerror', (e) => log(`  firefox  | page error: ${e.message}`));
       await page.goto(pageUrl.href, { timeout: 60_000 });
       const state = await collect(() => page.evaluate(readState), 'firefox');
@@ -175,7 +195,13 @@ for (const name of args.browsers.split(',')) {
   const load = [loadavg()[0]];
   const sampler = setInterval(() => load.push(loadavg()[0]), 2000);
   try {
+    loadByKey.clear();
     const run = await runners[name]();
+    runningKey = null;
+    for (const result of run.results) {
+      const samples = loadByKey.get(result.key) ?? [];
+      if (samples.length) result.load_average = { mean: samples.reduce((a, b) => a + b, 0) / samples.length, max: Math.max(...samples) };
+    }
     runs.push({ ...run, load_average: { mean: load.reduce((a, b) => a + b, 0) / load.length, max: Math.max(...load) } });
     for (const e of run.errors) failures.push(`${name} / ${e.key}: ${e.error.split('\n')[0]}`);
   } catch (error) {
@@ -191,28 +217,39 @@ for (const name of args.browsers.split(',')) {
 
 const fmt = (x, digits) => (x == null || !Number.isFinite(x) ? '—' : x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }));
 const times = (x) => (x == null || !Number.isFinite(x) ? '—' : `${x >= 100 ? fmt(x, 0) : x >= 10 ? fmt(x, 1) : fmt(x, 2)}×`);
-const predictMs = (ms) => (ms < 0.1 ? fmt(ms, 4) : ms < 10 ? fmt(ms, 3) : fmt(ms, 1));
+const predictMs = (ms) => (ms == null ? '—' : ms < 0.1 ? fmt(ms, 4) : ms < 10 ? fmt(ms, 3) : fmt(ms, 1));
 
+// The augmentation rows are ours too (the app's training path, on and off in turn): no ratios.
+const isOurs = (key) => key === 'lenet' || key.startsWith('augmentation');
 const rows = [];
 for (const run of runs) {
   const ours = run.results.find((r) => r.key === 'lenet');
-  for (const r of run.results) {
-    const peer = r.key !== 'lenet' && ours;
+  const results = run.results.flatMap((r) =>
+    r.key === 'augmentation'
+      ? [
+          { ...r, key: 'augmentation-on' },
+          { ...r, key: 'augmentation-off', implementation: 'lenet Session (ours), page recipe, augmentation off', train: r.train_without_augmentation },
+        ]
+      : [r],
+  );
+  for (const r of results) {
+    const peer = !isOurs(r.key) && ours;
     rows.push({
       key: r.key,
       implementation: r.implementation,
       browser: run.browser,
       train: r.train.examples_per_s,
-      predict: r.predict.median_ms,
-      batch: r.predict_batch.images_per_s,
+      predict: r.predict?.median_ms,
+      batch: r.predict_batch?.images_per_s,
       ratioTrain: peer ? ours.train.examples_per_s / r.train.examples_per_s : null,
-      ratioPredict: peer ? r.predict.median_ms / ours.predict.median_ms : null,
-      ratioBatch: peer ? ours.predict_batch.images_per_s / r.predict_batch.images_per_s : null,
+      ratioPredict: peer && r.predict ? r.predict.median_ms / ours.predict.median_ms : null,
+      ratioBatch: peer && r.predict_batch ? ours.predict_batch.images_per_s / r.predict_batch.images_per_s : null,
+      load: r.load_average?.mean,
     });
   }
 }
-const header = ['implementation', 'browser', 'train examples/s', 'predict ms (median of 1,000)', 'predict_batch images/s', 'ours ÷ peer (train)', 'ours ÷ peer (predict)', 'ours ÷ peer (predict_batch)'];
-const body = rows.map((r) => [r.implementation, r.browser, fmt(r.train, r.train < 100 ? 1 : 0), predictMs(r.predict), fmt(r.batch, 0), times(r.ratioTrain), times(r.ratioPredict), times(r.ratioBatch)]);
+const header = ['implementation', 'browser', 'train examples/s', 'predict ms (median of 1,000)', 'predict_batch images/s', 'ours ÷ peer (train)', 'ours ÷ peer (predict)', 'ours ÷ peer (predict_batch)', 'load avg'];
+const body = rows.map((r) => [r.implementation, r.browser, fmt(r.train, r.train < 100 ? 1 : 0), predictMs(r.predict), fmt(r.batch, 0), times(r.ratioTrain), times(r.ratioPredict), times(r.ratioBatch), fmt(r.load, 1)]);
 const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
 const numeric = (i) => i >= 2;
 const line = (cells) => `| ${cells.map((c, i) => (numeric(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ')} |`;
@@ -232,6 +269,22 @@ if (ours) {
   check('Chromium: predict ≤ 0.05 ms per image', ours.predict <= 0.05, `${predictMs(ours.predict)} ms`);
   check('Chromium: predict_batch ≥ 20,000 images/s', ours.batch >= 20000, `${fmt(ours.batch, 0)} images/s`);
 }
+// Augmentation's share of a training step: 1 − (step time without) / (step time with).
+const augmentation = runs
+  .map((run) => {
+    const on = find(run.browser, 'augmentation-on');
+    const off = find(run.browser, 'augmentation-off');
+    return on && off ? { browser: run.browser, on: on.train, off: off.train, share: 1 - on.train / off.train } : null;
+  })
+  .filter(Boolean);
+const augmentationText = augmentation
+  .map((a) => `- ${a.browser}: Session, page recipe, batch 64, rounds on and off in turn: ${fmt(a.on, 0)} examples/s with augmentation, ${fmt(a.off, 0)} without: augmentation takes ${fmt(a.share * 100, 1)} % of a training step`)
+  .join('\n');
+const augmentationChromium = augmentation.find((a) => a.browser === 'Chromium');
+if (augmentationChromium) {
+  checks.push({ what: 'Chromium: augmentation ≤ 15 % of a training step', ok: augmentationChromium.share <= 0.15, value: `${fmt(augmentationChromium.share * 100, 1)} %` });
+}
+const skipped = runs.flatMap((run) => (run.skipped ?? []).map((s) => `- ${run.browser}: ${s.skipped}`));
 const oursFirefox = find('Firefox', 'lenet');
 const checksText = checks.map((c) => `- ${c.ok ? 'met' : 'NOT MET'}: ${c.what} — ${c.value}`).join('\n');
 
@@ -255,15 +308,17 @@ const notes = [
   `- Each implementation runs in its own dedicated module Web Worker, one thread (TF.js's wasm backend is kept to its single-threaded SIMD build).`,
   `- The page is cross-origin isolated (COOP/COEP), for a 5 µs clock in Chromium; Firefox's profile turns off its timer coarsening (privacy.reduceTimerPrecision and its unconditional 20 µs clamp), which changes the clock, not the speed.`,
   `- Training: ${args.warmup} s warm-up, then ${args.rounds} timed rounds of at least ${args.round} s and one step each; the table gives the fastest round (latest.json also has the mean over all rounds), since on a shared machine other work only slows a round down. predict: 1,000 one-image calls, each timed, median. predict_batch: 1,000 images per call, fastest of at least 3 calls and 2 s. Every figure includes copying images in and probabilities out.`,
+  `- jax-js: the same network with jax-js's own ops (lax.conv, lax.reduceWindow with max, nn.logSoftmax) and one jit-compiled function for the whole step (valueAndGrad and the momentum update); its wasm backend is kept to the calling thread (it would otherwise start a worker pool on this cross-origin-isolated page) and results are read back with dataSync. Its WebGPU row runs only where the browser offers an adapter.`,
+  `- Augmentation rows: ours through the app's own training path (two wasm Sessions on the page's recipe from defaults().settings, batch 64, each drawing its own batches), one with the recipe's augmentation and one without, timed in alternating rounds an eighth of the usual length (eight times as many); training only.`,
   `- TF.js wasm: 4.22 registers no Conv2DBackpropFilter for its wasm backend, so it cannot train a conv net as shipped; the benchmark adds that kernel (page/tfjs-conv2d-backprop-filter.mjs): im2col in JavaScript, then the backend's own BatchMatMul.`,
   first ? `- Clock: performance.now() resolution in the worker ${fmt(first.timer_resolution_ms * 1000, 1)} µs (${runs.map((r) => `${r.browser}: ${fmt((r.results[0]?.timer_resolution_ms ?? NaN) * 1000, 1)} µs`).join(', ')}); cross-origin isolated: ${first.cross_origin_isolated}.` : null,
-  `- 1-minute load average while each browser ran (mean, max): ${runs.map((r) => `${r.browser} ${fmt(r.load_average.mean, 1)}, ${fmt(r.load_average.max, 1)}`).join('; ')}, on ${cpus().length} cores. The benchmark itself keeps about one core busy; much more means other work shared the CPU and the figures are lower for it.`,
+  `- load avg (table): the 1-minute load average while that implementation ran (mean of samples every 2 s). Over each whole browser run (mean, max): ${runs.map((r) => `${r.browser} ${fmt(r.load_average.mean, 1)}, ${fmt(r.load_average.max, 1)}`).join('; ')}, on ${cpus().length} cores. The benchmark itself keeps about one core busy; much more means other work shared the CPU and the figures are lower for it.`,
   oursFirefox ? `- Firefox, ours: ${fmt(oursFirefox.train, 0)} training examples/s, predict ${predictMs(oursFirefox.predict)} ms, predict_batch ${fmt(oursFirefox.batch, 0)} images/s.` : null,
 ].filter(Boolean);
 
 const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 const markdown = [
-  `# LeNet-5 in the browser: lenet (wasm) vs TF.js and ConvNetJS`,
+  `# LeNet-5 in the browser: lenet (wasm) vs TF.js, ConvNetJS and jax-js`,
   '',
   `Produced by \`.ci/bench\` on ${date}. ours ÷ peer: how many times faster ours is in the same browser (train and predict_batch: throughput ratio; predict: latency ratio).`,
   '',
@@ -273,6 +328,8 @@ const markdown = [
   '',
   checksText || '- not checked: no Chromium figures for ours',
   '',
+  ...(augmentationText ? ['## Augmentation', '', augmentationText, ''] : []),
+  ...(skipped.length ? ['## Not measured', '', ...skipped, ''] : []),
   '## How it was measured',
   '',
   ...notes,
@@ -285,6 +342,8 @@ writeFileSync(join(args.out, 'latest.md'), markdown);
 writeFileSync(join(args.out, 'latest.json'), JSON.stringify({ date, page: pageUrl.href, machine: cpu, runs, failures, checks }, null, 2) + '\n');
 
 console.log(`\n${table}\n\n${checksText}\n`);
+if (augmentationText) console.log(`Augmentation:\n${augmentationText}\n`);
+if (skipped.length) console.log(`Not measured:\n${skipped.join('\n')}\n`);
 if (failures.length) console.log(`Failures:\n${failures.map((f) => `- ${f}`).join('\n')}\n`);
 console.log(`Written to ${join(args.out, 'latest.md')} and latest.json`);
 const missed = checks.some((c) => !c.ok);

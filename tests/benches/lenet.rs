@@ -43,6 +43,36 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
+    // The same step in shards of 16 (the crate's recipe) on one and on two threads: the
+    // shards' gradients are summed in shard order either way, so only the time differs.
+    let mut group = c.benchmark_group("train_step_threads");
+    group.throughput(Throughput::Elements(64));
+    for threads in [1, 2] {
+        let settings = Settings { shard_size: 16, ..Settings::manual(config) };
+        let mut trainer = Session::with_model(LeNet5::new(0), settings).unwrap();
+        trainer.set_threads(threads);
+        let mut offset = 0;
+        group.bench_function(format!("batch 64, shards of 16, {threads} thread(s)"), |b| {
+            b.iter_batched(
+                || {
+                    offset = (offset + 64) % (data.len() - 64);
+                    offset
+                },
+                |start| {
+                    trainer
+                        .train_batch(
+                            data.images.slice(s![start..start + 64, .., .., ..]),
+                            &data.labels[start..start + 64],
+                        )
+                        .unwrap()
+                        .loss
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+
     // What augmentation adds to each training step of batch 64 (the default settings).
     let bytes: Vec<u8> = data.images.iter().map(|&v| (v * 255.0).round() as u8).collect();
     let augment = Augment::default();

@@ -3,7 +3,7 @@
 
 Usage:
     pip install torch numpy
-    python3 tests/pytorch/bench_pytorch.py [--data DIR] [--warmup 50] [--steps 300] [--rounds 3]
+    python3 tests/pytorch/bench_pytorch.py [--data DIR] [--warmup 50] [--steps 300] [--rounds 3] [--threads 1]
 
 Measures
   training: float32, batch 64, SGD(lr, momentum 0.9, weight decay) on real MNIST training
@@ -51,11 +51,15 @@ def main():
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch.set_num_threads (intra-op threads); 1 to compare with one Rust thread")
     args = ap.parse_args()
 
-    # The Rust side is single-threaded; comparing against a multi-threaded PyTorch would
-    # measure the core count, not the implementation.
-    torch.set_num_threads(1)
+    # Compared with the Rust side at the same thread count: anything else would measure the
+    # core count, not the implementation.
+    if args.threads < 1:
+        ap.error(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     torch.manual_seed(args.seed)
 

@@ -3,6 +3,8 @@
 //   { trainStep(images, labels) -> loss, predict(image) -> probabilities,
 //     predictBatch(images) -> probabilities }
 // taking Float32Arrays of pixels in [0, 1] (n × 784) and Uint8Arrays of labels, and calls serve().
+// A method may return a promise (a GPU backend reads its results back asynchronously); the
+// promise is awaited inside the timing.
 
 export const PIXELS = 784;
 export const BATCH = 64;
@@ -49,6 +51,9 @@ function sumsToOne(probabilities, rows) {
 
 export async function measure(impl, data, options, progress) {
   const { images, labels, count } = data;
+  // An adapter whose methods return promises says so (`async: true`); a synchronous one is then
+  // timed without a microtask per call.
+  const isAsync = impl.async === true;
   const batches = Math.floor(count / BATCH);
   const batch = (i) => {
     const b = i % batches;
@@ -63,8 +68,11 @@ export async function measure(impl, data, options, progress) {
   // round down, and every implementation is treated alike (the mean is kept beside it).
   let step = 0;
   const warmupStart = performance.now();
-  const firstLoss = impl.trainStep(...batch(step++));
-  while (performance.now() - warmupStart < options.warmupSeconds * 1000) impl.trainStep(...batch(step++));
+  const firstLoss = isAsync ? await impl.trainStep(...batch(step++)) : impl.trainStep(...batch(step++));
+  while (performance.now() - warmupStart < options.warmupSeconds * 1000) {
+    if (isAsync) await impl.trainStep(...batch(step++));
+    else impl.trainStep(...batch(step++));
+  }
   progress(`warm-up: ${step} steps`);
   const warmupSteps = step;
   const losses = [];
@@ -74,7 +82,7 @@ export async function measure(impl, data, options, progress) {
     let steps = 0;
     let elapsed = 0;
     do {
-      losses.push(impl.trainStep(...batch(step++)));
+      losses.push(isAsync ? await impl.trainStep(...batch(step++)) : impl.trainStep(...batch(step++)));
       steps++;
       elapsed = performance.now() - start;
     } while (elapsed < options.roundSeconds * 1000);
@@ -95,17 +103,22 @@ export async function measure(impl, data, options, progress) {
   };
   if (!Number.isFinite(train.loss_last)) throw new Error(`training diverged: loss ${train.loss_last}`);
   progress(`train: ${train.examples_per_s.toFixed(1)} examples/s (best round; mean ${train.mean_examples_per_s.toFixed(1)}) over ${timedSteps} steps`);
+  const clock = { timer_resolution_ms: timerResolution(), cross_origin_isolated: self.crossOriginIsolated === true };
 
   // One-image predict: every call timed on its own; the median resists the odd GC pause.
-  sumsToOne(impl.predict(image(0)), 1);
+  sumsToOne(await impl.predict(image(0)), 1);
   const warmupPredict = performance.now();
-  for (let i = 0; i < 50 && performance.now() - warmupPredict < 2000; i++) impl.predict(image(i));
+  for (let i = 0; i < 50 && performance.now() - warmupPredict < 2000; i++) {
+    if (isAsync) await impl.predict(image(i));
+    else impl.predict(image(i));
+  }
   const times = new Float64Array(SINGLE_PREDICTS);
   const predictStart = performance.now();
   for (let i = 0; i < SINGLE_PREDICTS; i++) {
     const x = image(i);
     const t0 = performance.now();
-    impl.predict(x);
+    if (isAsync) await impl.predict(x);
+    else impl.predict(x);
     times[i] = performance.now() - t0;
   }
   const predict = {
@@ -117,12 +130,13 @@ export async function measure(impl, data, options, progress) {
 
   // Batch predict of 1,000 images, repeated; the fastest repetition counts, as for training.
   const thousand = images.subarray(0, BATCH_PREDICT * PIXELS);
-  sumsToOne(impl.predictBatch(thousand), BATCH_PREDICT);
+  sumsToOne(await impl.predictBatch(thousand), BATCH_PREDICT);
   const reps = [];
   const batchStart = performance.now();
   do {
     const t0 = performance.now();
-    impl.predictBatch(thousand);
+    if (isAsync) await impl.predictBatch(thousand);
+    else impl.predictBatch(thousand);
     reps.push(performance.now() - t0);
   } while (reps.length < options.minBatchReps || performance.now() - batchStart < options.batchSeconds * 1000);
   const predictBatch = {
@@ -136,20 +150,27 @@ export async function measure(impl, data, options, progress) {
     train,
     predict,
     predict_batch: predictBatch,
-    timer_resolution_ms: timerResolution(),
-    cross_origin_isolated: self.crossOriginIsolated === true,
+    ...clock,
   };
 }
 
 // The worker side of the page's protocol: one 'run' message in, progress messages and then one
-// 'result' or 'error' message out.
+// 'result', 'skipped' or 'error' message out. makeImpl returns { impl, info }, or { skipped:
+// reason } when this browser cannot run the implementation at all (a backend it does not offer),
+// or { measure(options, progress) -> result, info } to time itself.
 export function serve(makeImpl) {
   self.onmessage = async ({ data: { options } }) => {
     const progress = (text) => self.postMessage({ type: 'progress', text });
     try {
       const data = await loadData();
-      const { impl, info } = await makeImpl(options, progress);
-      const result = await measure(impl, data, options, progress);
+      const made = await makeImpl(options, progress, data);
+      if (made.skipped) {
+        self.postMessage({ type: 'skipped', reason: made.skipped });
+        return;
+      }
+      const { impl, info } = made;
+      // An implementation with its own timing procedure (measuring two variants in turn) brings it.
+      const result = made.measure ? await made.measure(options, progress) : await measure(impl, data, options, progress);
       self.postMessage({ type: 'result', result: { ...info, ...result } });
     } catch (error) {
       self.postMessage({ type: 'error', error: `${error?.message ?? error}\n${error?.stack ?? ''}` });

@@ -5,6 +5,10 @@ export const IMPLEMENTATIONS = {
   'tfjs-wasm': { worker: './tfjs.worker.mjs', options: { backend: 'wasm' } },
   'tfjs-cpu': { worker: './tfjs.worker.mjs', options: { backend: 'cpu' } },
   convnetjs: { worker: './convnetjs.worker.mjs', options: {} },
+  'jaxjs-wasm': { worker: './jaxjs.worker.mjs', options: { device: 'wasm' } },
+  'jaxjs-webgpu': { worker: './jaxjs.worker.mjs', options: { device: 'webgpu' } },
+  // Ours through the app's Session with augmentation on and off in turn, to price it; training only.
+  augmentation: { worker: './lenet-session.worker.mjs', options: {} },
 };
 
 const params = new URLSearchParams(location.search);
@@ -18,7 +22,7 @@ const options = {
 };
 const only = (params.get('only') ?? Object.keys(IMPLEMENTATIONS).join(',')).split(',');
 
-const bench = (window.bench = { done: false, results: [], errors: [], options });
+const bench = (window.bench = { done: false, results: [], errors: [], skipped: [], options });
 const logElement = document.getElementById('log');
 const log = (text) => {
   console.log(text);
@@ -36,6 +40,7 @@ function runOne(key) {
     worker.onmessage = ({ data }) => {
       if (data.type === 'progress') log(`[${key}] ${data.text}`);
       else if (data.type === 'result') finish({ key, ...data.result });
+      else if (data.type === 'skipped') finish({ key, skipped: data.reason });
       else finish({ key, error: data.error });
     };
     // A worker that fails to load (a 404, a syntax error) reports only here.
@@ -54,6 +59,9 @@ for (const key of only) {
   if (outcome.error) {
     log(`[${key}] FAILED: ${outcome.error}`);
     bench.errors.push(outcome);
+  } else if (outcome.skipped) {
+    log(`[${key}] skipped: ${outcome.skipped}`);
+    bench.skipped.push(outcome);
   } else {
     bench.results.push(outcome);
   }
