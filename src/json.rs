@@ -53,17 +53,23 @@ pub(crate) fn merged<T: Serialize + Deserialize>(base: &T, patch: &str, what: &s
         )));
     };
     let Value::Object(mut merged) = to_value(base) else { unreachable!("a struct serialises as an object") };
-    let check = |merged: &Object, key: &str, value: &Value| -> Result<()> {
+    let check = |merged: &Object, key: &str, value: &Value, old: &Value| -> Result<()> {
         json::from_str::<T>(&json::to_string(merged)).map(drop).map_err(|_| {
             let what_it_is = match value {
                 Value::Null => "null (NaN and ±∞ are not numbers here)".to_string(),
                 other => shown(other),
             };
-            Error::InvalidInput(format!("{what} `{key}` cannot be {what_it_is}"))
+            let expected = match old {
+                Value::Number(miniserde::json::Number::U64(_)) => "a whole number ≥ 0".to_string(),
+                Value::Null => "an object or null".to_string(),
+                other => format!("{} such as {}", kind(other), shown(other)),
+            };
+            Error::InvalidInput(format!("{what} `{key}` cannot be {what_it_is}: expected {expected}"))
         })
     };
     overlay(&mut merged, patch, "", what, &check)?;
-    Ok(json::from_str(&json::to_string(&merged)).expect("checked after every key"))
+    json::from_str(&json::to_string(&merged))
+        .map_err(|_| Error::InvalidInput(format!("the {what}s to merge into are not all finite numbers")))
 }
 
 /// Writes `patch`'s keys into `merged` (nested objects key by key), checking the whole after
@@ -73,7 +79,7 @@ fn overlay(
     patch: Object,
     prefix: &str,
     what: &str,
-    check: &dyn Fn(&Object, &str, &Value) -> Result<()>,
+    check: &dyn Fn(&Object, &str, &Value, &Value) -> Result<()>,
 ) -> Result<()> {
     for (key, value) in patch {
         let path = format!("{prefix}{key}");
@@ -88,8 +94,8 @@ fn overlay(
         match (slot, value) {
             (Value::Object(_), Value::Object(inner)) => overlay(merged, inner, &format!("{path}."), what, check)?,
             (slot, value) => {
-                *slot = value.clone();
-                check(merged, &path, &value)?;
+                let old = std::mem::replace(slot, value.clone());
+                check(merged, &path, &value, &old)?;
             }
         }
     }

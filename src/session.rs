@@ -265,10 +265,13 @@ impl ShardGradient {
     pub fn to_bytes(&self, out: &mut Vec<u8>) {
         out.reserve(ShardGradient::wire_bytes(self.gradient.len()));
         out.extend_from_slice(&self.step.to_le_bytes());
-        for v in [self.index as u32, self.images as u32, self.loss.to_bits(), self.correct as u32] {
+        // Shard indices and counts are bounded by MAX_BATCH_SIZE and gradients by the model's
+        // 61,706 parameters: far inside u32.
+        let word = |n: usize| u32::try_from(n).expect("shard counts fit in 32 bits");
+        for v in [word(self.index), word(self.images), self.loss.to_bits(), word(self.correct)] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        out.extend_from_slice(&(self.gradient.len() as u32).to_le_bytes());
+        out.extend_from_slice(&word(self.gradient.len()).to_le_bytes());
         for v in &self.gradient {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -982,9 +985,22 @@ impl Session {
                 "checkpoint: format {format:?}, this version reads {CHECKPOINT_FORMAT:?}"
             )));
         }
-        let header: CheckpointHeader = miniserde::json::from_str(&header)
-            .map_err(|_| Error::Weights("checkpoint: its state lacks a field or has one of the wrong type".into()))?;
-        header.settings.validate()?;
+        let header: CheckpointHeader = miniserde::json::from_str(&header).map_err(|_| {
+            Error::Weights(format!(
+                "checkpoint: its state lacks a field or has one of the wrong type (it needs {})",
+                CheckpointHeader::FIELDS.join(", ")
+            ))
+        })?;
+        header.settings.validate().map_err(|e| Error::Weights(format!("checkpoint: its settings: {e}")))?;
+        // Counters beyond 2⁵³ are no run's: they would overflow as steps go on, and JavaScript
+        // could not show them exactly.
+        let largest = [header.step, header.epoch, header.seen, header.optimizer_steps];
+        if largest.iter().any(|&n| n > MAX_COUNTER) {
+            return Err(Error::Weights(format!(
+                "checkpoint: its counters (step {}, epoch {}, seen {}, optimizer steps {}) must be at most 2^53",
+                header.step, header.epoch, header.seen, header.optimizer_steps
+            )));
+        }
         if header.train_count != self.train.len() as u64 || header.train_fingerprint != self.train.fingerprint() {
             return Err(Error::InvalidInput(format!(
                 "the checkpoint was made on other training data ({} digits, fingerprint {:016x}); this session has {} digits (fingerprint {:016x})",
@@ -1030,6 +1046,10 @@ impl Session {
 /// Names the checkpoint format and its version; a checkpoint of another is refused.
 const CHECKPOINT_FORMAT: &str = "lenet-session/1";
 
+/// The largest step, epoch or image count a checkpoint may hold: 2⁵³, the largest integer a
+/// JavaScript number holds exactly.
+const MAX_COUNTER: u64 = 1 << 53;
+
 #[derive(miniserde::Serialize, miniserde::Deserialize)]
 struct CheckpointHeader {
     format: String,
@@ -1042,6 +1062,21 @@ struct CheckpointHeader {
     optimizer_steps: u64,
     train_count: u64,
     train_fingerprint: u64,
+}
+
+impl CheckpointHeader {
+    const FIELDS: [&'static str; 10] = [
+        "format",
+        "settings",
+        "step",
+        "epoch",
+        "cursor",
+        "order_len",
+        "seen",
+        "optimizer_steps",
+        "train_count",
+        "train_fingerprint",
+    ];
 }
 
 /// The generator for the augmentation of batch position `position` of step `step`: keyed by
@@ -1120,6 +1155,8 @@ impl Settings {
     /// [`Error::InvalidInput`] naming the first unknown setting, or the setting whose value has
     /// the wrong type or is out of range.
     pub fn merged(&self, patch: &str) -> Result<Settings> {
+        // A non-finite base could not be written as JSON and read back.
+        self.validate()?;
         // Switching augmentation on with some of its fields: the others start from the default.
         let mut base = *self;
         if base.augment.is_none() {

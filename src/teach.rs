@@ -113,13 +113,17 @@ pub fn hold_out(labels: &[u8]) -> Vec<bool> {
 
 /// The first `per_digit` digits of each label, in order (`true`): those a writer labels to
 /// teach, the rest being the writer's other digits. `None` when some digit `0..=9` has
-/// `per_digit` or fewer (then there would be no other digit of it to measure on).
+/// `per_digit` or fewer (then there would be no other digit of it to measure on), or when a
+/// label is not a digit.
 pub fn take_per_digit(labels: &[u8], per_digit: usize) -> Option<Vec<bool>> {
+    if labels.iter().any(|&label| usize::from(label) >= NUM_CLASSES) {
+        return None;
+    }
     let mut counts = [0usize; NUM_CLASSES];
     let taken = labels
         .iter()
         .map(|&label| {
-            let count = &mut counts[usize::from(label).min(NUM_CLASSES - 1)];
+            let count = &mut counts[usize::from(label)];
             *count += 1;
             *count <= per_digit
         })

@@ -90,9 +90,14 @@ fn settings_from_js(base: &Settings, patch: JsValue) -> Result<Settings, JsError
     if !patch.is_object() || js_sys::Array::is_array(&patch) {
         return Err(JsError::new("settings must be an object such as { learning_rate: 0.01 }"));
     }
-    // JSON has no NaN or infinity: name them here, before they turn into `null`.
+    // JSON has no NaN or infinity: name them here, before they turn into `null`; and it drops
+    // `undefined`, which would then change nothing without a word.
     for entry in js_sys::Object::entries(patch.unchecked_ref()).iter() {
         let entry: js_sys::Array = entry.unchecked_into();
+        if entry.get(1).is_undefined() {
+            let key = entry.get(0).as_string().unwrap_or_default();
+            return Err(JsError::new(&format!("invalid input: {key} is undefined; give it a value or leave it out")));
+        }
         if let Some(v) = entry.get(1).as_f64().filter(|v| !v.is_finite()) {
             let key = entry.get(0).as_string().unwrap_or_default();
             return Err(JsError::new(&format!("invalid input: {key} must be a finite number, got {v}")));
@@ -801,6 +806,17 @@ impl SessionJs {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &JsValue,
     ) -> Result<JsValue, JsError> {
+        // Checked before the bytes are copied into wasm memory, which never shrinks.
+        let count = self.inner.shard_count();
+        let expected = count * session::ShardGradient::wire_bytes(self.inner.model().num_parameters());
+        if let Some(view) = bytes.dyn_ref::<js_sys::Uint8Array>() {
+            if view.length() as usize != expected {
+                return Err(JsError::new(&format!(
+                    "apply_shards takes this step's {count} shard records, {expected} bytes (shard_count() × shard_bytes()); got {} bytes",
+                    view.length()
+                )));
+            }
+        }
         let shards = session::ShardGradient::list_from_bytes(&u8_array(bytes, "bytes")?).map_err(js_error)?;
         to_js(&self.inner.apply_shard_gradients(&shards).map_err(js_error)?)
     }

@@ -293,11 +293,9 @@ fn read_file(bytes: &[u8]) -> Result<TensorFile<'_>> {
         Ok(other) => return Err(bad(format!("it is {}, not an object", crate::json::kind(&other)))),
         Err(_) => return Err(bad("it is not JSON".into())),
     };
-    if header.len() > MAX_TENSORS + 1 {
-        return Err(bad(format!(
-            "it lists {} tensors, more than the {MAX_TENSORS} a LeNet-5 file can hold",
-            header.len()
-        )));
+    let listed = header.keys().filter(|k| *k != "__metadata__").count();
+    if listed > MAX_TENSORS {
+        return Err(bad(format!("it lists {listed} tensors, more than the {MAX_TENSORS} a LeNet-5 file can hold")));
     }
     let mut metadata = Vec::new();
     let mut entries = Vec::new();
@@ -315,7 +313,12 @@ fn read_file(bytes: &[u8]) -> Result<TensorFile<'_>> {
         };
         let dtype = match info.get("dtype") {
             Some(Value::String(dtype)) if dtype_size(dtype).is_some() => dtype.clone(),
-            _ => return Err(bad(format!("tensor `{name}` has no known dtype"))),
+            other => {
+                return Err(bad(format!(
+                    "tensor `{name}` has dtype {}, not one of BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, I64, U64, F64",
+                    other.map_or_else(|| "none".to_string(), crate::json::shown)
+                )))
+            }
         };
         let shape: Option<Vec<u64>> = match info.get("shape") {
             Some(Value::Array(dims)) => dims.iter().map(integer).collect(),
@@ -323,6 +326,11 @@ fn read_file(bytes: &[u8]) -> Result<TensorFile<'_>> {
         };
         let Some(shape) = shape else {
             return Err(bad(format!("tensor `{name}` has no shape of whole numbers")));
+        };
+        // Dimensions beyond usize (on wasm32, 2³²) cannot be a tensor here, even an empty one.
+        let Ok(shape_usize) = shape.iter().map(|&d| usize::try_from(d)).collect::<std::result::Result<Vec<usize>, _>>()
+        else {
+            return Err(bad(format!("tensor `{name}` has a dimension too large for this machine")));
         };
         let offsets: Option<Vec<u64>> = match info.get("data_offsets") {
             Some(Value::Array(offsets)) if offsets.len() == 2 => offsets.iter().map(integer).collect(),
@@ -341,11 +349,11 @@ fn read_file(bytes: &[u8]) -> Result<TensorFile<'_>> {
         if bytes != end - begin {
             return Err(bad(format!(
                 "tensor `{name}` of shape {} and dtype {dtype} takes {bytes} bytes, but its data_offsets span {}",
-                fmt_shape(&shape.iter().map(|&d| d as usize).collect::<Vec<_>>()),
+                fmt_shape(&shape_usize),
                 end - begin
             )));
         }
-        entries.push((name.clone(), dtype, shape, begin, end));
+        entries.push((name.clone(), dtype, shape_usize, begin, end));
     }
     let claimed = entries.iter().map(|e| e.4).max().unwrap_or(0);
     if claimed != data.len() as u64 {
@@ -369,7 +377,6 @@ fn read_file(bytes: &[u8]) -> Result<TensorFile<'_>> {
     let tensors = entries
         .into_iter()
         .map(|(name, dtype, shape, begin, end)| {
-            let shape = shape.into_iter().map(|d| d as usize).collect();
             (name, TensorEntry { dtype, shape, data: &data[begin as usize..end as usize] })
         })
         .collect();
@@ -613,6 +620,13 @@ pub fn checkpoint_to_bytes(model: &LeNet5, state: &str, first: &[Vec<f32>], seco
         if buffers.iter().all(Vec::is_empty) {
             continue;
         }
+        if buffers.len() != PARAMETER_NAMES.len() {
+            return Err(Error::Weights(format!(
+                "{prefix}: {} buffers, one for each of the {} parameter tensors expected",
+                buffers.len(),
+                PARAMETER_NAMES.len()
+            )));
+        }
         for ((name, shape), t) in PARAMETER_NAMES.iter().zip(&shapes).zip(buffers) {
             if t.len() != shape.iter().product::<usize>() {
                 return Err(Error::Weights(format!(
@@ -645,7 +659,12 @@ pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f3
     let read = |name: &str, shape: &[usize]| -> Result<Option<Vec<f32>>> {
         let Some(tensor) = file.tensor(name) else { return Ok(None) };
         if tensor.dtype != "F32" || tensor.shape != shape {
-            return Err(Error::Weights(format!("checkpoint: tensor `{name}` is not f32 {}", fmt_shape(shape))));
+            return Err(Error::Weights(format!(
+                "checkpoint: tensor `{name}` is {} {}, expected F32 {}",
+                tensor.dtype,
+                fmt_shape(&tensor.shape),
+                fmt_shape(shape)
+            )));
         }
         let values: Vec<f32> =
             tensor.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
@@ -663,6 +682,21 @@ pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f3
     }
     model.input_mean = read_constant(&file, "input_mean", MNIST_MEAN)?;
     model.input_std = read_constant(&file, "input_std", MNIST_STD)?;
+    if model.input_std <= 0.0 {
+        return Err(Error::Weights(format!(
+            "checkpoint: metadata input_std must be positive, got {}",
+            model.input_std
+        )));
+    }
+    // Only the weights and the two optimizer buffers of each: anything else is not this format.
+    let known = |name: &str| {
+        let base =
+            name.strip_prefix("optimizer.first.").or_else(|| name.strip_prefix("optimizer.second.")).unwrap_or(name);
+        PARAMETER_NAMES.contains(&base)
+    };
+    if let Some((name, _)) = file.tensors.iter().find(|(name, _)| !known(name)) {
+        return Err(Error::Weights(format!("checkpoint: unexpected tensor `{name}`")));
+    }
     let mut buffers = [Vec::new(), Vec::new()];
     for (prefix, out) in ["optimizer.first", "optimizer.second"].iter().zip(buffers.iter_mut()) {
         let mut all = Vec::new();

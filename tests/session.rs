@@ -191,7 +191,11 @@ fn settings_merge_by_name_and_refuse_what_is_wrong() {
     for (patch, words) in [
         (serde_json::json!({ "augment": { "rotation": 3 } }), "unknown setting `augment.rotation`"),
         (serde_json::json!({ "learning_rat": 0.1 }), "unknown setting `learning_rat`"),
-        (serde_json::json!({ "learning_rate": "0,01" }), "setting `learning_rate` cannot be \"0,01\""),
+        (
+            serde_json::json!({ "learning_rate": "0,01" }),
+            "setting `learning_rate` cannot be \"0,01\": expected a number such as",
+        ),
+        (serde_json::json!({ "batch_size": 1.5 }), "`batch_size` cannot be 1.5: expected a whole number ≥ 0"),
         (serde_json::json!({ "learning_rate": null }), "NaN"),
         (serde_json::json!({ "learning_rate": -1 }), "learning_rate must be a positive"),
         (serde_json::json!({ "optimizer": "rmsprop" }), "setting `optimizer`"),
@@ -209,4 +213,31 @@ fn no_data_is_an_error_not_a_panic() {
     assert!(s.step().unwrap_err().to_string().contains("no training data"));
     assert!(s.evaluate(10).unwrap_err().to_string().contains("no held-out data"));
     assert!(s.set_train_data(Digits::default()).is_err());
+}
+
+#[test]
+fn a_checkpoint_with_impossible_counters_or_normalisation_is_refused_and_changes_nothing() {
+    let mut s = session(Settings { batch_size: 16, ..Settings::default() });
+    run(&mut s, 2);
+    let bytes = s.checkpoint().unwrap();
+    let (model, state, first, second) = weights::checkpoint_from_bytes(&bytes).unwrap();
+    let before = weights_of(&s);
+
+    let huge = state.replacen("\"step\":2", "\"step\":18446744073709551615", 1);
+    assert_ne!(huge, state);
+    let file = weights::checkpoint_to_bytes(&model, &huge, &first, &second).unwrap();
+    let error = s.restore(&file).unwrap_err().to_string();
+    assert!(error.contains("must be at most 2^53"), "{error}");
+
+    let mut flat = model.clone();
+    flat.input_std = 0.0;
+    let file = weights::checkpoint_to_bytes(&flat, &state, &first, &second).unwrap();
+    let error = s.restore(&file).unwrap_err().to_string();
+    assert!(error.contains("input_std must be positive"), "{error}");
+
+    let partial = weights::checkpoint_to_bytes(&model, &state, &first[..3], &second).unwrap_err().to_string();
+    assert!(partial.contains("3 buffers"), "{partial}");
+    assert_eq!(weights_of(&s), before);
+    s.restore(&bytes).unwrap();
+    assert_eq!(weights_of(&s), before);
 }

@@ -214,3 +214,19 @@ fn files_written_here_load_in_the_reference_implementation_and_back() {
     let theirs = safetensors::serialize(views, Some(metadata)).unwrap();
     assert_eq!(weights::from_safetensors(&theirs).unwrap(), model);
 }
+
+#[test]
+fn headers_listing_unknown_dtypes_or_too_many_tensors_are_named() {
+    let dtype = with_header(|h| h["conv1.bias"]["dtype"] = serde_json::json!("C64"));
+    let message = weights_error(&dtype);
+    assert!(message.contains("tensor `conv1.bias` has dtype \"C64\", not one of BOOL"), "{message}");
+
+    // 65 empty tensors and no metadata: one more than any file here can hold.
+    let entries: Vec<String> =
+        (0..65).map(|i| format!(r#""t{i}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#)).collect();
+    let header = format!("{{{}}}", entries.join(","));
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header.as_bytes());
+    let message = weights_error(&file);
+    assert!(message.contains("it lists 65 tensors, more than the 64"), "{message}");
+}
