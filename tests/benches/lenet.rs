@@ -14,6 +14,24 @@ use ndarray::s;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+/// Times `trainer` stepping on consecutive batches of 64 from `data`.
+fn train_batches(b: &mut criterion::Bencher, trainer: &mut Session, data: &lenet::data::idx::Dataset) {
+    let mut offset = 0;
+    b.iter_batched(
+        || {
+            offset = (offset + 64) % (data.len() - 64);
+            offset
+        },
+        |start| {
+            trainer
+                .train_batch(data.images.slice(s![start..start + 64, .., .., ..]), &data.labels[start..start + 64])
+                .unwrap()
+                .loss
+        },
+        BatchSize::SmallInput,
+    )
+}
+
 fn benches(c: &mut Criterion) {
     let data = parse_dataset(
         include_bytes!("../fixtures/mnist-small/train-images-idx3-ubyte.gz"),
@@ -25,22 +43,7 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(64));
     let config = OptimizerConfig { learning_rate: 0.01, ..OptimizerConfig::default() };
     let mut trainer = Session::with_model(LeNet5::new(0), Settings::manual(config)).unwrap();
-    let mut offset = 0;
-    group.bench_function("batch 64", |b| {
-        b.iter_batched(
-            || {
-                offset = (offset + 64) % (data.len() - 64);
-                offset
-            },
-            |start| {
-                trainer
-                    .train_batch(data.images.slice(s![start..start + 64, .., .., ..]), &data.labels[start..start + 64])
-                    .unwrap()
-                    .loss
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    group.bench_function("batch 64", |b| train_batches(b, &mut trainer, &data));
     group.finish();
 
     // The same step in shards of 16 (the crate's recipe) on one and on two threads: the
@@ -51,24 +54,8 @@ fn benches(c: &mut Criterion) {
         let settings = Settings { shard_size: 16, ..Settings::manual(config) };
         let mut trainer = Session::with_model(LeNet5::new(0), settings).unwrap();
         trainer.set_threads(threads);
-        let mut offset = 0;
         group.bench_function(format!("batch 64, shards of 16, {threads} thread(s)"), |b| {
-            b.iter_batched(
-                || {
-                    offset = (offset + 64) % (data.len() - 64);
-                    offset
-                },
-                |start| {
-                    trainer
-                        .train_batch(
-                            data.images.slice(s![start..start + 64, .., .., ..]),
-                            &data.labels[start..start + 64],
-                        )
-                        .unwrap()
-                        .loss
-                },
-                BatchSize::SmallInput,
-            )
+            train_batches(b, &mut trainer, &data)
         });
     }
     group.finish();
