@@ -338,6 +338,9 @@ pub struct Session {
     model: LeNet5,
     optimizer: OptimizerState,
     train: Digits,
+    /// `train.fingerprint()`, kept up to date: a checkpoint every few seconds would otherwise
+    /// hash all of the training digits (47 MB for MNIST) each time.
+    train_fingerprint: u64,
     test: Digits,
     /// Indices of the held-out digits an evaluation uses.
     test_subset: Vec<usize>,
@@ -387,6 +390,7 @@ impl Session {
             model,
             settings,
             train: Digits::default(),
+            train_fingerprint: Digits::default().fingerprint(),
             test: Digits::default(),
             test_subset: Vec::new(),
             step: 0,
@@ -448,6 +452,7 @@ impl Session {
         if train.is_empty() {
             return Err(Error::InvalidInput("the training data holds no digit".into()));
         }
+        self.train_fingerprint = train.fingerprint();
         self.train = train;
         self.epoch = 0;
         self.cursor = 0;
@@ -459,6 +464,7 @@ impl Session {
     /// next epoch.
     pub fn add_train_data(&mut self, more: &Digits) {
         self.train.extend(more);
+        self.train_fingerprint = self.train.fingerprint();
         if self.order.is_empty() {
             self.order = shuffled_indices(self.train.len(), self.settings.seed, self.epoch);
         }
@@ -953,7 +959,7 @@ impl Session {
             seen: self.seen,
             optimizer_steps: self.optimizer.steps,
             train_count: self.train.len() as u64,
-            train_fingerprint: self.train.fingerprint(),
+            train_fingerprint: self.train_fingerprint,
         };
         crate::weights::checkpoint_to_bytes(
             &self.model,
@@ -1001,7 +1007,7 @@ impl Session {
                 header.step, header.epoch, header.seen, header.optimizer_steps
             )));
         }
-        if header.train_count != self.train.len() as u64 || header.train_fingerprint != self.train.fingerprint() {
+        if header.train_count != self.train.len() as u64 || header.train_fingerprint != self.train_fingerprint {
             return Err(Error::InvalidInput(format!(
                 "the checkpoint was made on other training data ({} digits, fingerprint {:016x}); this session has {} digits (fingerprint {:016x})",
                 header.train_count,

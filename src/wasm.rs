@@ -501,11 +501,22 @@ fn digits_to_js(digits: &Digits) -> JsValue {
     object.into()
 }
 
-/// Parses an IDX image file and an IDX label file (plain or gzipped; MNIST's format) with the
-/// core's reader: `{ images: Uint8Array(n × 784), labels: Uint8Array(n), count: n }`, ready
-/// for `Session.set_train_data` / `set_test_data`. The names are used in messages. Throws an
-/// `Error` naming the file and what is wrong with it (wrong magic number, truncated, not 28×28,
-/// counts that differ, a label above 9, a header claiming more than the file holds).
+/// The length in bytes of the whole IDX file whose first bytes (at least 8 for a label file, 16
+/// for an image file) are `header`, as its header claims. A gzip decoder (`DecompressionStream`)
+/// stops one byte past it, so that a gzip bomb cannot exhaust the tab's memory; `read_idx` then
+/// names what is wrong. Throws an `Error` naming `name` when the header is cut short, is not an
+/// IDX image or label file's, or claims more than 1,000,000 items.
+#[wasm_bindgen]
+pub fn idx_file_len(header: &[u8], name: &str) -> Result<f64, JsError> {
+    crate::data::idx::idx_file_len(header, name).map(|len| len as f64).map_err(js_error)
+}
+
+/// Parses an IDX image file and an IDX label file (MNIST's format, decompressed: see
+/// `idx_file_len`) with the core's reader: `{ images: Uint8Array(n × 784), labels:
+/// Uint8Array(n), count: n }`, ready for `Session.set_train_data` / `set_test_data`. The names
+/// are used in messages. Throws an `Error` naming the file and what is wrong with it (still
+/// gzipped, wrong magic number, truncated, not 28×28, counts that differ, a label above 9, a
+/// header claiming more than the file holds).
 #[wasm_bindgen]
 pub fn read_idx(
     #[wasm_bindgen(unchecked_param_type = "Uint8Array")] images: &JsValue,

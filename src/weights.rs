@@ -412,9 +412,9 @@ fn read_metadata(value: &Value) -> Result<Vec<(String, String)>> {
 fn read_constant(file: &TensorFile, key: &str, default: f32) -> Result<f32> {
     match file.metadata(key) {
         None => Ok(default),
-        Some(text) => match text.trim().parse::<f32>() {
-            Ok(v) if v.is_finite() => Ok(v),
-            _ => Err(Error::Weights(format!("metadata {key} must be a finite number, got {text:?}"))),
+        Some(text) => match crate::json::parse_f32(text.trim()) {
+            Some(v) if v.is_finite() => Ok(v),
+            _ => Err(Error::Weights(format!("metadata {key} must be a finite number, got `{text}`"))),
         },
     }
 }

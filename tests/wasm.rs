@@ -5,7 +5,7 @@
 mod common;
 
 use lenet::data::digits::Digits;
-use lenet::wasm::{defaults, max_weights_file_bytes, preprocess_canvas, read_idx, Model, SessionJs};
+use lenet::wasm::{defaults, idx_file_len, max_weights_file_bytes, preprocess_canvas, read_idx, Model, SessionJs};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
@@ -372,18 +372,45 @@ fn a_session_steps_evaluates_and_reports_as_plain_objects() {
     assert!(diverged.is_some(), "learning rate 10⁶ never diverged");
 }
 
+/// Plain IDX files of `labels.len()` images, image `i` filled with the byte `i`.
+fn idx_pair(labels: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let n = labels.len() as u32;
+    let mut images = [&0x803u32.to_be_bytes()[..], &n.to_be_bytes(), &28u32.to_be_bytes(), &28u32.to_be_bytes()].concat();
+    (0..labels.len()).for_each(|i| images.extend(std::iter::repeat_n(i as u8, 784)));
+    let label_file = [&0x801u32.to_be_bytes()[..], &n.to_be_bytes(), labels].concat();
+    (images, label_file)
+}
+
 #[wasm_bindgen_test]
 fn read_idx_names_the_file_and_what_is_wrong() {
-    let images = include_bytes!("fixtures/mnist-small/t10k-images-idx3-ubyte.gz");
-    let labels = include_bytes!("fixtures/mnist-small/t10k-labels-idx1-ubyte.gz");
-    let digits = read_idx(&u8s(images), "t10k-images", &u8s(labels), "t10k-labels").unwrap();
-    assert_eq!(get(&digits, "count").as_f64(), Some(500.0));
-    assert_eq!(get(&digits, "images").unchecked_into::<js_sys::Uint8Array>().length(), 500 * 784);
-    let message = error_message(read_idx(&u8s(labels), "a.gz", &u8s(labels), "b.gz").unwrap_err());
-    assert!(message.contains("a.gz") && message.contains("magic number"), "{message}");
-    let message =
-        error_message(read_idx(&u8s(&images[..images.len() / 2]), "half.gz", &u8s(labels), "b.gz").unwrap_err());
-    assert!(message.contains("half.gz"), "{message}");
+    let (images, labels) = idx_pair(&[3, 1, 4]);
+    let digits = read_idx(&u8s(&images), "t10k-images", &u8s(&labels), "t10k-labels").unwrap();
+    assert_eq!(get(&digits, "count").as_f64(), Some(3.0));
+    let pixels = get(&digits, "images").unchecked_into::<js_sys::Uint8Array>().to_vec();
+    assert_eq!((pixels.len(), pixels[784], pixels[3 * 784 - 1]), (3 * 784, 1, 2));
+    assert_eq!(get(&digits, "labels").unchecked_into::<js_sys::Uint8Array>().to_vec(), [3, 1, 4]);
+    let message = error_message(read_idx(&u8s(&labels), "a", &u8s(&labels), "b").unwrap_err());
+    assert!(message.contains("a:") && message.contains("magic number"), "{message}");
+    let message = error_message(read_idx(&u8s(&images[..1000]), "half", &u8s(&labels), "b").unwrap_err());
+    assert!(message.contains("half") && message.contains("truncated"), "{message}");
+    // The browser decompresses: a gzipped file is named, not misread.
+    let gz = include_bytes!("fixtures/mnist-small/t10k-labels-idx1-ubyte.gz");
+    let message = error_message(read_idx(&u8s(&images), "i", &u8s(gz), "l.gz").unwrap_err());
+    assert!(message.contains("l.gz") && message.contains("gzipped: decompress it first"), "{message}");
+}
+
+#[wasm_bindgen_test]
+fn idx_file_len_is_what_the_header_claims() {
+    let (images, labels) = idx_pair(&[3, 1, 4]);
+    assert_eq!(idx_file_len(&images[..16], "i").unwrap(), (16 + 3 * 784) as f64);
+    assert_eq!(idx_file_len(&labels[..8], "l").unwrap(), 11.0);
+    let message = error_message(idx_file_len(&images[..10], "i").unwrap_err());
+    assert!(message.contains("truncated: the header is 16 bytes, the file has 10"), "{message}");
+    let message = error_message(idx_file_len(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0], "g").unwrap_err());
+    assert!(message.contains("wrong magic number"), "{message}");
+    let huge = [&0x801u32.to_be_bytes()[..], &u32::MAX.to_be_bytes()].concat();
+    let message = error_message(idx_file_len(&huge, "l").unwrap_err());
+    assert!(message.contains("more than the 1000000"), "{message}");
 }
 
 /// `stats().steps` of `model`.

@@ -4,7 +4,8 @@
 //! handwritten digits"): big-endian, a magic number (`0x00000803` = 2051 for images,
 //! `0x00000801` = 2049 for labels: two zero bytes, the element type `0x08` = unsigned byte, the
 //! number of dimensions), one `u32` per dimension, then the bytes. The files are usually
-//! gzipped; both forms are read.
+//! gzipped; both forms are read natively. The wasm build reads plain IDX only: the browser has
+//! its own gzip decoder (`DecompressionStream`), and [`idx_file_len`] tells it where to stop.
 //!
 //! Every file is untrusted: the header's claims are checked against [`MAX_IMAGES`] and against
 //! the bytes actually present before anything is allocated for them, and decompression stops
@@ -13,6 +14,7 @@
 use std::io::Read;
 use std::ops::Range;
 
+#[cfg(not(target_arch = "wasm32"))]
 use flate2::read::MultiGzDecoder;
 use ndarray::{s, Array4};
 
@@ -150,7 +152,7 @@ pub fn parse_images(bytes: &[u8], name: &str) -> Result<Array4<f32>> {
 /// # Errors
 /// As [`parse_images`].
 pub fn parse_image_bytes(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
-    let mut reader = open(bytes);
+    let mut reader = open(bytes, name)?;
     let dims = read_header(&mut reader, name, IMAGES_MAGIC)?;
     let &[count, rows, cols] = dims.as_slice() else {
         return Err(idx_error(name, format!("expected 3 dimensions, got {}", dims.len())));
@@ -203,7 +205,7 @@ pub fn load_digits(dir: &std::path::Path, split: Split) -> Result<Digits> {
 /// 2049, the header claims more than [`MAX_IMAGES`] labels, the label bytes are fewer or more
 /// than the header claims, or a label is above 9.
 pub fn parse_labels(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
-    let mut reader = open(bytes);
+    let mut reader = open(bytes, name)?;
     let dims = read_header(&mut reader, name, LABELS_MAGIC)?;
     let &[count] = dims.as_slice() else {
         return Err(idx_error(name, format!("expected 1 dimension, got {}", dims.len())));
@@ -276,12 +278,58 @@ fn pair(images: Array4<f32>, images_name: &str, labels: Vec<u8>, labels_name: &s
 
 /// A reader of the decompressed bytes: through a gzip decoder if `bytes` starts with the gzip
 /// magic, else the bytes themselves. `MultiGzDecoder` because `cat a.gz b.gz` is valid gzip.
-fn open(bytes: &[u8]) -> Box<dyn Read + '_> {
+#[cfg(not(target_arch = "wasm32"))]
+fn open<'a>(bytes: &'a [u8], _name: &str) -> Result<Box<dyn Read + 'a>> {
     if bytes.starts_with(&GZIP_MAGIC) {
-        Box::new(MultiGzDecoder::new(bytes))
+        Ok(Box::new(MultiGzDecoder::new(bytes)))
     } else {
-        Box::new(bytes)
+        Ok(Box::new(bytes))
     }
+}
+
+/// The bytes themselves: the wasm build carries no gzip decoder (the browser's is used).
+#[cfg(target_arch = "wasm32")]
+fn open<'a>(bytes: &'a [u8], name: &str) -> Result<Box<dyn Read + 'a>> {
+    if bytes.starts_with(&GZIP_MAGIC) {
+        return Err(idx_error(name, "is gzipped: decompress it first (this build reads plain IDX)".to_string()));
+    }
+    Ok(Box::new(bytes))
+}
+
+/// The length in bytes of the whole IDX file whose first bytes are `header` (at least 8 for a
+/// label file, 16 for an image file): header plus data, as the header claims. A gzip decoder
+/// outside the core stops one byte past it, so that a gzip bomb cannot exhaust memory, and the
+/// parser then reports what is wrong.
+///
+/// # Errors
+/// [`Error::Idx`] naming `name` when the header is cut short, its magic number is neither an IDX
+/// image file's (2051) nor a label file's (2049), or it claims more than [`MAX_IMAGES`] items.
+pub fn idx_file_len(header: &[u8], name: &str) -> Result<usize> {
+    let magic = if header.len() >= 4 { be_u32(&header[..4]) } else { 0 };
+    let (dims, what, item) = match magic {
+        IMAGES_MAGIC => (3, "images", IMAGE_PIXELS),
+        LABELS_MAGIC => (1, "labels", 1),
+        _ if header.len() < 4 => {
+            return Err(idx_error(name, format!("truncated: the file has {} bytes", header.len())))
+        }
+        found => {
+            return Err(idx_error(
+                name,
+                format!("wrong magic number: expected an IDX image or label file, got {}", describe_magic(found)),
+            ))
+        }
+    };
+    let header_len = 4 * (1 + dims);
+    if header.len() < header_len {
+        return Err(idx_error(
+            name,
+            format!("truncated: the header is {header_len} bytes, the file has {}", header.len()),
+        ));
+    }
+    let count = be_u32(&header[4..8]) as usize;
+    check_count(count, name, what)?;
+    // Cannot overflow: count <= MAX_IMAGES, and 784 * MAX_IMAGES fits even a 32-bit usize.
+    Ok(header_len + count * item)
 }
 
 /// Reads the magic number, checks it against `magic`, and reads the dimensions it announces
@@ -507,6 +555,19 @@ mod tests {
         // allocating the 784 MB the header asks for.
         let message = idx_message(parse_images(&image_file(1_000_000, 28, 28, &[0; 784]), "h"), "h");
         assert!(message.contains("truncated"), "{message}");
+    }
+
+    #[test]
+    fn idx_file_len_is_the_header_plus_what_it_claims() {
+        let images = two_images();
+        assert_eq!(idx_file_len(&images[..16], "i").unwrap(), images.len());
+        assert_eq!(idx_file_len(&[0, 0, 8, 1, 0, 0, 0, 7], "l").unwrap(), 15);
+        let message = idx_message(idx_file_len(&images[..12], "i"), "i");
+        assert!(message.contains("truncated: the header is 16 bytes, the file has 12"), "{message}");
+        let message = idx_message(idx_file_len(&[0, 0, 8, 2, 0, 0, 0, 7], "x"), "x");
+        assert!(message.contains("wrong magic number") && message.contains("0x00000802"), "{message}");
+        let message = idx_message(idx_file_len(&[0, 0, 8, 1, 0xff, 0xff, 0xff, 0xff], "l"), "l");
+        assert!(message.contains("more than the 1000000"), "{message}");
     }
 
     #[test]

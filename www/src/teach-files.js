@@ -10,6 +10,7 @@
 //                                        "strokes": [[x0, y0, x1, y1, …], …] } } ] }
 // Stroke points are in CSS pixels of a pad `width` × `height`, in drawing order.
 import { read_idx } from 'lenet-wasm';
+import { gunzipIdx } from './gunzip.js';
 
 export const FORMAT = 'lenet-my-digits';
 export const VERSION = 1;
@@ -110,8 +111,9 @@ export async function gzip(bytes) {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-/** The digits of a pair of IDX files (plain or gzipped), read by the core: throws naming the file. */
-export function digitsFromIdx(images, imagesName, labels, labelsName) {
-  const { images: pixels, labels: lb, count } = read_idx(images, imagesName, labels, labelsName);
+/** The digits of a pair of IDX files (plain or gzipped), read by the core: rejects naming the file. */
+export async function digitsFromIdx(images, imagesName, labels, labelsName) {
+  const [plainImages, plainLabels] = [await gunzipIdx(images, imagesName), await gunzipIdx(labels, labelsName)];
+  const { images: pixels, labels: lb, count } = read_idx(plainImages, imagesName, plainLabels, labelsName);
   return Array.from({ length: count }, (_, i) => ({ label: lb[i], pixels: pixels.slice(i * PIXELS, (i + 1) * PIXELS), strokes: null }));
 }

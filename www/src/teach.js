@@ -200,7 +200,7 @@ export function bindTeach({ pad, client, store, downloadWeights, shippedWeights,
         const images = list.find((f) => /images|idx3/i.test(f.name));
         const labels = list.find((f) => f !== images);
         if (!images) throw new Error(`of ${list[0].name} and ${list[1].name}, none is an image file (its name holds "images" or "idx3")`);
-        imported = digitsFromIdx(new Uint8Array(await images.arrayBuffer()), images.name, new Uint8Array(await labels.arrayBuffer()), labels.name);
+        imported = await digitsFromIdx(new Uint8Array(await images.arrayBuffer()), images.name, new Uint8Array(await labels.arrayBuffer()), labels.name);
       } else {
         throw new Error('choose one .json file of my digits, or two IDX files (images and labels)');
       }

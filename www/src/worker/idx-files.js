@@ -2,17 +2,7 @@
 // the core's IDX reader, which names the file and what is wrong with it. All four are parsed
 // before anything is used, so that a bad file changes nothing.
 import { read_idx } from 'lenet-wasm';
-
-async function gunzip(bytes, name) {
-  if (!(bytes[0] === 0x1f && bytes[1] === 0x8b)) return bytes;
-  try {
-    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
-    return new Uint8Array(await new Response(stream).arrayBuffer());
-  } catch {
-    // The browser's own message ("Failed to fetch") says nothing about the file.
-    throw new Error(`${name} is not a complete gzip file: it may have been cut short while downloading`);
-  }
-}
+import { gunzipIdx } from '../gunzip.js';
 
 // read_idx may hand back plain arrays of numbers; set_train_data takes bytes.
 const bytes = (values) => (values instanceof Uint8Array ? values : Uint8Array.from(values));
@@ -30,7 +20,7 @@ export async function parseMnistFiles(files, progress = () => {}) {
   for (const [i, key] of order.entries()) {
     const { name, bytes } = files[key];
     progress(`Decompressing ${name} (${i + 1} of 4)…`);
-    plain[key] = await gunzip(bytes, name);
+    plain[key] = await gunzipIdx(bytes, name);
   }
   progress('Checking the training files…');
   const train = digits(read_idx(plain.trainImages, files.trainImages.name, plain.trainLabels, files.trainLabels.name));
