@@ -64,3 +64,38 @@ pub(crate) fn fmt_shape(shape: &[usize]) -> String {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     format!("({})", dims.join(", "))
 }
+
+/// A float as a message shows it: the shortest decimal that reads back to the same value
+/// (`0.1307`, `1e-7`, `NaN`), without a trailing `.0` on whole numbers.
+///
+/// Written by zmij, which the JSON writer already brings, rather than by `Display`: the core's
+/// float formatter (Grisu with a Dragon4 fallback, for every precision) is about 10 KiB of the
+/// gzipped wasm module. Every float in a message of this crate goes through `Num`.
+pub(crate) struct Num<T>(pub T);
+
+macro_rules! num_display {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for Num<$t> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut buffer = zmij::Buffer::new();
+                let text = buffer.format(self.0);
+                f.write_str(text.strip_suffix(".0").unwrap_or(text))
+            }
+        }
+    )*};
+}
+num_display!(f32, f64);
+
+#[cfg(test)]
+mod tests {
+    use super::Num;
+
+    #[test]
+    fn num_shows_the_shortest_decimal() {
+        let shown: Vec<String> =
+            [0.1307f32, 1.0, -2.5, 1e-7, f32::NAN, f32::INFINITY].iter().map(|&v| Num(v).to_string()).collect();
+        assert_eq!(shown, ["0.1307", "1", "-2.5", "1e-7", "NaN", "inf"]);
+        assert_eq!(Num(0.1f64).to_string(), "0.1");
+        assert_eq!(Num(1e6f64).to_string(), "1000000");
+    }
+}

@@ -165,7 +165,10 @@ mod tests {
         for text in ["", "1.", ".5", "+1", "NaN", "inf", "0x10", "1e", "--1"] {
             assert_eq!(parse_f32(text), None, "{text}");
         }
-        assert_eq!(parse_f32("0.13066047430038452"), Some(0.13066047430038452f32));
+        // Python's repr of an f64, as a file written by PyTorch holds it: the same f32 as the exact parser.
+        for text in ["0.13066047430038452", "0.30810779333114624", "1e-7", "-3.4028234663852886e38"] {
+            assert_eq!(parse_f32(text), text.parse::<f32>().ok(), "{text}");
+        }
     }
 
     #[test]

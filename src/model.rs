@@ -199,7 +199,8 @@ pub fn check_images(images: &ArrayView4<f32>) -> Result<()> {
     }
     if let Some(((i, _, y, x), v)) = images.indexed_iter().find(|(_, v)| !in_range(v)) {
         return Err(Error::InvalidInput(format!(
-            "pixel (row {y}, column {x}) of image {i} is {v}; pixels must be finite numbers in [0, 1]"
+            "pixel (row {y}, column {x}) of image {i} is {}; pixels must be finite numbers in [0, 1]",
+            crate::error::Num(*v)
         )));
     }
     Ok(())
@@ -274,7 +275,8 @@ impl LeNet5 {
         if !(self.input_std > 0.0 && self.input_std.is_finite() && self.input_mean.is_finite()) {
             return Err(Error::InvalidInput(format!(
                 "input_std must be a positive finite number and input_mean finite, got {} and {}",
-                self.input_std, self.input_mean
+                crate::error::Num(self.input_std),
+                crate::error::Num(self.input_mean)
             )));
         }
         let n = images.dim().0;

@@ -15,7 +15,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Num, Result};
 
 /// Which update rule [`step`] applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, miniserde::Serialize, miniserde::Deserialize, Default)]
@@ -146,7 +146,7 @@ impl OptimizerConfig {
         check_unit_interval("beta1", self.beta1)?;
         check_unit_interval("beta2", self.beta2)?;
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(Error::InvalidInput(format!("eps must be a positive finite number, got {}", self.eps)));
+            return Err(Error::InvalidInput(format!("eps must be a positive finite number, got {}", Num(self.eps))));
         }
         Ok(())
     }
@@ -156,7 +156,7 @@ fn check_learning_rate(lr: f32) -> Result<()> {
     if lr.is_finite() && lr > 0.0 {
         Ok(())
     } else {
-        Err(Error::InvalidInput(format!("learning_rate must be a positive finite number, got {lr}")))
+        Err(Error::InvalidInput(format!("learning_rate must be a positive finite number, got {}", Num(lr))))
     }
 }
 
@@ -164,7 +164,7 @@ fn check_unit_interval(name: &str, value: f32) -> Result<()> {
     if (0.0..1.0).contains(&value) {
         Ok(())
     } else {
-        Err(Error::InvalidInput(format!("{name} must be in [0, 1), got {value}")))
+        Err(Error::InvalidInput(format!("{name} must be in [0, 1), got {}", Num(value))))
     }
 }
 
@@ -172,7 +172,7 @@ fn check_weight_decay(wd: f32) -> Result<()> {
     if wd.is_finite() && wd >= 0.0 {
         Ok(())
     } else {
-        Err(Error::InvalidInput(format!("weight_decay must be a non-negative finite number, got {wd}")))
+        Err(Error::InvalidInput(format!("weight_decay must be a non-negative finite number, got {}", Num(wd))))
     }
 }
 

@@ -802,7 +802,8 @@ impl Session {
             } else {
                 "the weights were left as they were"
             };
-            outcome.diverged = Some(format!("the loss is {loss} at step {}; {restored}", step + 1));
+            outcome.diverged =
+                Some(format!("the loss is {} at step {}; {restored}", crate::error::Num(loss), step + 1));
             return Ok(outcome);
         }
         self.save_backup();
@@ -814,8 +815,10 @@ impl Session {
         if !finite {
             self.restore_backup();
             outcome.diverged = Some(format!(
-                "step {} would make weights non-finite or larger than {MAX_WEIGHT} (learning rate {learning_rate}); the last good weights were restored",
-                step + 1
+                "step {} would make weights non-finite or larger than {} (learning rate {}); the last good weights were restored",
+                step + 1,
+                crate::error::Num(MAX_WEIGHT),
+                crate::error::Num(learning_rate)
             ));
             return Ok(outcome);
         }
@@ -1013,7 +1016,7 @@ impl Session {
                 header.train_count,
                 header.train_fingerprint,
                 self.train.len(),
-                self.train.fingerprint()
+                self.train_fingerprint
             )));
         }
         let lengths: Vec<usize> = model.parameters().iter().map(|t| t.len()).collect();
@@ -1205,7 +1208,10 @@ pub fn fine_tune_data(
         return Err(Error::InvalidInput("fine-tuning needs at least one of the person's digits".into()));
     }
     if !(mine_share > 0.0 && mine_share < 1.0) {
-        return Err(Error::InvalidInput(format!("mine_share must be in (0, 1), got {mine_share}")));
+        return Err(Error::InvalidInput(format!(
+            "mine_share must be in (0, 1), got {}",
+            crate::error::Num(mine_share)
+        )));
     }
     let replay_count = replay_count.min(replay.len());
     let wanted = replay_count as f64 * mine_share / (1.0 - mine_share);

@@ -81,7 +81,10 @@ impl TeachRecipe {
             return Err(Error::InvalidInput("teaching needs at least one step (steps is 0)".into()));
         }
         if !(self.mine_share > 0.0 && self.mine_share < 1.0) {
-            return Err(Error::InvalidInput(format!("mine_share must be in (0, 1), got {}", self.mine_share)));
+            return Err(Error::InvalidInput(format!(
+                "mine_share must be in (0, 1), got {}",
+                crate::error::Num(self.mine_share)
+            )));
         }
         self.settings.validate()
     }

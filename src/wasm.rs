@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::data::digits::Digits;
+use crate::error::Num;
 use crate::model::{IMAGE_PIXELS, IMAGE_SIDE, MNIST_MEAN, MNIST_STD, NUM_CLASSES};
 use crate::session::{self, Settings, MAX_BATCH_SIZE};
 use crate::wasm_args::{f32_images, rgba_bytes, u8_array, weights_bytes};
@@ -77,7 +78,7 @@ fn image_batch(images: &[f32]) -> Result<ArrayView4<'_, f32>, JsError> {
 /// exactly than 2⁵³, and a u32 parameter would wrap silently).
 fn seed_from_js(seed: f64) -> Result<u64, JsError> {
     if !(seed.is_finite() && seed.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&seed)) {
-        return Err(JsError::new(&format!("seed must be an integer from 0 to 4294967295, got {seed}")));
+        return Err(JsError::new(&format!("seed must be an integer from 0 to 4294967295, got {}", Num(seed))));
     }
     Ok(seed as u64)
 }
@@ -100,7 +101,7 @@ fn settings_from_js(base: &Settings, patch: JsValue) -> Result<Settings, JsError
         }
         if let Some(v) = entry.get(1).as_f64().filter(|v| !v.is_finite()) {
             let key = entry.get(0).as_string().unwrap_or_default();
-            return Err(JsError::new(&format!("invalid input: {key} must be a finite number, got {v}")));
+            return Err(JsError::new(&format!("invalid input: {key} must be a finite number, got {}", Num(v))));
         }
     }
     let json = js_sys::JSON::stringify(&patch)
@@ -483,7 +484,7 @@ pub fn preprocess_canvas(
         if v.is_finite() && v.fract() == 0.0 && (1.0..=f64::from(u32::MAX)).contains(&v) {
             Ok(v as usize)
         } else {
-            Err(JsError::new(&format!("{name} must be a whole number of pixels ≥ 1, got {v}")))
+            Err(JsError::new(&format!("{name} must be a whole number of pixels ≥ 1, got {}", Num(v))))
         }
     };
     crate::data::preprocess::preprocess_rgba(&rgba, side("width", width)?, side("height", height)?).map_err(js_error)
@@ -750,7 +751,7 @@ pub fn preprocess_strokes(
         if v.is_finite() && v > 0.0 && v <= f64::from(crate::data::strokes::MAX_PAD_SIDE) {
             Ok(v as f32)
         } else {
-            Err(JsError::new(&format!("{name} must be above 0 and at most 1e6 CSS pixels, got {v}")))
+            Err(JsError::new(&format!("{name} must be above 0 and at most 1e6 CSS pixels, got {}", Num(v))))
         }
     };
     let rendered =
@@ -796,7 +797,7 @@ impl SessionJs {
             if v.is_finite() && v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
                 Ok(v as usize)
             } else {
-                Err(JsError::new(&format!("{name} must be a shard index, a whole number ≥ 0, got {v}")))
+                Err(JsError::new(&format!("{name} must be a shard index, a whole number ≥ 0, got {}", Num(v))))
             }
         };
         let range = index("start", start)?..index("end", end)?;

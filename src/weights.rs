@@ -64,9 +64,9 @@ fn normalisation_metadata(model: &LeNet5) -> Vec<(String, String)> {
     vec![
         ("format".to_string(), "pt".to_string()),
         ("architecture".to_string(), "LeNet-5".to_string()),
-        // Display of an f32 is the shortest string that parses back to the same bits.
-        ("input_mean".to_string(), model.input_mean.to_string()),
-        ("input_std".to_string(), model.input_std.to_string()),
+        // The shortest decimal that parses back to the same bits.
+        ("input_mean".to_string(), crate::error::Num(model.input_mean).to_string()),
+        ("input_std".to_string(), crate::error::Num(model.input_std).to_string()),
     ]
 }
 
@@ -160,14 +160,17 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
         if let Some(i) = dst.iter().position(|v| !v.is_finite()) {
             return Err(Error::Weights(format!(
                 "tensor `{name}` holds a non-finite value ({}) at flat index {i}",
-                dst[i]
+                crate::error::Num(dst[i])
             )));
         }
     }
     model.input_mean = read_constant(&file, "input_mean", MNIST_MEAN)?;
     model.input_std = read_constant(&file, "input_std", MNIST_STD)?;
     if model.input_std <= 0.0 {
-        return Err(Error::Weights(format!("metadata input_std must be positive, got {}", model.input_std)));
+        return Err(Error::Weights(format!(
+            "metadata input_std must be positive, got {}",
+            crate::error::Num(model.input_std)
+        )));
     }
     Ok(model)
 }
@@ -685,7 +688,7 @@ pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f3
     if model.input_std <= 0.0 {
         return Err(Error::Weights(format!(
             "checkpoint: metadata input_std must be positive, got {}",
-            model.input_std
+            crate::error::Num(model.input_std)
         )));
     }
     // Only the weights and the two optimizer buffers of each: anything else is not this format.

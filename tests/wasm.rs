@@ -375,7 +375,8 @@ fn a_session_steps_evaluates_and_reports_as_plain_objects() {
 /// Plain IDX files of `labels.len()` images, image `i` filled with the byte `i`.
 fn idx_pair(labels: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let n = labels.len() as u32;
-    let mut images = [&0x803u32.to_be_bytes()[..], &n.to_be_bytes(), &28u32.to_be_bytes(), &28u32.to_be_bytes()].concat();
+    let mut images =
+        [&0x803u32.to_be_bytes()[..], &n.to_be_bytes(), &28u32.to_be_bytes(), &28u32.to_be_bytes()].concat();
     (0..labels.len()).for_each(|i| images.extend(std::iter::repeat_n(i as u8, 784)));
     let label_file = [&0x801u32.to_be_bytes()[..], &n.to_be_bytes(), labels].concat();
     (images, label_file)

@@ -23,6 +23,7 @@ use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::idx::IMAGE_SIDE;
+use crate::error::Num;
 use crate::{Error, Result};
 
 /// Pixels in one image: 28 × 28.
@@ -132,7 +133,7 @@ impl Augment {
                 Ok(())
             } else {
                 let bound = if max_included { "]" } else { ")" };
-                Err(Error::InvalidInput(format!("augment.{name} = {value} is outside [0, {max}{bound}")))
+                Err(Error::InvalidInput(format!("augment.{name} = {} is outside [0, {}{bound}", Num(value), Num(max))))
             }
         };
         check("translate", self.translate, IMAGE_SIDE as f32, true)?;
@@ -144,7 +145,8 @@ impl Augment {
         if self.elastic_alpha > 0.0 && !(1.0..=IMAGE_SIDE as f32).contains(&self.elastic_sigma) {
             return Err(Error::InvalidInput(format!(
                 "augment.elastic_sigma = {} is outside [1, 28], which it must be while elastic_alpha ({}) is above 0",
-                self.elastic_sigma, self.elastic_alpha
+                Num(self.elastic_sigma),
+                Num(self.elastic_alpha)
             )));
         }
         Ok(())
@@ -233,16 +235,16 @@ impl Affine {
     pub fn new(rotate: f32, scale: f32, shear: f32, translate: [f32; 2]) -> Result<Affine> {
         let bad = |what: String| Err(Error::InvalidInput(format!("Affine::new: {what}")));
         if !rotate.is_finite() {
-            return bad(format!("rotation {rotate}° is not finite"));
+            return bad(format!("rotation {}° is not finite", Num(rotate)));
         }
         if !(scale.is_finite() && scale > 0.0) {
-            return bad(format!("scale factor {scale} is not a finite number above 0"));
+            return bad(format!("scale factor {} is not a finite number above 0", Num(scale)));
         }
         if !(shear.is_finite() && shear.abs() < 90.0) {
-            return bad(format!("shear {shear}° is not in (−90°, 90°)"));
+            return bad(format!("shear {}° is not in (−90°, 90°)", Num(shear)));
         }
         if !(translate[0].is_finite() && translate[1].is_finite()) {
-            return bad(format!("translation {translate:?} is not finite"));
+            return bad(format!("translation [{}, {}] is not finite", Num(translate[0]), Num(translate[1])));
         }
         Ok(Affine::from_parts(rotate, scale, shear, translate))
     }

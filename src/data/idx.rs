@@ -287,13 +287,14 @@ fn open<'a>(bytes: &'a [u8], _name: &str) -> Result<Box<dyn Read + 'a>> {
     }
 }
 
-/// The bytes themselves: the wasm build carries no gzip decoder (the browser's is used).
+/// The bytes themselves: the wasm build carries no gzip decoder (the browser's is used). A slice,
+/// not a `Box<dyn Read>`: every method of the trait object would be kept in the module.
 #[cfg(target_arch = "wasm32")]
-fn open<'a>(bytes: &'a [u8], name: &str) -> Result<Box<dyn Read + 'a>> {
+fn open<'a>(bytes: &'a [u8], name: &str) -> Result<&'a [u8]> {
     if bytes.starts_with(&GZIP_MAGIC) {
         return Err(idx_error(name, "is gzipped: decompress it first (this build reads plain IDX)".to_string()));
     }
-    Ok(Box::new(bytes))
+    Ok(bytes)
 }
 
 /// The length in bytes of the whole IDX file whose first bytes are `header` (at least 8 for a
@@ -334,7 +335,7 @@ pub fn idx_file_len(header: &[u8], name: &str) -> Result<usize> {
 
 /// Reads the magic number, checks it against `magic`, and reads the dimensions it announces
 /// (its low byte is their count).
-fn read_header(reader: &mut dyn Read, name: &str, magic: u32) -> Result<Vec<usize>> {
+fn read_header(reader: &mut impl Read, name: &str, magic: u32) -> Result<Vec<usize>> {
     let expected_dims = (magic & 0xff) as usize;
     let header_len = 4 * (1 + expected_dims);
     let mut header = vec![0u8; header_len];
@@ -381,7 +382,7 @@ fn check_count(count: usize, name: &str, what: &str) -> Result<()> {
 ///
 /// Reads at most `len + 1` bytes, so a gzip stream inflating far beyond its header's claim is
 /// stopped there; the buffer grows with the bytes actually read, never with the claim.
-fn read_body(reader: &mut dyn Read, name: &str, len: usize, count: usize, what: &str) -> Result<Vec<u8>> {
+fn read_body(reader: &mut impl Read, name: &str, len: usize, count: usize, what: &str) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     reader
         .take(len as u64 + 1)
@@ -403,7 +404,7 @@ fn read_body(reader: &mut dyn Read, name: &str, len: usize, count: usize, what: 
 }
 
 /// Fills `buf` as far as the reader goes; returns how many bytes were read.
-fn read_up_to(reader: &mut dyn Read, buf: &mut [u8], name: &str) -> Result<usize> {
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8], name: &str) -> Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {

@@ -104,7 +104,9 @@ pub fn render_strokes(strokes: &[Stroke], pad_width: f32, pad_height: f32) -> Re
     for (name, side) in [("pad_width", pad_width), ("pad_height", pad_height)] {
         if !(side.is_finite() && side > 0.0 && side <= MAX_PAD_SIDE) {
             return Err(Error::InvalidInput(format!(
-                "render_strokes: {name} must be above 0 and at most {MAX_PAD_SIDE}, got {side}"
+                "render_strokes: {name} must be above 0 and at most {}, got {}",
+                crate::error::Num(MAX_PAD_SIDE),
+                crate::error::Num(side)
             )));
         }
     }
@@ -166,7 +168,11 @@ fn check(what: &str, strokes: &[Stroke]) -> Result<()> {
     for (i, stroke) in strokes.iter().enumerate() {
         if let Some(j) = stroke.points.iter().position(|p| !(p[0].is_finite() && p[1].is_finite())) {
             let [x, y] = stroke.points[j];
-            return Err(Error::InvalidInput(format!("{what}: stroke {i}, point {j} is ({x}, {y}), not finite")));
+            return Err(Error::InvalidInput(format!(
+                "{what}: stroke {i}, point {j} is ({}, {}), not finite",
+                crate::error::Num(x),
+                crate::error::Num(y)
+            )));
         }
     }
     Ok(())
