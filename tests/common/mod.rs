@@ -3,11 +3,20 @@
 
 use lenet::data::idx::{parse_dataset, Dataset};
 
+/// `gz` decompressed: the wasm build's IDX reader takes plain files (the page decompresses with
+/// the browser's own gzip decoder), so the tests decompress the committed fixtures themselves.
+fn gunzip(gz: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(gz).read_to_end(&mut plain).expect("the committed fixture is gzip");
+    plain
+}
+
 /// The first 2,500 digits of MNIST's training set (tests/fixtures/mnist-small/README.md).
 pub fn small_train() -> Dataset {
     parse_dataset(
-        include_bytes!("../fixtures/mnist-small/train-images-idx3-ubyte.gz"),
-        include_bytes!("../fixtures/mnist-small/train-labels-idx1-ubyte.gz"),
+        &gunzip(include_bytes!("../fixtures/mnist-small/train-images-idx3-ubyte.gz")),
+        &gunzip(include_bytes!("../fixtures/mnist-small/train-labels-idx1-ubyte.gz")),
     )
     .expect("the committed fixture parses")
 }
@@ -15,8 +24,8 @@ pub fn small_train() -> Dataset {
 /// The first 500 digits of MNIST's test set, held out from training.
 pub fn small_test() -> Dataset {
     parse_dataset(
-        include_bytes!("../fixtures/mnist-small/t10k-images-idx3-ubyte.gz"),
-        include_bytes!("../fixtures/mnist-small/t10k-labels-idx1-ubyte.gz"),
+        &gunzip(include_bytes!("../fixtures/mnist-small/t10k-images-idx3-ubyte.gz")),
+        &gunzip(include_bytes!("../fixtures/mnist-small/t10k-labels-idx1-ubyte.gz")),
     )
     .expect("the committed fixture parses")
 }
