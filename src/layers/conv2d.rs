@@ -338,6 +338,7 @@ impl Conv2d {
 
     /// For kernel offset `u` (or `v`), the range of output positions whose input position
     /// `i·s + u − p` falls inside `0..size`.
+    #[inline]
     fn valid_range(&self, offset: usize, size: usize, out: usize) -> (usize, usize) {
         let (s, p) = (self.stride, self.padding);
         let lo = if p > offset { (p - offset).div_ceil(s) } else { 0 };
@@ -507,8 +508,13 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     let mut chunks_d = dst.chunks_exact_mut(4);
     let mut chunks_s = src.chunks_exact(4);
     for (d, s) in (&mut chunks_d).zip(&mut chunks_s) {
-        let v: [f32; 4] = [s[0], s[1], s[2], s[3]];
-        d.copy_from_slice(&v);
+        // Four assignments rather than `copy_from_slice`, which the wasm build (inliner capped,
+        // .cargo/config.toml) would leave as a call per chunk; LLVM merges them into one load
+        // and one store.
+        d[0] = s[0];
+        d[1] = s[1];
+        d[2] = s[2];
+        d[3] = s[3];
     }
     for (d, s) in chunks_d.into_remainder().iter_mut().zip(chunks_s.remainder()) {
         *d = *s;
