@@ -338,9 +338,10 @@ pub struct Session {
     model: LeNet5,
     optimizer: OptimizerState,
     train: Digits,
-    /// `train.fingerprint()`, kept up to date: a checkpoint every few seconds would otherwise
-    /// hash all of the training digits (47 MB for MNIST) each time.
-    train_fingerprint: u64,
+    /// `train.fingerprint()`, computed at the first checkpoint or restore after the data changes:
+    /// a checkpoint every few seconds would otherwise hash all of the training digits (47 MB for
+    /// MNIST) each time, and a session that never checkpoints (a gradient worker's) never hashes.
+    train_fingerprint: std::sync::OnceLock<u64>,
     test: Digits,
     /// Indices of the held-out digits an evaluation uses.
     test_subset: Vec<usize>,
@@ -390,7 +391,7 @@ impl Session {
             model,
             settings,
             train: Digits::default(),
-            train_fingerprint: Digits::default().fingerprint(),
+            train_fingerprint: std::sync::OnceLock::new(),
             test: Digits::default(),
             test_subset: Vec::new(),
             step: 0,
@@ -452,8 +453,8 @@ impl Session {
         if train.is_empty() {
             return Err(Error::InvalidInput("the training data holds no digit".into()));
         }
-        self.train_fingerprint = train.fingerprint();
         self.train = train;
+        self.train_fingerprint = std::sync::OnceLock::new();
         self.epoch = 0;
         self.cursor = 0;
         self.order = shuffled_indices(self.train.len(), self.settings.seed, 0);
@@ -464,10 +465,15 @@ impl Session {
     /// next epoch.
     pub fn add_train_data(&mut self, more: &Digits) {
         self.train.extend(more);
-        self.train_fingerprint = self.train.fingerprint();
+        self.train_fingerprint = std::sync::OnceLock::new();
         if self.order.is_empty() {
             self.order = shuffled_indices(self.train.len(), self.settings.seed, self.epoch);
         }
+    }
+
+    /// The training digits' fingerprint ([`Digits::fingerprint`]), hashed once per data set.
+    fn train_fingerprint(&self) -> u64 {
+        *self.train_fingerprint.get_or_init(|| self.train.fingerprint())
     }
 
     /// The training digits.
@@ -962,7 +968,7 @@ impl Session {
             seen: self.seen,
             optimizer_steps: self.optimizer.steps,
             train_count: self.train.len() as u64,
-            train_fingerprint: self.train_fingerprint,
+            train_fingerprint: self.train_fingerprint(),
         };
         crate::weights::checkpoint_to_bytes(
             &self.model,
@@ -1010,13 +1016,13 @@ impl Session {
                 header.step, header.epoch, header.seen, header.optimizer_steps
             )));
         }
-        if header.train_count != self.train.len() as u64 || header.train_fingerprint != self.train_fingerprint {
+        if header.train_count != self.train.len() as u64 || header.train_fingerprint != self.train_fingerprint() {
             return Err(Error::InvalidInput(format!(
                 "the checkpoint was made on other training data ({} digits, fingerprint {:016x}); this session has {} digits (fingerprint {:016x})",
                 header.train_count,
                 header.train_fingerprint,
                 self.train.len(),
-                self.train_fingerprint
+                self.train_fingerprint()
             )));
         }
         let lengths: Vec<usize> = model.parameters().iter().map(|t| t.len()).collect();

@@ -164,14 +164,7 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
             )));
         }
     }
-    model.input_mean = read_constant(&file, "input_mean", MNIST_MEAN)?;
-    model.input_std = read_constant(&file, "input_std", MNIST_STD)?;
-    if model.input_std <= 0.0 {
-        return Err(Error::Weights(format!(
-            "metadata input_std must be positive, got {}",
-            crate::error::Num(model.input_std)
-        )));
-    }
+    (model.input_mean, model.input_std) = read_normalisation(&file, "")?;
     Ok(model)
 }
 
@@ -410,6 +403,20 @@ fn read_metadata(value: &Value) -> Result<Vec<(String, String)>> {
             ))),
         })
         .collect()
+}
+
+/// The input normalisation `(input_mean, input_std)` of a file's metadata, MNIST's where it
+/// names none; `context` starts the message of an `input_std` that is not positive.
+fn read_normalisation(file: &TensorFile, context: &str) -> Result<(f32, f32)> {
+    let mean = read_constant(file, "input_mean", MNIST_MEAN)?;
+    let std = read_constant(file, "input_std", MNIST_STD)?;
+    if std <= 0.0 {
+        return Err(Error::Weights(format!(
+            "{context}metadata input_std must be positive, got {}",
+            crate::error::Num(std)
+        )));
+    }
+    Ok((mean, std))
 }
 
 fn read_constant(file: &TensorFile, key: &str, default: f32) -> Result<f32> {
@@ -683,14 +690,7 @@ pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f3
             read(name, shape)?.ok_or_else(|| Error::Weights(format!("checkpoint: missing tensor `{name}`")))?;
         dst.copy_from_slice(&values);
     }
-    model.input_mean = read_constant(&file, "input_mean", MNIST_MEAN)?;
-    model.input_std = read_constant(&file, "input_std", MNIST_STD)?;
-    if model.input_std <= 0.0 {
-        return Err(Error::Weights(format!(
-            "checkpoint: metadata input_std must be positive, got {}",
-            crate::error::Num(model.input_std)
-        )));
-    }
+    (model.input_mean, model.input_std) = read_normalisation(&file, "checkpoint: ")?;
     // Only the weights and the two optimizer buffers of each: anything else is not this format.
     let known = |name: &str| {
         let base =

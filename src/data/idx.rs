@@ -306,31 +306,14 @@ fn open<'a>(bytes: &'a [u8], name: &str) -> Result<&'a [u8]> {
 /// [`Error::Idx`] naming `name` when the header is cut short, its magic number is neither an IDX
 /// image file's (2051) nor a label file's (2049), or it claims more than [`MAX_IMAGES`] items.
 pub fn idx_file_len(header: &[u8], name: &str) -> Result<usize> {
-    let magic = if header.len() >= 4 { be_u32(&header[..4]) } else { 0 };
-    let (dims, what, item) = match magic {
-        IMAGES_MAGIC => (3, "images", IMAGE_PIXELS),
-        LABELS_MAGIC => (1, "labels", 1),
-        _ if header.len() < 4 => {
-            return Err(idx_error(name, format!("truncated: the file has {} bytes", header.len())))
-        }
-        found => {
-            return Err(idx_error(
-                name,
-                format!("wrong magic number: expected an IDX image or label file, got {}", describe_magic(found)),
-            ))
-        }
-    };
-    let header_len = 4 * (1 + dims);
-    if header.len() < header_len {
-        return Err(idx_error(
-            name,
-            format!("truncated: the header is {header_len} bytes, the file has {}", header.len()),
-        ));
-    }
-    let count = be_u32(&header[4..8]) as usize;
+    // Read as the parser reads it: a label file unless the magic says images.
+    let images = header.len() >= 4 && be_u32(&header[..4]) == IMAGES_MAGIC;
+    let (magic, what, item) = if images { (IMAGES_MAGIC, "images", IMAGE_PIXELS) } else { (LABELS_MAGIC, "labels", 1) };
+    let dims = read_header(&mut &header[..], name, magic)?;
+    let count = dims[0];
     check_count(count, name, what)?;
     // Cannot overflow: count <= MAX_IMAGES, and 784 * MAX_IMAGES fits even a 32-bit usize.
-    Ok(header_len + count * item)
+    Ok(4 * (1 + dims.len()) + count * item)
 }
 
 /// Reads the magic number, checks it against `magic`, and reads the dimensions it announces
