@@ -105,7 +105,7 @@ fn computing_shards_does_not_move_the_session() {
     assert_eq!(first[0].gradient.len(), s.model().num_parameters());
     assert!(first.iter().all(|g| g.loss > 1.5 && g.loss < 3.5), "an untrained network's loss is about ln 10");
     // A thread count other than one computes the same bits.
-    s.set_threads(3);
+    s.set_threads(3).unwrap();
     assert_eq!(s.compute_shard_gradients(0..3).unwrap(), first);
 }
 

@@ -94,7 +94,7 @@ fn the_weights_do_not_depend_on_the_thread_count() {
     run(&mut one, 20);
     for threads in [2, 3, 4] {
         let mut many = session(recipe(OptimizerKind::Sgd));
-        many.set_threads(threads);
+        many.set_threads(threads).unwrap();
         run(&mut many, 20);
         assert!(weights_of(&many) == weights_of(&one), "{threads} threads gave other weights");
     }

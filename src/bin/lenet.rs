@@ -221,7 +221,7 @@ mod cli {
             /// Images per training step.
             #[arg(long, default_value_t = 64)]
             batch_size: usize,
-            /// Threads computing the shards of each batch (shards of 32 images).
+            /// Threads computing the shards of each batch (shards of 16 images).
             #[arg(long, default_value_t = 1)]
             threads: usize,
             /// Also print the figures as one JSON line.
@@ -316,7 +316,7 @@ mod cli {
             Some(path) => Session::with_model(weights::load(path)?, settings)?,
             None => Session::new(settings)?,
         };
-        session.set_threads(args.threads);
+        session.set_threads(args.threads)?;
         session.set_train_data(train_set)?;
         session.set_test_data(test_set);
         if let Some(path) = &args.resume {
@@ -587,7 +587,7 @@ mod cli {
             ..Settings::default()
         };
         let mut session = Session::new(settings)?;
-        session.set_threads(threads);
+        session.set_threads(threads)?;
         session.set_train_data(train_set)?;
         let mut run = |count: usize| -> lenet::Result<f64> {
             let start = Instant::now();

@@ -20,10 +20,8 @@ pub fn relu_backward<D: Dimension>(output: ArrayView<f32, D>, mut grad: ArrayVie
     if output.shape() != grad.shape() {
         return Err(shape_error("relu grad", format!("{:?} (the output's shape)", output.shape()), grad.shape()));
     }
-    ndarray::Zip::from(&mut grad).and(&output).for_each(|g, &y| {
-        if y <= 0.0 {
-            *g = 0.0;
-        }
-    });
+    // A store on every element, not only where y ≤ 0: a select the compiler vectorises, where a
+    // branch on the sign is mispredicted about half the time.
+    ndarray::Zip::from(&mut grad).and(&output).for_each(|g, &y| *g = if y <= 0.0 { 0.0 } else { *g });
     Ok(())
 }

@@ -53,7 +53,7 @@ fn benches(c: &mut Criterion) {
     for threads in [1, 2] {
         let settings = Settings { shard_size: 16, ..Settings::manual(config) };
         let mut trainer = Session::with_model(LeNet5::new(0), settings).unwrap();
-        trainer.set_threads(threads);
+        trainer.set_threads(threads).unwrap();
         group.bench_function(format!("batch 64, shards of 16, {threads} thread(s)"), |b| {
             train_batches(b, &mut trainer, &data)
         });
