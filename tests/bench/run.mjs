@@ -220,7 +220,7 @@ const times = (x) => (x == null || !Number.isFinite(x) ? '—' : `${x >= 100 ? f
 const predictMs = (ms) => (ms == null ? '—' : ms < 0.1 ? fmt(ms, 4) : ms < 10 ? fmt(ms, 3) : fmt(ms, 1));
 
 // The augmentation rows are ours too (the app's training path, on and off in turn): no ratios.
-const isOurs = (key) => key === 'lenet' || key.startsWith('augmentation');
+const isOurs = (key) => key === 'lenet' || key.startsWith('augmentation') || key.startsWith('workers');
 const rows = [];
 for (const run of runs) {
   const ours = run.results.find((r) => r.key === 'lenet');
@@ -230,7 +230,12 @@ for (const run of runs) {
           { ...r, key: 'augmentation-on' },
           { ...r, key: 'augmentation-off', implementation: 'lenet Session (ours), page recipe, augmentation off', train: r.train_without_augmentation },
         ]
-      : [r],
+      : r.key === 'workers'
+        ? [
+            { ...r, key: 'workers-1', implementation: 'lenet Session (ours), page recipe, 1 worker', train: r.train_one_worker },
+            { ...r, key: `workers-${r.workers}` },
+          ]
+        : [r],
   );
   for (const r of results) {
     const peer = !isOurs(r.key) && ours;
@@ -284,6 +289,18 @@ const augmentationChromium = augmentation.find((a) => a.browser === 'Chromium');
 if (augmentationChromium) {
   checks.push({ what: 'Chromium: augmentation ≤ 15 % of a training step', ok: augmentationChromium.share <= 0.15, value: `${fmt(augmentationChromium.share * 100, 1)} %` });
 }
+// Data-parallel training: the app's pool on 2 workers against 1, in the same run.
+const workers = runs
+  .map((run) => {
+    const one = find(run.browser, 'workers-1');
+    const two = find(run.browser, 'workers-2');
+    return one && two ? { browser: run.browser, one: one.train, two: two.train, ratio: two.train / one.train } : null;
+  })
+  .filter(Boolean);
+const workersText = workers
+  .map((w) => `- ${w.browser}: the app's pool, page recipe, batch 64 (4 shards of 16), rounds on 1 and 2 workers in turn: ${fmt(w.one, 0)} examples/s on 1 worker, ${fmt(w.two, 0)} on 2: ${times(w.ratio)}`)
+  .join('\n');
+for (const w of workers) checks.push({ what: `${w.browser}: 2 workers ≥ 1.8× one worker`, ok: w.ratio >= 1.8, value: times(w.ratio) });
 const skipped = runs.flatMap((run) => (run.skipped ?? []).map((s) => `- ${run.browser}: ${s.skipped}`));
 const oursFirefox = find('Firefox', 'lenet');
 const checksText = checks.map((c) => `- ${c.ok ? 'met' : 'NOT MET'}: ${c.what} — ${c.value}`).join('\n');
@@ -310,6 +327,7 @@ const notes = [
   `- Training: ${args.warmup} s warm-up, then ${args.rounds} timed rounds of at least ${args.round} s and one step each; the table gives the fastest round (latest.json also has the mean over all rounds), since on a shared machine other work only slows a round down. predict: 1,000 one-image calls, each timed, median. predict_batch: 1,000 images per call, fastest of at least 3 calls and 2 s. Every figure includes copying images in and probabilities out.`,
   `- jax-js: the same network with jax-js's own ops (lax.conv, lax.reduceWindow with max, nn.logSoftmax) and one jit-compiled function for the whole step (valueAndGrad and the momentum update); its wasm backend is kept to the calling thread (it would otherwise start a worker pool on this cross-origin-isolated page) and results are read back with dataSync. Its WebGPU row runs only where the browser offers an adapter.`,
   `- Augmentation rows: ours through the app's own training path (two wasm Sessions on the page's recipe from defaults().settings, batch 64, each drawing its own batches), one with the recipe's augmentation and one without, timed in alternating rounds an eighth of the usual length (eight times as many); training only.`,
+  `- Worker rows: ours through the app's data-parallel path (www/src/worker/pool.js and its gradient workers, replica.js), two Sessions on the page's recipe at batch 64 (4 shards of 16), one stepping alone as the app does on 1 worker and one over the pool of 2 workers (shards through a SharedArrayBuffer), timed in alternating rounds an eighth of the usual length after a 3 s warm-up of each; training only.`,
   `- TF.js wasm: 4.22 registers no Conv2DBackpropFilter for its wasm backend, so it cannot train a conv net as shipped; the benchmark adds that kernel (page/tfjs-conv2d-backprop-filter.mjs): im2col in JavaScript, then the backend's own BatchMatMul.`,
   first ? `- Clock: performance.now() resolution in the worker ${fmt(first.timer_resolution_ms * 1000, 1)} µs (${runs.map((r) => `${r.browser}: ${fmt((r.results[0]?.timer_resolution_ms ?? NaN) * 1000, 1)} µs`).join(', ')}); cross-origin isolated: ${first.cross_origin_isolated}.` : null,
   `- load avg (table): the 1-minute load average while that implementation ran (mean of samples every 2 s). Over each whole browser run (mean, max): ${runs.map((r) => `${r.browser} ${fmt(r.load_average.mean, 1)}, ${fmt(r.load_average.max, 1)}`).join('; ')}, on ${cpus().length} cores. The benchmark itself keeps about one core busy; much more means other work shared the CPU and the figures are lower for it.`,
@@ -324,11 +342,12 @@ const markdown = [
   '',
   table,
   '',
-  '## Targets (Chromium)',
+  '## Targets',
   '',
   checksText || '- not checked: no Chromium figures for ours',
   '',
   ...(augmentationText ? ['## Augmentation', '', augmentationText, ''] : []),
+  ...(workersText ? ['## Workers', '', workersText, ''] : []),
   ...(skipped.length ? ['## Not measured', '', ...skipped, ''] : []),
   '## How it was measured',
   '',
@@ -343,6 +362,7 @@ writeFileSync(join(args.out, 'latest.json'), JSON.stringify({ date, page: pageUr
 
 console.log(`\n${table}\n\n${checksText}\n`);
 if (augmentationText) console.log(`Augmentation:\n${augmentationText}\n`);
+if (workersText) console.log(`Workers:\n${workersText}\n`);
 if (skipped.length) console.log(`Not measured:\n${skipped.join('\n')}\n`);
 if (failures.length) console.log(`Failures:\n${failures.map((f) => `- ${f}`).join('\n')}\n`);
 console.log(`Written to ${join(args.out, 'latest.md')} and latest.json`);

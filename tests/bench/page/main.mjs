@@ -9,6 +9,8 @@ export const IMPLEMENTATIONS = {
   'jaxjs-webgpu': { worker: './jaxjs.worker.mjs', options: { device: 'webgpu' } },
   // Ours through the app's Session with augmentation on and off in turn, to price it; training only.
   augmentation: { worker: './lenet-session.worker.mjs', options: {} },
+  // Ours through the app's data-parallel pool on 2 workers, against 1 worker in turn; training only.
+  workers: { worker: './lenet-workers.worker.mjs', options: {} },
 };
 
 const params = new URLSearchParams(location.search);
