@@ -224,7 +224,6 @@ pub struct Progress {
 struct Shard {
     images: Array4<f32>,
     labels: Vec<u8>,
-    workspace: Workspace,
     grads: Option<Gradients>,
     loss: f32,
     correct: usize,
@@ -361,6 +360,8 @@ pub struct Session {
     eval: Option<EvalPass>,
     eval_workspace: Workspace,
     eval_images: Array4<f32>,
+    /// Scratch for the forward and backward passes of shards: one per thread computing them.
+    workspaces: Vec<Workspace>,
     threads: usize,
     /// The `threads − 1` helper threads, kept from step to step: a thread started for every
     /// step ran its shards about 15 % slower than the calling thread ran its own.
@@ -408,6 +409,7 @@ impl Session {
             eval: None,
             eval_workspace: Workspace::default(),
             eval_images: Array4::zeros((0, 1, IMAGE_SIDE, IMAGE_SIDE)),
+            workspaces: Vec::new(),
             threads: 1,
             #[cfg(not(target_arch = "wasm32"))]
             pool: None,
@@ -602,11 +604,14 @@ impl Session {
         let indices = self.next_batch_indices();
         let count = indices.len().div_ceil(self.settings.shard_size);
         let mut shards = std::mem::take(&mut self.shards);
+        let mut workspaces = std::mem::take(&mut self.workspaces);
         shards.resize_with(count.max(shards.len()), Shard::default);
-        let computed = self.compute_shards(&mut shards[..count], &|k, shard| self.fill_shard(&indices, k, shard));
+        let computed =
+            self.compute_shards(&mut shards[..count], &mut workspaces, &|k, shard| self.fill_shard(&indices, k, shard));
         self.seen += indices.len() as u64;
         let outcome = computed.and_then(|()| self.update_from(&shards[..count]));
         self.shards = shards;
+        self.workspaces = workspaces;
         outcome
     }
 
@@ -663,10 +668,12 @@ impl Session {
         }
         let indices = self.peek_batch_indices();
         let mut shards = std::mem::take(&mut self.shards);
+        let mut workspaces = std::mem::take(&mut self.workspaces);
         shards.resize_with(range.len().max(shards.len()), Shard::default);
         let first = range.start;
-        let computed =
-            self.compute_shards(&mut shards[..range.len()], &|k, shard| self.fill_shard(&indices, first + k, shard));
+        let computed = self.compute_shards(&mut shards[..range.len()], &mut workspaces, &|k, shard| {
+            self.fill_shard(&indices, first + k, shard)
+        });
         let result = computed.map(|()| {
             range
                 .zip(&shards)
@@ -681,6 +688,7 @@ impl Session {
                 .collect()
         });
         self.shards = shards;
+        self.workspaces = workspaces;
         result
     }
 
@@ -762,6 +770,7 @@ impl Session {
         let shard_size = self.settings.shard_size;
         let count = n.div_ceil(shard_size);
         let mut shards = std::mem::take(&mut self.shards);
+        let mut workspaces = std::mem::take(&mut self.workspaces);
         shards.resize_with(count.max(shards.len()), Shard::default);
         for (s, shard) in shards[..count].iter_mut().enumerate() {
             let range = s * shard_size..((s + 1) * shard_size).min(n);
@@ -772,9 +781,10 @@ impl Session {
             shard.labels.extend_from_slice(&labels[range]);
         }
         self.seen += n as u64;
-        let computed = self.compute_shards(&mut shards[..count], &|_, _| {});
+        let computed = self.compute_shards(&mut shards[..count], &mut workspaces, &|_, _| {});
         let outcome = computed.and_then(|()| self.update_from(&shards[..count]));
         self.shards = shards;
+        self.workspaces = workspaces;
         outcome
     }
 
@@ -783,41 +793,60 @@ impl Session {
     /// `threads` > 1 (natively) the shards are spread in contiguous groups over the calling
     /// thread and the helper threads, which fill their own shards too (augmentation included);
     /// what a shard holds does not depend on which thread computes it.
-    fn compute_shards(&self, shards: &mut [Shard], fill: &(dyn Fn(usize, &mut Shard) + Sync)) -> Result<()> {
+    fn compute_shards(
+        &self,
+        shards: &mut [Shard],
+        workspaces: &mut Vec<Workspace>,
+        fill: &(dyn Fn(usize, &mut Shard) + Sync),
+    ) -> Result<()> {
         let model = &self.model;
-        let run = |(k, shard): (usize, &mut Shard)| -> Result<()> {
+        let run = |(k, shard): (usize, &mut Shard), workspace: &mut Workspace| -> Result<()> {
             fill(k, shard);
             let grads = shard.grads.get_or_insert_with(|| Gradients::zeros_like(model));
-            let logits = model.forward(shard.images.view(), &mut shard.workspace)?;
+            let logits = model.forward(shard.images.view(), workspace)?;
             shard.correct = logits
                 .rows()
                 .into_iter()
                 .zip(&shard.labels)
                 .filter(|(row, &l)| argmax(row.iter().copied()) == usize::from(l))
                 .count();
-            shard.loss = model.backward(&mut shard.workspace, &shard.labels, grads)?;
+            shard.loss = model.backward(workspace, &shard.labels, grads)?;
             Ok(())
         };
+        // A shard's activations are needed only until its backward pass, so each thread reuses
+        // one workspace for all of its shards: a few MB that stay in its cache, where one per
+        // shard made every shard start cold.
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(pool) = self.pool.as_ref().filter(|_| shards.len() > 1) {
             let per_thread = shards.len().div_ceil(self.threads);
+            let groups = shards.len().div_ceil(per_thread);
+            if workspaces.len() < groups {
+                workspaces.resize_with(groups, Workspace::default);
+            }
             let mut results: Vec<Result<()>> = Vec::new();
-            results.resize_with(shards.len().div_ceil(per_thread), || Ok(()));
+            results.resize_with(groups, || Ok(()));
             let (mine, theirs) = results.split_first_mut().expect("at least one group");
+            let (my_workspace, their_workspaces) = workspaces.split_first_mut().expect("at least one workspace");
             pool.in_place_scope(|scope| {
                 let mut groups = shards.chunks_mut(per_thread).enumerate();
                 let (_, first) = groups.next().expect("at least one group");
-                for ((g, group), result) in groups.zip(theirs.iter_mut()) {
+                for (((g, group), result), workspace) in groups.zip(theirs.iter_mut()).zip(their_workspaces.iter_mut())
+                {
                     scope.spawn(move |_| {
-                        *result = group.iter_mut().enumerate().map(|(i, s)| (g * per_thread + i, s)).try_for_each(run);
+                        *result =
+                            group.iter_mut().enumerate().try_for_each(|(i, s)| run((g * per_thread + i, s), workspace));
                     });
                 }
                 // The calling thread takes the first group rather than waiting idle.
-                *mine = first.iter_mut().enumerate().try_for_each(run);
+                *mine = first.iter_mut().enumerate().try_for_each(|shard| run(shard, my_workspace));
             });
             return results.into_iter().collect();
         }
-        shards.iter_mut().enumerate().try_for_each(run)
+        if workspaces.is_empty() {
+            workspaces.push(Workspace::default());
+        }
+        let workspace = &mut workspaces[0];
+        shards.iter_mut().enumerate().try_for_each(|shard| run(shard, workspace))
     }
 
     /// The update from shards computed here.
