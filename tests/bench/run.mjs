@@ -3,7 +3,7 @@
 // every implementation and writes it to results/latest.md and results/latest.json.
 //
 //   node run.mjs --url http://127.0.0.1:PORT [--browsers chromium,firefox]
-//                [--only lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,augmentation]
+//                [--only lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,augmentation,workers]
 //                [--rounds 5] [--round 1] [--timeout 300]
 //
 // The static server is started by .ci/bench; the URL is that of the repository root, whose
@@ -20,7 +20,7 @@ const { values: args } = parseArgs({
   options: {
     url: { type: 'string' },
     browsers: { type: 'string', default: 'chromium,firefox' },
-    only: { type: 'string', default: 'lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,augmentation' },
+    only: { type: 'string', default: 'lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,augmentation,workers' },
     rounds: { type: 'string', default: '5' },
     round: { type: 'string', default: '1' },
     warmup: { type: 'string', default: '1' },
