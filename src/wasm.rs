@@ -530,31 +530,6 @@ pub fn read_idx(
     Ok(digits_to_js(&digits))
 }
 
-/// The training digits for fine-tuning on a person's own digits with MNIST replay
-/// (`session::fine_tune_data`): `replay_count` digits sampled (seeded, without replacement) from
-/// the replay digits, and the person's repeated to make up about `mine_share` (in (0, 1)) of all. Returns
-/// `{ images: Uint8Array(n × 784), labels: Uint8Array(n), count: n }` for
-/// `Session.set_train_data`. Throws when the person's digits are empty or either pair is not
-/// n × 784 pixels with n labels 0–9.
-#[wasm_bindgen]
-pub fn fine_tune_data(
-    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] mine_images: &JsValue,
-    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] mine_labels: &JsValue,
-    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] replay_images: &JsValue,
-    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] replay_labels: &JsValue,
-    replay_count: u32,
-    mine_share: f64,
-    seed: u32,
-) -> Result<JsValue, JsError> {
-    let mine =
-        Digits::new(u8_array(mine_images, "mine_images")?, u8_array(mine_labels, "mine_labels")?).map_err(js_error)?;
-    let replay = Digits::new(u8_array(replay_images, "replay_images")?, u8_array(replay_labels, "replay_labels")?)
-        .map_err(js_error)?;
-    let mixed = crate::session::fine_tune_data(&mine, &replay, replay_count as usize, mine_share, u64::from(seed))
-        .map_err(js_error)?;
-    Ok(digits_to_js(&mixed))
-}
-
 /// Teaching a network a person's handwriting, as seen from JavaScript: the core's
 /// `teach::Teaching` with its recipe (`teach::TeachRecipe::default()`: 100 steps, 512 replayed
 /// digits, the person's at 2 %, learning rate 0.003). The worker only decides when to step.
