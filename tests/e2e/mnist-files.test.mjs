@@ -37,6 +37,24 @@ async function pick(page, paths) {
   });
 }
 
+/** Drops mnist-small's four good files on the training panel; the status line when it settles. */
+async function dropGood(page) {
+  const files = await Promise.all(NAMES.map(async (name) => ({ name, base64: (await readFile(join(SMALL, name))).toString('base64') })));
+  await page.evaluate((files) => {
+    const s = document.querySelector('#mnist-status');
+    s.dataset.kind = '';
+    const dt = new DataTransfer();
+    for (const { name, base64 } of files) dt.items.add(new File([Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))], name));
+    const zone = document.querySelector('#mnist-drop');
+    zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, files);
+  await page.waitForFunction(() => ['done', 'error'].includes(document.querySelector('#mnist-status').dataset.kind), null, {
+    timeout: 60_000,
+  });
+  return page.textContent('#mnist-status');
+}
+
 const snapshot = (page) =>
   page.evaluate(() => ({ source: document.querySelector('#data-source').textContent, training: window.lenetPage.trainingState() }));
 
@@ -83,20 +101,7 @@ test('a wrong, truncated or missing MNIST file is named, and nothing changes; th
     assert.match(three.text, /“t10k-labels-idx1-ubyte” is missing/);
 
     // The good files: 2,500 training and 500 test digits, by drag and drop.
-    const files = await Promise.all(NAMES.map(async (name) => ({ name, base64: (await readFile(join(SMALL, name))).toString('base64') })));
-    await page.evaluate((files) => {
-      const s = document.querySelector('#mnist-status');
-      s.dataset.kind = '';
-      const dt = new DataTransfer();
-      for (const { name, base64 } of files) dt.items.add(new File([Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))], name));
-      const zone = document.querySelector('#mnist-drop');
-      zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
-      zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
-    }, files);
-    await page.waitForFunction(() => ['done', 'error'].includes(document.querySelector('#mnist-status').dataset.kind), null, {
-      timeout: 60_000,
-    });
-    const status = await page.textContent('#mnist-status');
+    const status = await dropGood(page);
     assert.equal(status, 'Training on 2,500 digits and testing on 500 from your files.');
     assert.match(await page.textContent('#data-source'), /2,500 training digits/);
     // It trains on them and is evaluated on the 500.
@@ -109,5 +114,27 @@ test('a wrong, truncated or missing MNIST file is named, and nothing changes; th
   } finally {
     await browser.close();
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the training worker restarted after a crash gets the dropped files again, and trains on them', async () => {
+  const browser = await openPage({}, '?test-hooks&test-crash');
+  try {
+    const { page } = browser;
+    assert.equal(await dropGood(page), 'Training on 2,500 digits and testing on 500 from your files.');
+    await page.evaluate(() => window.lenetPage.crashWorker('throw'));
+    await page.waitForSelector('body[data-restarts="1"]', { timeout: 60_000 });
+    await page.waitForFunction(() => document.querySelector('#mnist-status').dataset.kind === 'done', null, { timeout: 60_000 });
+    assert.equal(await page.textContent('#mnist-status'), 'Training on 2,500 digits and testing on 500 from your files.');
+    assert.match(await page.textContent('#data-source'), /2,500 training digits/);
+    const after = await page.evaluate(() => window.lenetPage.trainSteps(3));
+    assert.equal(after.running, false);
+    assert.ok(after.step >= 3, `the restarted worker trains on the files (step ${after.step})`);
+    await page.waitForFunction(() => document.querySelector('#acc-caption').textContent === 'Accuracy on 500 held-out digits', null, {
+      timeout: 60_000,
+    });
+    assertClean(browser);
+  } finally {
+    await browser.close();
   }
 });

@@ -37,6 +37,11 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
     status.dataset.kind = kind;
   };
   let busy = false;
+  // The person's files as read, kept for a restarted worker, which starts on the site's own
+  // digits: they are loaded into it again, so that a crash does not take them away.
+  let given = null;
+  const trainingOn = (data) =>
+    `Training on ${data.train.toLocaleString('en')} digits and testing on ${data.test.toLocaleString('en')} from your files.`;
 
   async function load(fileList) {
     const files = [...fileList];
@@ -58,8 +63,9 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
       const msg = await client.request({ type: MSG.LOAD_IDX, files: payload });
       charts.reset();
       loaded = msg.data;
+      given = payload;
       store.set({ data: msg.data, training: msg, chartsStale: false, plottedCheckpoint: null, accuracy: null, error: null });
-      say(`Training on ${msg.data.train.toLocaleString('en')} digits and testing on ${msg.data.test.toLocaleString('en')} from your files.`, 'done');
+      say(trainingOn(msg.data), 'done');
     } catch (error) {
       say(`Nothing changed: ${error.message}`, 'error');
     } finally {
@@ -68,9 +74,24 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
     }
   }
 
-  // A restarted worker loads the site's own digits again: the note about the person's files goes.
+  // A restarted worker starts on the site's own digits: the person's files go to it again (the
+  // request waits in the client until the new worker is ready). Meanwhile the note goes.
+  async function reload() {
+    const files = given;
+    say('The training worker was restarted: loading your files into it again…');
+    try {
+      const msg = await client.request({ type: MSG.LOAD_IDX, files });
+      if (files !== given) return; // other files were loaded meanwhile
+      loaded = msg.data;
+      store.set({ data: msg.data, training: msg });
+      say(trainingOn(msg.data), 'done');
+    } catch (error) {
+      say(`The training worker was restarted and could not load your files again: ${error.message}. Drop them again.`, 'error');
+    }
+  }
   store.subscribe((state, previous) => {
-    if (state.data !== previous.data && status.dataset.kind === 'done' && state.data !== loaded) say('');
+    if (state.restarts !== previous.restarts && given) reload();
+    else if (state.data !== previous.data && status.dataset.kind === 'done' && state.data !== loaded) say('');
   });
   let loaded = null;
 
