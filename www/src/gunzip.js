@@ -40,7 +40,15 @@ export async function gunzipIdx(bytes, name) {
     if (next.done) break;
     chunks.push(next.value);
     length += next.value.length;
-    if (limit === Infinity && length >= 16) limit = idx_file_len(joined(chunks, 16), name) + 1;
+    if (limit === Infinity && length >= 16) {
+      try {
+        limit = idx_file_len(joined(chunks, 16), name) + 1;
+      } catch (error) {
+        // Not an IDX header: stop decompressing now rather than leave the stream running.
+        reader.cancel().catch(() => {});
+        throw error;
+      }
+    }
     if (length >= limit) {
       reader.cancel().catch(() => {});
       break;
