@@ -4,7 +4,7 @@ use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Ix4};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{fmt_shape, shape_error, Error, Result};
+use crate::error::{fmt_shape, shape_error, Error, Num, Result};
 use crate::layers::{
     ensure_shape, relu, relu_backward, Conv2d, Conv2dCache, Conv2dGrads, Linear, LinearGrads, MaxPool2d, MaxPool2dCache,
 };
@@ -200,7 +200,7 @@ pub fn check_images(images: &ArrayView4<f32>) -> Result<()> {
     if let Some(((i, _, y, x), v)) = images.indexed_iter().find(|(_, v)| !in_range(v)) {
         return Err(Error::InvalidInput(format!(
             "pixel (row {y}, column {x}) of image {i} is {}; pixels must be finite numbers in [0, 1]",
-            crate::error::Num(*v)
+            Num(*v)
         )));
     }
     Ok(())
@@ -275,8 +275,8 @@ impl LeNet5 {
         if !(self.input_std > 0.0 && self.input_std.is_finite() && self.input_mean.is_finite()) {
             return Err(Error::InvalidInput(format!(
                 "input_std must be a positive finite number and input_mean finite, got {} and {}",
-                crate::error::Num(self.input_std),
-                crate::error::Num(self.input_mean)
+                Num(self.input_std),
+                Num(self.input_mean)
             )));
         }
         let n = images.dim().0;

@@ -27,7 +27,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::augment::Augment;
 use crate::data::digits::Digits;
-use crate::error::{Error, Result};
+use crate::error::{Error, Num, Result};
 use crate::layers::ensure_shape;
 use crate::loss::softmax;
 use crate::model::{Gradients, LeNet5, Workspace, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
@@ -919,8 +919,7 @@ impl Session {
             } else {
                 "the weights were left as they were"
             };
-            outcome.diverged =
-                Some(format!("the loss is {} at step {}; {restored}", crate::error::Num(loss), step + 1));
+            outcome.diverged = Some(format!("the loss is {} at step {}; {restored}", Num(loss), step + 1));
             return Ok(outcome);
         }
         self.save_backup();
@@ -934,8 +933,8 @@ impl Session {
             outcome.diverged = Some(format!(
                 "step {} would make weights non-finite or larger than {} (learning rate {}); the last good weights were restored",
                 step + 1,
-                crate::error::Num(MAX_WEIGHT),
-                crate::error::Num(learning_rate)
+                Num(MAX_WEIGHT),
+                Num(learning_rate)
             ));
             return Ok(outcome);
         }
@@ -1288,10 +1287,7 @@ pub fn fine_tune_data(
         return Err(Error::InvalidInput("fine-tuning needs at least one of the person's digits".into()));
     }
     if !(mine_share > 0.0 && mine_share < 1.0) {
-        return Err(Error::InvalidInput(format!(
-            "mine_share must be in (0, 1), got {}",
-            crate::error::Num(mine_share)
-        )));
+        return Err(Error::InvalidInput(format!("mine_share must be in (0, 1), got {}", Num(mine_share))));
     }
     let replay_count = replay_count.min(replay.len());
     let wanted = replay_count as f64 * mine_share / (1.0 - mine_share);

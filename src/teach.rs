@@ -19,7 +19,7 @@ use ndarray::ArrayView4;
 
 use crate::data::digits::Digits;
 use crate::data::unipen;
-use crate::error::{Error, Result};
+use crate::error::{Error, Num, Result};
 use crate::model::{LeNet5, Workspace, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
 use crate::session::{fine_tune_data, Session, Settings};
 use crate::train::{argmax, LrSchedule};
@@ -81,10 +81,7 @@ impl TeachRecipe {
             return Err(Error::InvalidInput("teaching needs at least one step (steps is 0)".into()));
         }
         if !(self.mine_share > 0.0 && self.mine_share < 1.0) {
-            return Err(Error::InvalidInput(format!(
-                "mine_share must be in (0, 1), got {}",
-                crate::error::Num(self.mine_share)
-            )));
+            return Err(Error::InvalidInput(format!("mine_share must be in (0, 1), got {}", Num(self.mine_share))));
         }
         self.settings.validate()
     }

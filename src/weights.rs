@@ -13,7 +13,7 @@
 
 use miniserde::json::{self, Number, Value};
 
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{fmt_shape, Error, Num, Result};
 use crate::model::{LeNet5, MNIST_MEAN, MNIST_STD, PARAMETER_NAMES};
 
 /// The longest JSON header accepted, in bytes. A LeNet-5 file's header is about 1 KB; the
@@ -65,8 +65,8 @@ fn normalisation_metadata(model: &LeNet5) -> Vec<(String, String)> {
         ("format".to_string(), "pt".to_string()),
         ("architecture".to_string(), "LeNet-5".to_string()),
         // The shortest decimal that parses back to the same bits.
-        ("input_mean".to_string(), crate::error::Num(model.input_mean).to_string()),
-        ("input_std".to_string(), crate::error::Num(model.input_std).to_string()),
+        ("input_mean".to_string(), Num(model.input_mean).to_string()),
+        ("input_std".to_string(), Num(model.input_std).to_string()),
     ]
 }
 
@@ -160,7 +160,7 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
         if let Some(i) = dst.iter().position(|v| !v.is_finite()) {
             return Err(Error::Weights(format!(
                 "tensor `{name}` holds a non-finite value ({}) at flat index {i}",
-                crate::error::Num(dst[i])
+                Num(dst[i])
             )));
         }
     }
@@ -411,10 +411,7 @@ fn read_normalisation(file: &TensorFile, context: &str) -> Result<(f32, f32)> {
     let mean = read_constant(file, "input_mean", MNIST_MEAN)?;
     let std = read_constant(file, "input_std", MNIST_STD)?;
     if std <= 0.0 {
-        return Err(Error::Weights(format!(
-            "{context}metadata input_std must be positive, got {}",
-            crate::error::Num(std)
-        )));
+        return Err(Error::Weights(format!("{context}metadata input_std must be positive, got {}", Num(std))));
     }
     Ok((mean, std))
 }

@@ -30,6 +30,7 @@
 
 use crate::data::idx::IMAGE_SIDE;
 use crate::data::preprocess::box_and_center;
+use crate::error::Num;
 use crate::{Error, Result};
 
 /// Full width of a stroke, as a fraction of the longer side of the bounding box of the digit's
@@ -105,8 +106,8 @@ pub fn render_strokes(strokes: &[Stroke], pad_width: f32, pad_height: f32) -> Re
         if !(side.is_finite() && side > 0.0 && side <= MAX_PAD_SIDE) {
             return Err(Error::InvalidInput(format!(
                 "render_strokes: {name} must be above 0 and at most {}, got {}",
-                crate::error::Num(MAX_PAD_SIDE),
-                crate::error::Num(side)
+                Num(MAX_PAD_SIDE),
+                Num(side)
             )));
         }
     }
@@ -170,8 +171,8 @@ fn check(what: &str, strokes: &[Stroke]) -> Result<()> {
             let [x, y] = stroke.points[j];
             return Err(Error::InvalidInput(format!(
                 "{what}: stroke {i}, point {j} is ({}, {}), not finite",
-                crate::error::Num(x),
-                crate::error::Num(y)
+                Num(x),
+                Num(y)
             )));
         }
     }
