@@ -92,12 +92,30 @@ fn a_run_without_its_momentum_is_another_run() {
 fn the_weights_do_not_depend_on_the_thread_count() {
     let mut one = session(recipe(OptimizerKind::Sgd));
     run(&mut one, 20);
-    for threads in [2, 3, 4] {
+    // 3 and 5 threads split a step's shards unevenly; 9 leaves some idle.
+    for threads in [2, 3, 4, 5, 9] {
         let mut many = session(recipe(OptimizerKind::Sgd));
         many.set_threads(threads).unwrap();
         run(&mut many, 20);
         assert!(weights_of(&many) == weights_of(&one), "{threads} threads gave other weights");
     }
+    // Changing the count in the middle of a run changes nothing either.
+    let mut changed = session(recipe(OptimizerKind::Sgd));
+    changed.set_threads(3).unwrap();
+    run(&mut changed, 10);
+    changed.set_threads(2).unwrap();
+    run(&mut changed, 10);
+    assert!(weights_of(&changed) == weights_of(&one));
+}
+
+#[test]
+fn a_thread_count_past_the_limit_is_refused_and_the_session_trains_on() {
+    let mut s = session(recipe(OptimizerKind::Sgd));
+    s.set_threads(2).unwrap();
+    let err = s.set_threads(Session::MAX_THREADS + 1).unwrap_err().to_string();
+    assert!(err.contains("threads must be from 1 to 256, got 257"), "{err}");
+    run(&mut s, 2);
+    assert_eq!(s.progress().step, 2);
 }
 
 #[test]

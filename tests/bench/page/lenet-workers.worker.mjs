@@ -42,6 +42,13 @@ serve(async (options, progress, data) => {
     return { steps, seconds: elapsed / 1000, examples_per_s: (steps * BATCH) / (elapsed / 1000), loss };
   };
   const measure = async () => {
+    try {
+      return await measureBoth();
+    } finally {
+      pool.setSize(1); // the gradient worker goes, whatever happened
+    }
+  };
+  const measureBoth = async () => {
     // Long enough for the gradient workers' wasm to reach its optimised tier too.
     const warmup = Math.max(3, options.warmupSeconds);
     await round(many, true, warmup);
@@ -68,7 +75,6 @@ serve(async (options, progress, data) => {
     const result = { many: summary(rounds.many), one: summary(rounds.one) };
     if (!Number.isFinite(result.many.loss_last) || !Number.isFinite(result.one.loss_last)) throw new Error('training diverged');
     progress(`train: ${result.one.examples_per_s.toFixed(0)} examples/s on 1 worker, ${result.many.examples_per_s.toFixed(0)} on ${WORKERS}`);
-    pool.setSize(1);
     return {
       train: result.many,
       train_one_worker: result.one,
