@@ -108,7 +108,7 @@ mod cli {
         /// the weights do not depend on --threads.
         #[arg(long, default_value_t = Settings::default().shard_size)]
         shard_size: usize,
-        /// Threads computing the shards of each batch.
+        /// Threads computing the shards of each batch (1 to 256).
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Where to write the trained weights (safetensors).
@@ -221,7 +221,7 @@ mod cli {
             /// Images per training step.
             #[arg(long, default_value_t = 64)]
             batch_size: usize,
-            /// Threads computing the shards of each batch (shards of 16 images).
+            /// Threads computing the shards of each batch (shards of 16 images; 1 to 256).
             #[arg(long, default_value_t = 1)]
             threads: usize,
             /// Also print the figures as one JSON line.
