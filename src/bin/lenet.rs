@@ -207,7 +207,8 @@ mod cli {
         /// writers the weights misread most, teach the first --per-digit of each of their digits
         /// and report their other digits' accuracy and MNIST's test accuracy before → after.
         Teach(TeachArgs),
-        /// Training throughput and single-image inference time, one thread, on real data.
+        /// Training throughput (on --threads threads) and single-image inference time (one
+        /// thread), on real data.
         Bench {
             /// Folder holding MNIST's IDX files.
             #[arg(long, env = "MNIST_DIR")]
@@ -573,7 +574,9 @@ mod cli {
         json: bool,
     ) -> lenet::Result<()> {
         if steps == 0 || rounds == 0 || batch_size == 0 || threads == 0 {
-            return Err(Error::InvalidInput("steps, rounds, batch size and threads must be at least 1".into()));
+            return Err(Error::InvalidInput(format!(
+                "--steps, --rounds, --batch-size and --threads must be at least 1, got {steps}, {rounds}, {batch_size} and {threads}"
+            )));
         }
         let train_set = idx::load_digits(dir, Split::Train)?;
         let one_image = idx::load(dir, Split::Test)?;
