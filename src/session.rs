@@ -229,6 +229,16 @@ struct Shard {
     correct: usize,
 }
 
+/// What computing a step's shards works in: the shards, and one workspace per computing thread
+/// (a shard's activations are needed only until its backward pass, so each thread reuses one for
+/// all of its shards: a few MB that stay in its cache, where one per shard made every shard start
+/// cold).
+#[derive(Clone, Debug, Default)]
+struct Scratch {
+    shards: Vec<Shard>,
+    workspaces: Vec<Workspace>,
+}
+
 /// One shard's share of a step, as [`Session::compute_shard_gradients`] returns it and
 /// [`Session::apply_shard_gradients`] takes it; [`ShardGradient::to_bytes`] is its form on the
 /// wire between replicas.
@@ -366,7 +376,8 @@ pub struct Session {
     /// The training digits' count when the current epoch's order was drawn: digits added later
     /// join at the next epoch.
     order: Vec<usize>,
-    shards: Vec<Shard>,
+    /// The shards of the step in hand, and the threads' workspaces, kept from step to step.
+    scratch: Scratch,
     grads: Gradients,
     /// The weights and optimizer state before the last update, for divergence recovery; kept
     /// allocated from step to step, and meaningful only while `backup_valid`.
@@ -375,8 +386,6 @@ pub struct Session {
     eval: Option<EvalPass>,
     eval_workspace: Workspace,
     eval_images: Array4<f32>,
-    /// Scratch for the forward and backward passes of shards: one per thread computing them.
-    workspaces: Vec<Workspace>,
     threads: usize,
     /// The `threads − 1` helper threads, kept from step to step: a thread started for every
     /// step ran its shards about 15 % slower than the calling thread ran its own.
@@ -419,12 +428,11 @@ impl Session {
             cursor: 0,
             seen: 0,
             order: Vec::new(),
-            shards: Vec::new(),
+            scratch: Scratch::default(),
             backup_valid: false,
             eval: None,
             eval_workspace: Workspace::default(),
             eval_images: Array4::zeros((0, 1, IMAGE_SIDE, IMAGE_SIDE)),
-            workspaces: Vec::new(),
             threads: 1,
             #[cfg(not(target_arch = "wasm32"))]
             pool: None,
@@ -626,15 +634,11 @@ impl Session {
         self.require_train_data()?;
         let indices = self.next_batch_indices();
         let count = indices.len().div_ceil(self.settings.shard_size);
-        let mut shards = std::mem::take(&mut self.shards);
-        let mut workspaces = std::mem::take(&mut self.workspaces);
-        shards.resize_with(count.max(shards.len()), Shard::default);
-        let computed =
-            self.compute_shards(&mut shards[..count], &mut workspaces, &|k, shard| self.fill_shard(&indices, k, shard));
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let computed = self.compute_shards(&mut scratch, count, &|k, shard| self.fill_shard(&indices, k, shard));
         self.seen += indices.len() as u64;
-        let outcome = computed.and_then(|()| self.update_from(&shards[..count]));
-        self.shards = shards;
-        self.workspaces = workspaces;
+        let outcome = computed.and_then(|()| self.update_from(&scratch.shards[..count]));
+        self.scratch = scratch;
         outcome
     }
 
@@ -690,16 +694,13 @@ impl Session {
             )));
         }
         let indices = self.peek_batch_indices();
-        let mut shards = std::mem::take(&mut self.shards);
-        let mut workspaces = std::mem::take(&mut self.workspaces);
-        shards.resize_with(range.len().max(shards.len()), Shard::default);
+        let mut scratch = std::mem::take(&mut self.scratch);
         let first = range.start;
-        let computed = self.compute_shards(&mut shards[..range.len()], &mut workspaces, &|k, shard| {
-            self.fill_shard(&indices, first + k, shard)
-        });
+        let computed =
+            self.compute_shards(&mut scratch, range.len(), &|k, shard| self.fill_shard(&indices, first + k, shard));
         let result = computed.map(|()| {
             range
-                .zip(&shards)
+                .zip(&scratch.shards)
                 .map(|(index, shard)| ShardGradient {
                     step: self.step,
                     index,
@@ -710,8 +711,7 @@ impl Session {
                 })
                 .collect()
         });
-        self.shards = shards;
-        self.workspaces = workspaces;
+        self.scratch = scratch;
         result
     }
 
@@ -792,36 +792,35 @@ impl Session {
         }
         let shard_size = self.settings.shard_size;
         let count = n.div_ceil(shard_size);
-        let mut shards = std::mem::take(&mut self.shards);
-        let mut workspaces = std::mem::take(&mut self.workspaces);
-        shards.resize_with(count.max(shards.len()), Shard::default);
-        for (s, shard) in shards[..count].iter_mut().enumerate() {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let computed = self.compute_shards(&mut scratch, count, &|s, shard| {
             let range = s * shard_size..((s + 1) * shard_size).min(n);
-            let view = images.slice_axis(Axis(0), range.clone().into());
             ensure_shape(&mut shard.images, Ix4(range.len(), 1, IMAGE_SIDE, IMAGE_SIDE));
-            shard.images.assign(&view);
+            shard.images.assign(&images.slice_axis(Axis(0), range.clone().into()));
             shard.labels.clear();
             shard.labels.extend_from_slice(&labels[range]);
-        }
+        });
         self.seen += n as u64;
-        let computed = self.compute_shards(&mut shards[..count], &mut workspaces, &|_, _| {});
-        let outcome = computed.and_then(|()| self.update_from(&shards[..count]));
-        self.shards = shards;
-        self.workspaces = workspaces;
+        let outcome = computed.and_then(|()| self.update_from(&scratch.shards[..count]));
+        self.scratch = scratch;
         outcome
     }
 
-    /// Fills (`fill(k, shard)` for `shards[k]`) and computes every shard: forward and backward
-    /// passes, giving each its loss, its count of correct answers and its gradient. With
-    /// `threads` > 1 (natively) the shards are spread in contiguous groups over the calling
-    /// thread and the helper threads, which fill their own shards too (augmentation included);
-    /// what a shard holds does not depend on which thread computes it.
+    /// Fills (`fill(k, shard)` for `scratch.shards[k]`) and computes the first `count` shards:
+    /// forward and backward passes, giving each its loss, its count of correct answers and its
+    /// gradient. With `threads` > 1 (natively) the shards are spread in contiguous groups over
+    /// the calling thread and the helper threads, which fill their own shards too (augmentation
+    /// included); what a shard holds does not depend on which thread computes it.
     fn compute_shards(
         &self,
-        shards: &mut [Shard],
-        workspaces: &mut Vec<Workspace>,
+        scratch: &mut Scratch,
+        count: usize,
         fill: &(dyn Fn(usize, &mut Shard) + Sync),
     ) -> Result<()> {
+        if scratch.shards.len() < count {
+            scratch.shards.resize_with(count, Shard::default);
+        }
+        let (shards, workspaces) = (&mut scratch.shards[..count], &mut scratch.workspaces);
         let model = &self.model;
         let run = |(k, shard): (usize, &mut Shard), workspace: &mut Workspace| -> Result<()> {
             fill(k, shard);
@@ -836,9 +835,6 @@ impl Session {
             shard.loss = model.backward(workspace, &shard.labels, grads)?;
             Ok(())
         };
-        // A shard's activations are needed only until its backward pass, so each thread reuses
-        // one workspace for all of its shards: a few MB that stay in its cache, where one per
-        // shard made every shard start cold.
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(pool) = self.pool.as_ref().filter(|_| shards.len() > 1) {
             // Contiguous groups as even as they can be (5 shards on 3 threads: 2, 2, 1).

@@ -158,6 +158,26 @@ export async function measure(impl, data, options, progress) {
 // 'result', 'skipped' or 'error' message out. makeImpl returns { impl, info }, or { skipped:
 // reason } when this browser cannot run the implementation at all (a backend it does not offer),
 // or { measure(options, progress) -> result, info } to time itself.
+/**
+ * The figures of timed training rounds (`{ steps, seconds, examples_per_s, loss }` each), for an
+ * implementation that times its own rounds: the fastest round, the mean over all, and the last
+ * loss. Throws when that loss is not finite (training diverged).
+ */
+export function summarizeRounds(list) {
+  const steps = list.reduce((n, x) => n + x.steps, 0);
+  const seconds = list.reduce((t, x) => t + x.seconds, 0);
+  const loss = list[list.length - 1].loss;
+  if (!Number.isFinite(loss)) throw new Error('training diverged');
+  return {
+    examples_per_s: Math.max(...list.map((x) => x.examples_per_s)),
+    mean_examples_per_s: (steps * BATCH) / seconds,
+    rounds: list,
+    timed_steps: steps,
+    timed_seconds: seconds,
+    loss_last: loss,
+  };
+}
+
 export function serve(makeImpl) {
   self.onmessage = async ({ data: { options } }) => {
     const progress = (text) => self.postMessage({ type: 'progress', text });

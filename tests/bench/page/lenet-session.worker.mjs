@@ -4,7 +4,7 @@
 // whatever else the machine does falls on both alike; the fastest round of each counts, as for
 // every other row. The difference prices the augmentation.
 import init, { defaults, Session } from '../../../pkg/lenet.js';
-import { BATCH, serve } from './harness.mjs';
+import { BATCH, serve, summarizeRounds } from './harness.mjs';
 
 serve(async (options, progress, data) => {
   await init();
@@ -41,21 +41,8 @@ serve(async (options, progress, data) => {
     for (let r = 0; r < 8 * options.rounds; r++) {
       for (const key of ['on', 'off']) rounds[key].push(train(sessions[key], options.roundSeconds / 8));
     }
-    const summary = (list) => {
-      const steps = list.reduce((n, x) => n + x.steps, 0);
-      const seconds = list.reduce((t, x) => t + x.seconds, 0);
-      return {
-        examples_per_s: Math.max(...list.map((x) => x.examples_per_s)),
-        mean_examples_per_s: (steps * BATCH) / seconds,
-        rounds: list,
-        timed_steps: steps,
-        timed_seconds: seconds,
-        loss_last: list[list.length - 1].loss,
-      };
-    };
-    const on = summary(rounds.on);
-    const off = summary(rounds.off);
-    if (!Number.isFinite(on.loss_last) || !Number.isFinite(off.loss_last)) throw new Error('training diverged');
+    const on = summarizeRounds(rounds.on);
+    const off = summarizeRounds(rounds.off);
     progress(`train: ${on.examples_per_s.toFixed(0)} examples/s with augmentation, ${off.examples_per_s.toFixed(0)} without`);
     return {
       train: on,

@@ -6,7 +6,7 @@
 // app's cross-origin-isolated page.
 import init, { defaults, Session } from '../../../pkg/lenet.js';
 import { GradientPool } from '../../../www/src/worker/pool.js';
-import { BATCH, serve } from './harness.mjs';
+import { BATCH, serve, summarizeRounds } from './harness.mjs';
 
 const WORKERS = 2;
 
@@ -61,19 +61,7 @@ serve(async (options, progress, data) => {
       rounds.one.push(await round(one, false, options.roundSeconds / 8));
     }
     if (pool.describe().failure || pool.replaced > 0) throw new Error(`a gradient worker failed: ${pool.describe().failure ?? 'replaced'}`);
-    const summary = (list) => {
-      const steps = list.reduce((n, x) => n + x.steps, 0);
-      const seconds = list.reduce((t, x) => t + x.seconds, 0);
-      return {
-        examples_per_s: Math.max(...list.map((x) => x.examples_per_s)),
-        mean_examples_per_s: (steps * BATCH) / seconds,
-        timed_steps: steps,
-        timed_seconds: seconds,
-        loss_last: list[list.length - 1].loss,
-      };
-    };
-    const result = { many: summary(rounds.many), one: summary(rounds.one) };
-    if (!Number.isFinite(result.many.loss_last) || !Number.isFinite(result.one.loss_last)) throw new Error('training diverged');
+    const result = { many: summarizeRounds(rounds.many), one: summarizeRounds(rounds.one) };
     progress(`train: ${result.one.examples_per_s.toFixed(0)} examples/s on 1 worker, ${result.many.examples_per_s.toFixed(0)} on ${WORKERS}`);
     return {
       train: result.many,
