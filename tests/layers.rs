@@ -244,6 +244,31 @@ fn conv_fast_path_matches_plain_loops() {
     }
 }
 
+#[test]
+fn conv_backward_is_the_same_whether_forward_kept_its_columns_or_not() {
+    // LeNet-5's conv1: a batch whose im2col matrices fit in KEEP_BYTES keeps them for backward;
+    // a larger one has backward rebuild them. One cache goes small, large, small.
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut conv = Conv2d::new(1, 6, 5, 1, 2).unwrap();
+    conv.weight = random(conv.weight.raw_dim(), &mut rng);
+    conv.bias = random(conv.bias.raw_dim(), &mut rng);
+    let large = Conv2dCache::KEEP_BYTES / (25 * 28 * 28 * 4) + 2;
+    let mut cache = Conv2dCache::default();
+    for n in [5, large, 5] {
+        let x = random((n, 1, 28, 28), &mut rng);
+        let mut y = Array4::zeros((0, 0, 0, 0));
+        conv.forward(x.view(), &mut cache, &mut y).unwrap();
+        let dy = random(y.raw_dim(), &mut rng);
+        let mut grads = Conv2dGrads::zeros_like(&conv);
+        let mut dx = Array4::zeros((0, 0, 0, 0));
+        conv.backward(x.view(), &mut cache, dy.view(), &mut grads, Some(&mut dx)).unwrap();
+        let (ref_dx, ref_grads) = conv.backward_reference(x.view(), dy.view()).unwrap();
+        assert_close(&format!("{n} images: grad_input"), &dx, &ref_dx, 1e-5);
+        assert_close(&format!("{n} images: grad_weight"), &grads.weight, &ref_grads.weight, 1e-5);
+        assert_close(&format!("{n} images: grad_bias"), &grads.bias, &ref_grads.bias, 1e-5);
+    }
+}
+
 // ---------------------------------------------------------------- gradient checks
 
 #[test]

@@ -46,17 +46,22 @@ pub struct Conv2dGrads {
 /// buffers reused from step to step. Backward is given the forward input again.
 ///
 /// Both passes go through the batch a few images at a time (`chunk` images, chosen so that the
-/// chunk's im2col matrix stays in a core's L2 cache): `cols` is the chunk's im2col matrix,
+/// chunk's im2col matrix stays in a core's L2 cache): a chunk's im2col matrix is
 /// `(in_channels·k·k, chunk·H_out·W_out)`, whose row `(c·k + u)·k + v`, column
 /// `n·H_out·W_out + i·W_out + j` holds `x[n, c, i·s + u − p, j·s + v − p]` (0 outside the
-/// input). The forward pass is then one product `weight · cols` per chunk, and backward two;
-/// backward rebuilds `cols` from the input rather than keeping the whole batch's, which is
-/// k² times the input's size and would be read back from main memory.
+/// input). The forward pass is then one product `weight · cols` per chunk, and backward two.
+/// The forward pass keeps a batch's im2col matrices (k² times its input) for the backward pass
+/// when they fit in [`Conv2dCache::KEEP_BYTES`], as a training shard's do: building them again
+/// was a tenth of a training step in wasm. A larger batch, such as an evaluation's, reuses one
+/// chunk's matrix, and backward rebuilds them from the input.
 #[derive(Clone, Debug, Default)]
 pub struct Conv2dCache {
     input_dim: (usize, usize, usize, usize),
     output_hw: (usize, usize),
-    cols: Array2<f32>,
+    /// The chunks' im2col matrices: all of them when they fit in
+    /// [`Conv2dCache::KEEP_BYTES`] (`kept`), else one, reused.
+    cols: Vec<Array2<f32>>,
+    kept: bool,
     /// `(out_channels, chunk·H_out·W_out)`: the forward product, then the output gradient.
     mat: Array2<f32>,
     /// `(in_channels·k·k, chunk·H_out·W_out)`: the gradient of `cols`.
@@ -68,6 +73,12 @@ pub struct Conv2dCache {
 /// Bytes of im2col matrix per chunk: well inside a core's L2 cache (512 KiB or more on current
 /// x86-64 processors), with room for the product and the kernel's other operand.
 const CHUNK_BYTES: usize = 256 * 1024;
+
+impl Conv2dCache {
+    /// Bytes of im2col matrices a forward pass keeps for the backward pass (4 MiB): a LeNet-5
+    /// training shard of 16 images needs 1.3 MB for conv1 and 1.0 MB for conv2.
+    pub const KEEP_BYTES: usize = 4 * 1024 * 1024;
+}
 
 impl Conv2dGrads {
     /// Zero gradients shaped like `layer`'s parameters.
@@ -224,12 +235,17 @@ impl Conv2d {
         let x = x.as_slice().expect("standard layout");
         let out = output.as_slice_mut().expect("standard layout");
         let chunk = self.chunk_size(c, plane);
-        for first in (0..n).step_by(chunk) {
+        let k = self.kernel_size();
+        cache.kept = n * c * k * k * plane * 4 <= Conv2dCache::KEEP_BYTES;
+        let slots = if cache.kept { n.div_ceil(chunk) } else { 1 };
+        cache.cols.resize_with(slots.max(cache.cols.len()), || Array2::zeros((0, 0)));
+        for (index, first) in (0..n).step_by(chunk).enumerate() {
             let count = chunk.min(n - first);
             let images = &x[first * c * h * w..(first + count) * c * h * w];
-            self.im2col(images, (count, c, h, w), &mut cache.cols);
+            let cols = &mut cache.cols[if cache.kept { index } else { 0 }];
+            self.im2col(images, (count, c, h, w), cols);
             ensure_shape(&mut cache.mat, ndarray::Ix2(o, count * plane));
-            gemm(self.weight_matrix(), cache.cols.view(), false, cache.mat.view_mut());
+            gemm(self.weight_matrix(), cols.view(), false, cache.mat.view_mut());
 
             // (out_channels, chunk·P) → (chunk, out_channels, P), adding the bias on the way.
             let mat = cache.mat.as_slice().expect("standard layout");
@@ -301,9 +317,14 @@ impl Conv2d {
         cache.bias_sums.clear();
         cache.bias_sums.resize(o, 0.0);
         let chunk = self.chunk_size(c, plane);
-        for first in (0..n).step_by(chunk) {
+        for (index, first) in (0..n).step_by(chunk).enumerate() {
             let count = chunk.min(n - first);
-            self.im2col(&x[first * c * h * w..(first + count) * c * h * w], (count, c, h, w), &mut cache.cols);
+            let cols = if cache.kept {
+                &cache.cols[index]
+            } else {
+                self.im2col(&x[first * c * h * w..(first + count) * c * h * w], (count, c, h, w), &mut cache.cols[0]);
+                &cache.cols[0]
+            };
             // (chunk, out_channels, P) → (out_channels, chunk·P), the layout of the forward product.
             ensure_shape(&mut cache.mat, ndarray::Ix2(o, count * plane));
             let mat = cache.mat.as_slice_mut().expect("standard layout");
@@ -317,7 +338,7 @@ impl Conv2d {
             let grad_w = grads.weight.view_mut().into_shape_with_order((o, k)).map_err(|_| {
                 Error::InvalidInput("Conv2d grads.weight must be in standard (row-major) layout".into())
             })?;
-            gemm(cache.mat.view(), cache.cols.t(), first > 0, grad_w);
+            gemm(cache.mat.view(), cols.t(), first > 0, grad_w);
             if let Some(grad_input) = grad_input.as_deref_mut() {
                 ensure_shape(&mut cache.grad_cols, ndarray::Ix2(k, count * plane));
                 gemm(self.weight_matrix().t(), cache.mat.view(), false, cache.grad_cols.view_mut());
@@ -418,8 +439,13 @@ impl Conv2d {
                         for i in ylo..yhi {
                             let y = i * s + u - p;
                             let start = y * w + xlo * s + v - p;
-                            for (j, &g) in src[i * wo + xlo..i * wo + xhi].iter().enumerate() {
-                                dst[start + j * s] += g;
+                            let g = &src[i * wo + xlo..i * wo + xhi];
+                            if s == 1 {
+                                add_short(&mut dst[start..start + g.len()], g);
+                            } else {
+                                for (j, &g) in g.iter().enumerate() {
+                                    dst[start + j * s] += g;
+                                }
                             }
                         }
                     }
@@ -496,6 +522,24 @@ impl Conv2d {
         }
         let grads = Conv2dGrads { weight: dw.mapv(|v| v as f32), bias: db.mapv(|v| v as f32) };
         Ok((dx.mapv(|v| v as f32), grads))
+    }
+}
+
+/// `dst[i] += src[i]` for the short rows of col2im, in 4-lane chunks, as [`copy_short`].
+#[inline(always)]
+fn add_short(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    let mut chunks_d = dst.chunks_exact_mut(4);
+    let mut chunks_s = src.chunks_exact(4);
+    for (d, s) in (&mut chunks_d).zip(&mut chunks_s) {
+        d[0] += s[0];
+        d[1] += s[1];
+        d[2] += s[2];
+        d[3] += s[3];
+    }
+    for (d, s) in chunks_d.into_remainder().iter_mut().zip(chunks_s.remainder()) {
+        *d += *s;
     }
 }
 
