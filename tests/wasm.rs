@@ -42,6 +42,9 @@ fn runs_in_firefox() {
     let window = web_sys::window().expect("a browser window");
     let agent = window.navigator().user_agent().unwrap();
     assert!(agent.contains("Firefox"), "user agent: {agent}");
+    // .ci/test's second run, built with relaxed SIMD, checks that it says yes.
+    let relaxed = if cfg!(target_feature = "relaxed-simd") { "yes" } else { "no" };
+    web_sys::console::log_1(&format!("relaxed SIMD: {relaxed}").into());
 }
 
 #[wasm_bindgen_test]

@@ -228,11 +228,11 @@ for (const run of runs) {
     r.key === 'augmentation'
       ? [
           { ...r, key: 'augmentation-on' },
-          { ...r, key: 'augmentation-off', implementation: 'lenet Session (ours), page recipe, augmentation off', train: r.train_without_augmentation },
+          { ...r, key: 'augmentation-off', implementation: r.implementation.replace('augmentation on', 'augmentation off'), train: r.train_without_augmentation },
         ]
       : r.key === 'workers'
         ? [
-            { ...r, key: 'workers-1', implementation: 'lenet Session (ours), page recipe, 1 worker', train: r.train_one_worker },
+            { ...r, key: 'workers-1', implementation: r.implementation.replace(/\d+ workers$/, '1 worker'), train: r.train_one_worker },
             { ...r, key: `workers-${r.workers}` },
           ]
         : [r],

@@ -7,7 +7,7 @@
 // is instantiated (wasm-bindgen's init() then returns the same instance at once). When it fails,
 // the page's code never runs, so the message here is the last word.
 import init from 'lenet-wasm';
-import wasmUrl from 'lenet-wasm/lenet_bg.wasm?url';
+import { wasmBuild, wasmUrl } from './wasm-module.js';
 import { registerSW } from 'virtual:pwa-register';
 
 // The first versions with WebAssembly SIMD on by default (Edge follows Chrome).
@@ -186,6 +186,7 @@ async function boot() {
   try {
     checkWebAssembly();
     await instantiate(await fetchWasm(new URL(wasmUrl, document.baseURI).href));
+    document.body.dataset.wasm = wasmBuild;
   } finally {
     clearTimeout(slow);
   }

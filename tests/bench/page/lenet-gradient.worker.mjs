@@ -1,5 +1,6 @@
 // The app's gradient worker (www/src/worker/replica.js) on this page's copy of the wasm package.
-import init, { Session } from '../../../pkg/lenet.js';
+import { Session } from '../../../pkg/lenet.js';
+import { initLenet } from './lenet-init.mjs';
 import { serveReplica } from '../../../www/src/worker/replica.js';
 
-serveReplica(init, Session);
+serveReplica(initLenet, Session);

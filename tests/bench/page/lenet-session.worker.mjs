@@ -3,11 +3,12 @@
 // recipe's augmentation and one without. Training rounds alternate between the two, so that
 // whatever else the machine does falls on both alike; the fastest round of each counts, as for
 // every other row. The difference prices the augmentation.
-import init, { defaults, Session } from '../../../pkg/lenet.js';
+import { defaults, Session } from '../../../pkg/lenet.js';
+import { build, initLenet } from './lenet-init.mjs';
 import { BATCH, serve, summarizeRounds } from './harness.mjs';
 
 serve(async (options, progress, data) => {
-  await init();
+  await initLenet();
   const recipe = defaults().settings;
   if (!recipe.augment) throw new Error('the page recipe has no augmentation to measure');
   // The session takes digits as MNIST stores them; the harness's pixels are bytes / 255.
@@ -55,6 +56,6 @@ serve(async (options, progress, data) => {
   };
   return {
     measure,
-    info: { implementation: 'lenet Session (ours), page recipe, augmentation on', version: 'this commit', settings: sessions.on.settings() },
+    info: { implementation: `lenet Session (ours, ${build}), page recipe, augmentation on`, version: 'this commit', settings: sessions.on.settings() },
   };
 });

@@ -4,14 +4,15 @@
 // alternating rounds, so that whatever else the machine does falls on both alike; the fastest
 // round of each counts, as for every other row. Shards go through a SharedArrayBuffer, as on the
 // app's cross-origin-isolated page.
-import init, { defaults, Session } from '../../../pkg/lenet.js';
+import { defaults, Session } from '../../../pkg/lenet.js';
+import { build, initLenet } from './lenet-init.mjs';
 import { GradientPool } from '../../../www/src/worker/pool.js';
 import { BATCH, serve, summarizeRounds } from './harness.mjs';
 
 const WORKERS = 2;
 
 serve(async (options, progress, data) => {
-  await init();
+  await initLenet();
   const recipe = defaults().settings;
   const bytes = Uint8Array.from(data.images, (v) => Math.round(v * 255));
   const make = () => {
@@ -75,6 +76,6 @@ serve(async (options, progress, data) => {
   };
   return {
     measure,
-    info: { implementation: `lenet Session (ours), page recipe, ${WORKERS} workers`, version: 'this commit', settings: many.session.settings() },
+    info: { implementation: `lenet Session (ours, ${build}), page recipe, ${WORKERS} workers`, version: 'this commit', settings: many.session.settings() },
   };
 });

@@ -3,6 +3,7 @@
 // time slicing (trainer.js), messages and checkpoints in IndexedDB. Messages go through the
 // handler table below; see protocol.js for what each carries.
 import init, { Session } from 'lenet-wasm';
+import { wasmUrl } from '../wasm-module.js';
 import { MSG } from '../protocol.js';
 import { SITE_URL } from '../base.js';
 import { loadDigits } from './data.js';
@@ -309,7 +310,7 @@ async function boot() {
   const store = new CheckpointStore();
   let storageError = null;
   const [, digits, pretrained, saved] = await Promise.all([
-    init(),
+    init({ module_or_path: wasmUrl }),
     loadDigits(base),
     fetchWeights(`${base}lenet5-mnist.safetensors`),
     store.read('training').catch((error) => {
