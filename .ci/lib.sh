@@ -110,7 +110,7 @@ validates relaxed SIMD (Chrome and Edge 114, Firefox 146; not Safari), load it w
 differ from `lenet_bg.wasm`'s in the last bits, so workers training one network together must
 all load the same module.
 
-Pretrained weights (99.31 % on MNIST's test set): `lenet5-mnist.safetensors` in the source
+Pretrained weights (99.53 % on MNIST's test set): `lenet5-mnist.safetensors` in the source
 repository's `www/public/`. MIT licence.
 README
 }
