@@ -16,6 +16,8 @@ build_wasm() {
   # target folder, since other flags would rebuild every dependency in the shared one.
   local relaxed=${CARGO_TARGET_DIR:-target}/wasm-relaxed
   step "building pkg/lenet_relaxed_bg.wasm (release, relaxed SIMD)"
+  # No leftover of an earlier build may pass for this one's.
+  rm -rf "$relaxed/pkg"
   RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd -C llvm-args=-inline-threshold=0" CARGO_TARGET_DIR=$relaxed \
     wasm-pack --log-level warn build --release --target web --out-dir "$relaxed/pkg" --weak-refs
   # One glue for both modules: their exports must be the same.
@@ -104,11 +106,12 @@ Every method throws an `Error` naming the problem on bad input and then leaves t
 was. The types, with a doc comment for every export, are in `lenet.d.ts`.
 
 `lenet_relaxed_bg.wasm` is the same package built with relaxed SIMD: its matrix kernels use
-fused multiply-add (`f32x4.relaxed_madd`) and train about 15 % faster. Where the browser
-validates relaxed SIMD (Chrome and Edge 114, Firefox 146; not Safari), load it with the same `lenet.js`:
-`await init({ module_or_path: new URL('lenet_relaxed_bg.wasm', import.meta.url) })`. Its results
-differ from `lenet_bg.wasm`'s in the last bits, so workers training one network together must
-all load the same module.
+fused multiply-add (`f32x4.relaxed_madd`) and train about 15 % faster. Browsers without relaxed
+SIMD (before Chrome and Edge 114 and Firefox 146; Safari) refuse it, so check first that
+`WebAssembly.validate` accepts a module using `f32x4.relaxed_madd`, then give `init` the URL at
+which your server or bundler serves the file: `await init({ module_or_path: relaxedWasmUrl })`.
+Its results differ from `lenet_bg.wasm`'s in the last bits, so workers training one network
+together must all load the same module.
 
 Pretrained weights (99.53 % on MNIST's test set): `lenet5-mnist.safetensors` in the source
 repository's `www/public/`. MIT licence.

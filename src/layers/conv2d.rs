@@ -236,7 +236,8 @@ impl Conv2d {
         let out = output.as_slice_mut().expect("standard layout");
         let chunk = self.chunk_size(c, plane);
         let k = self.kernel_size();
-        cache.kept = n * c * k * k * plane * 4 <= Conv2dCache::KEEP_BYTES;
+        // Per image, so that no product can overflow whatever the batch size.
+        cache.kept = n <= Conv2dCache::KEEP_BYTES / (c * k * k * plane * 4).max(1);
         let slots = if cache.kept { n.div_ceil(chunk) } else { 1 };
         cache.cols.resize_with(slots.max(cache.cols.len()), || Array2::zeros((0, 0)));
         for (index, first) in (0..n).step_by(chunk).enumerate() {
@@ -276,7 +277,9 @@ impl Conv2d {
     /// gradient with respect to this layer's output), writes the parameters' gradients into
     /// `grads` (overwriting them) and, when `grad_input` is given, the gradient with respect to
     /// the input (the first layer of a network does not need it, and skipping it saves a third
-    /// of the work).
+    /// of the work). `input` must be the last forward pass's: when that pass kept its im2col
+    /// matrices ([`Conv2dCache::KEEP_BYTES`]), backward reads them and `input` only serves to
+    /// check the shape.
     ///
     /// # Errors
     /// [`Error::Shape`] when `input` or `grad_output` does not have the shape of the last

@@ -98,6 +98,8 @@ const onReady = handlers[MSG.READY];
 handlers[MSG.READY] = (msg) => {
   onReady(msg);
   workers.ready(msg.workers);
+  // Which module the training worker chose (wasm-module.js); the page's own is data-wasm.
+  document.body.dataset.workerWasm = msg.wasm ?? '';
 };
 handlers[MSG.WORKERS] = workers.show;
 store.subscribe((state, previous) => {

@@ -3,7 +3,7 @@
 // time slicing (trainer.js), messages and checkpoints in IndexedDB. Messages go through the
 // handler table below; see protocol.js for what each carries.
 import init, { Session } from 'lenet-wasm';
-import { wasmUrl } from '../wasm-module.js';
+import { wasmBuild, wasmUrl } from '../wasm-module.js';
 import { MSG } from '../protocol.js';
 import { SITE_URL } from '../base.js';
 import { loadDigits } from './data.js';
@@ -288,6 +288,7 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
     nets: Object.fromEntries([...networks].map(([name, n]) => [name, n.state()])),
     checkpoint: describeCheckpoint(saved),
     workers: pool.describe(),
+    wasm: wasmBuild,
   };
   trainer.evaluate(network('training'));
   return { handleMessage, ready, settle, busy: () => trainer.busy };
