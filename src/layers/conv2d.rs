@@ -398,7 +398,7 @@ impl Conv2d {
                             line[xhi..].fill(0.0);
                             let start = y * w + xlo * s + v - p;
                             if s == 1 {
-                                copy_short(&mut line[xlo..xhi], &src[start..start + (xhi - xlo)]);
+                                short_rows::<false>(&mut line[xlo..xhi], &src[start..start + (xhi - xlo)]);
                             } else {
                                 for (j, d) in line[xlo..xhi].iter_mut().enumerate() {
                                     *d = src[start + j * s];
@@ -444,7 +444,7 @@ impl Conv2d {
                             let start = y * w + xlo * s + v - p;
                             let g = &src[i * wo + xlo..i * wo + xhi];
                             if s == 1 {
-                                add_short(&mut dst[start..start + g.len()], g);
+                                short_rows::<true>(&mut dst[start..start + g.len()], g);
                             } else {
                                 for (j, &g) in g.iter().enumerate() {
                                     dst[start + j * s] += g;
@@ -528,42 +528,35 @@ impl Conv2d {
     }
 }
 
-/// `dst[i] += src[i]` for the short rows of col2im, in 4-lane chunks, as [`copy_short`].
+/// `dst.copy_from_slice(src)` (`ADD` false) or `dst[i] += src[i]` (`ADD` true) for the short
+/// rows of im2col and col2im (5 to 32 values): a `memcpy` call per row costs more than the copy
+/// itself, so go in 4-lane chunks inline. `ADD` is a constant, so each use compiles to a loop
+/// of its own with no branch.
 #[inline(always)]
-fn add_short(dst: &mut [f32], src: &[f32]) {
+fn short_rows<const ADD: bool>(dst: &mut [f32], src: &[f32]) {
     let n = dst.len().min(src.len());
     let (dst, src) = (&mut dst[..n], &src[..n]);
     let mut chunks_d = dst.chunks_exact_mut(4);
     let mut chunks_s = src.chunks_exact(4);
-    for (d, s) in (&mut chunks_d).zip(&mut chunks_s) {
-        d[0] += s[0];
-        d[1] += s[1];
-        d[2] += s[2];
-        d[3] += s[3];
+    // A function marked to inline, not a closure: the wasm build inlines only what is marked.
+    #[inline(always)]
+    fn put<const ADD: bool>(d: &mut f32, s: f32) {
+        if ADD {
+            *d += s
+        } else {
+            *d = s
+        }
     }
-    for (d, s) in chunks_d.into_remainder().iter_mut().zip(chunks_s.remainder()) {
-        *d += *s;
-    }
-}
-
-/// `dst.copy_from_slice(src)` for the short rows of im2col (5 to 32 values): a `memcpy` call
-/// per row costs more than the copy itself, so copy in 4-lane chunks inline.
-#[inline(always)]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
-    let n = dst.len().min(src.len());
-    let (dst, src) = (&mut dst[..n], &src[..n]);
-    let mut chunks_d = dst.chunks_exact_mut(4);
-    let mut chunks_s = src.chunks_exact(4);
     for (d, s) in (&mut chunks_d).zip(&mut chunks_s) {
-        // Four assignments rather than `copy_from_slice`, which the wasm build (inliner capped,
+        // Four statements rather than `copy_from_slice`, which the wasm build (inliner capped,
         // .cargo/config.toml) would leave as a call per chunk; LLVM merges them into one load
-        // and one store.
-        d[0] = s[0];
-        d[1] = s[1];
-        d[2] = s[2];
-        d[3] = s[3];
+        // and one store (or add).
+        put::<ADD>(&mut d[0], s[0]);
+        put::<ADD>(&mut d[1], s[1]);
+        put::<ADD>(&mut d[2], s[2]);
+        put::<ADD>(&mut d[3], s[3]);
     }
     for (d, s) in chunks_d.into_remainder().iter_mut().zip(chunks_s.remainder()) {
-        *d = *s;
+        put::<ADD>(d, *s);
     }
 }
