@@ -227,21 +227,32 @@ fn conv_fast_path_matches_plain_loops() {
         conv.bias = random(conv.bias.raw_dim(), &mut rng);
         // 7 images: LeNet-5's layers go through the batch in chunks of 3 to 10, so the last is partial.
         let x = random((7, ci, h, w), &mut rng);
-        let mut cache = Conv2dCache::default();
-        let mut y = Array4::zeros((0, 0, 0, 0));
-        conv.forward(x.view(), &mut cache, &mut y).unwrap();
         let what = format!("Conv2d({ci}, {co}, {k}, stride {s}, padding {p}) on {h}×{w}");
+        let y = conv_passes_match_reference(&what, &conv, &x, &mut Conv2dCache::default(), &mut rng);
         assert_close(&format!("{what} forward"), &y, &conv.forward_reference(x.view()).unwrap(), 1e-5);
-
-        let dy = random(y.raw_dim(), &mut rng);
-        let mut grads = Conv2dGrads::zeros_like(&conv);
-        let mut dx = Array4::zeros((0, 0, 0, 0));
-        conv.backward(x.view(), &mut cache, dy.view(), &mut grads, Some(&mut dx)).unwrap();
-        let (ref_dx, ref_grads) = conv.backward_reference(x.view(), dy.view()).unwrap();
-        assert_close(&format!("{what} grad_input"), &dx, &ref_dx, 1e-5);
-        assert_close(&format!("{what} grad_weight"), &grads.weight, &ref_grads.weight, 1e-5);
-        assert_close(&format!("{what} grad_bias"), &grads.bias, &ref_grads.bias, 1e-5);
     }
+}
+
+/// Forward, then backward with a random output gradient, on `cache`: the gradients equal the
+/// plain-loop reference's (to 10⁻⁵). Returns the forward output.
+fn conv_passes_match_reference(
+    what: &str,
+    conv: &Conv2d,
+    x: &Array4<f32>,
+    cache: &mut Conv2dCache,
+    rng: &mut ChaCha8Rng,
+) -> Array4<f32> {
+    let mut y = Array4::zeros((0, 0, 0, 0));
+    conv.forward(x.view(), cache, &mut y).unwrap();
+    let dy = random(y.raw_dim(), rng);
+    let mut grads = Conv2dGrads::zeros_like(conv);
+    let mut dx = Array4::zeros((0, 0, 0, 0));
+    conv.backward(x.view(), cache, dy.view(), &mut grads, Some(&mut dx)).unwrap();
+    let (ref_dx, ref_grads) = conv.backward_reference(x.view(), dy.view()).unwrap();
+    assert_close(&format!("{what} grad_input"), &dx, &ref_dx, 1e-5);
+    assert_close(&format!("{what} grad_weight"), &grads.weight, &ref_grads.weight, 1e-5);
+    assert_close(&format!("{what} grad_bias"), &grads.bias, &ref_grads.bias, 1e-5);
+    y
 }
 
 #[test]
@@ -256,16 +267,7 @@ fn conv_backward_is_the_same_whether_forward_kept_its_columns_or_not() {
     let mut cache = Conv2dCache::default();
     for n in [5, large, 5] {
         let x = random((n, 1, 28, 28), &mut rng);
-        let mut y = Array4::zeros((0, 0, 0, 0));
-        conv.forward(x.view(), &mut cache, &mut y).unwrap();
-        let dy = random(y.raw_dim(), &mut rng);
-        let mut grads = Conv2dGrads::zeros_like(&conv);
-        let mut dx = Array4::zeros((0, 0, 0, 0));
-        conv.backward(x.view(), &mut cache, dy.view(), &mut grads, Some(&mut dx)).unwrap();
-        let (ref_dx, ref_grads) = conv.backward_reference(x.view(), dy.view()).unwrap();
-        assert_close(&format!("{n} images: grad_input"), &dx, &ref_dx, 1e-5);
-        assert_close(&format!("{n} images: grad_weight"), &grads.weight, &ref_grads.weight, 1e-5);
-        assert_close(&format!("{n} images: grad_bias"), &grads.bias, &ref_grads.bias, 1e-5);
+        conv_passes_match_reference(&format!("{n} images:"), &conv, &x, &mut cache, &mut rng);
     }
 }
 
