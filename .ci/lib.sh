@@ -1,8 +1,14 @@
-# Shared by .ci/app, .ci/build and .ci/e2e: build the wasm package, install the page's npm
-# packages and prepare the MNIST data. Sourced, not run.
+# Shared by .ci/app, .ci/build, .ci/e2e, .ci/test and .ci/bench: build the wasm package,
+# install the page's npm packages and prepare the MNIST data. Sourced, not run.
 export PATH="$HOME/.cargo/bin:$PATH"
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# The relaxed-SIMD build (pkg/lenet_relaxed_bg.wasm, and .ci/test's second wasm run):
+# .cargo/config.toml's wasm flags plus +relaxed-simd (RUSTFLAGS replaces that list), in a
+# target folder of its own, since other flags would rebuild every dependency in the shared one.
+RELAXED_RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd -C llvm-args=-inline-threshold=0"
+RELAXED_TARGET_DIR=${CARGO_TARGET_DIR:-target}/wasm-relaxed
 
 # Needs www's npm packages (binaryen's wasm-opt): run npm_ci_if_needed www first.
 build_wasm() {
@@ -12,13 +18,12 @@ build_wasm() {
   wasm-pack --log-level warn build --release --target web --out-dir pkg --weak-refs
   # The same crate again with relaxed SIMD, whose fused multiply-add the matrix kernels use
   # (src/gemm.rs): pkg/lenet_relaxed_bg.wasm, for the browsers that validate it
-  # (www/src/wasm-module.js). The flags are .cargo/config.toml's plus +relaxed-simd; its own
-  # target folder, since other flags would rebuild every dependency in the shared one.
-  local relaxed=${CARGO_TARGET_DIR:-target}/wasm-relaxed
+  # (www/src/wasm-module.js).
+  local relaxed=$RELAXED_TARGET_DIR
   step "building pkg/lenet_relaxed_bg.wasm (release, relaxed SIMD)"
   # No leftover of an earlier build may pass for this one's.
   rm -rf "$relaxed/pkg"
-  RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd -C llvm-args=-inline-threshold=0" CARGO_TARGET_DIR=$relaxed \
+  RUSTFLAGS=$RELAXED_RUSTFLAGS CARGO_TARGET_DIR=$relaxed \
     wasm-pack --log-level warn build --release --target web --out-dir "$relaxed/pkg" --weak-refs
   # One glue for both modules: their exports must be the same.
   cmp -s "$relaxed/pkg/lenet.js" pkg/lenet.js || {

@@ -30,6 +30,16 @@ async function bootFailure(page) {
   return said;
 }
 
+/** Makes the page's `WebAssembly.validate` refuse every module holding the byte sequence
+ * `opcode`, as a browser without that instruction does (an init script: the page, not its workers). */
+async function refuseModulesHolding(page, opcode) {
+  await page.addInitScript((opcode) => {
+    const validate = WebAssembly.validate;
+    const holds = (b) => b.some((_, i) => opcode.every((x, j) => b[i + j] === x));
+    WebAssembly.validate = (bytes) => !holds(new Uint8Array(bytes.buffer ?? bytes)) && validate(bytes);
+  }, opcode);
+}
+
 test('the built site runs under a sub-path with cross-origin isolation, and every request stays under that path', build, async () => {
   const browser = await openPage();
   try {
@@ -79,10 +89,7 @@ test('a browser without WebAssembly SIMD is told which versions it needs', async
   try {
     const { page } = browser;
     // A browser of before SIMD: it validates no module that holds a SIMD (0xfd-prefixed) opcode.
-    await page.addInitScript(() => {
-      const validate = WebAssembly.validate;
-      WebAssembly.validate = (bytes) => !new Uint8Array(bytes.buffer ?? bytes).includes(0xfd) && validate(bytes);
-    });
+    await refuseModulesHolding(page, [0xfd]);
     await page.goto(BASE_URL);
     const said = await bootFailure(page);
     assert.equal(said.kind, 'no-simd');
@@ -101,11 +108,7 @@ test('a browser without relaxed SIMD runs the SIMD128 module and recognizes digi
     // Safari, say: it validates SIMD128 but no module holding f32x4.relaxed_madd (0xfd 0x85 0x02).
     // An init script reaches the page, not its workers, which here still find relaxed SIMD and
     // choose for themselves (in a real browser the page and its workers ask the same engine).
-    await page.addInitScript(() => {
-      const validate = WebAssembly.validate;
-      const relaxed = (b) => b.some((x, i) => x === 0xfd && b[i + 1] === 0x85 && b[i + 2] === 0x02);
-      WebAssembly.validate = (bytes) => !relaxed(new Uint8Array(bytes.buffer ?? bytes)) && validate(bytes);
-    });
+    await refuseModulesHolding(page, [0xfd, 0x85, 0x02]);
     const requested = [];
     page.on('request', (request) => requested.push(new URL(request.url()).pathname));
     await page.goto(BASE_URL);
