@@ -213,29 +213,24 @@ impl OptimizerState {
     }
 }
 
-/// Gives `buffers` one zero-filled buffer per parameter tensor where it has none yet.
-fn ensure_buffers(buffers: &mut Vec<Vec<f32>>, params: &[&mut [f32]], what: &str) {
+/// Gives `buffers` one zero-filled buffer per parameter tensor (of `lengths` elements) where it
+/// has none yet.
+fn ensure_buffers(buffers: &mut Vec<Vec<f32>>, lengths: &[usize], what: &str) {
     if buffers.is_empty() {
-        buffers.resize_with(params.len(), Vec::new);
+        buffers.resize_with(lengths.len(), Vec::new);
     }
     assert_eq!(
         buffers.len(),
-        params.len(),
+        lengths.len(),
         "optim::step: {} {what} buffers for {} tensors",
         buffers.len(),
-        params.len()
+        lengths.len()
     );
-    for (i, (buffer, param)) in buffers.iter_mut().zip(params).enumerate() {
+    for (i, (buffer, &len)) in buffers.iter_mut().zip(lengths).enumerate() {
         if buffer.is_empty() {
-            buffer.resize(param.len(), 0.0);
+            buffer.resize(len, 0.0);
         }
-        assert_eq!(
-            buffer.len(),
-            param.len(),
-            "optim::step: tensor {i} has {} elements, its {what} buffer {}",
-            param.len(),
-            buffer.len()
-        );
+        assert_eq!(buffer.len(), len, "optim::step: tensor {i} has {len} elements, its {what} buffer {}", buffer.len());
     }
 }
 
@@ -269,22 +264,61 @@ pub fn step(config: &OptimizerConfig, state: &mut OptimizerState, params: &mut [
     for (i, (p, g)) in params.iter().zip(grads).enumerate() {
         assert_eq!(p.len(), g.len(), "optim::step: tensor {i} has {} elements, its gradient {}", p.len(), g.len());
     }
-    ensure_buffers(&mut state.first, params, "first-moment");
+    let lengths: Vec<usize> = params.iter().map(|p| p.len()).collect();
+    let rule = begin_step(config, state, &lengths);
+    for (i, (param, grad)) in params.iter_mut().zip(grads).enumerate() {
+        let second = state.second.get_mut(i).map_or(&mut [][..], |v| v.as_mut_slice());
+        rule.apply(param, grad, &mut state.first[i], second);
+    }
+}
+
+/// The start of one update applied piece by piece, as [`step`] applies it: makes sure `state`
+/// has its buffers for tensors of `lengths` elements, counts the step in `state.steps`, and
+/// returns the rule with this step's scalars. [`StepRule::apply`] then updates any pieces of
+/// the tensors, each element once, in any order or on any thread: the result is [`step`]'s,
+/// bit for bit, since every element's arithmetic is its own.
+///
+/// # Panics
+/// If the state's non-empty buffers do not have `lengths` (a bug of the caller, as in [`step`]).
+pub fn begin_step(config: &OptimizerConfig, state: &mut OptimizerState, lengths: &[usize]) -> StepRule {
+    ensure_buffers(&mut state.first, lengths, "first-moment");
     state.steps += 1;
     match config.kind {
         OptimizerKind::Sgd => {
-            let (lr, mu, wd) = (config.learning_rate, config.momentum, config.weight_decay);
-            for ((param, grad), velocity) in params.iter_mut().zip(grads).zip(&mut state.first) {
-                for ((w, &g), v) in param.iter_mut().zip(*grad).zip(velocity.iter_mut()) {
+            StepRule(Rule::Sgd { lr: config.learning_rate, mu: config.momentum, wd: config.weight_decay })
+        }
+        OptimizerKind::Adam | OptimizerKind::AdamW => {
+            ensure_buffers(&mut state.second, lengths, "second-moment");
+            StepRule(Rule::Adam(AdamScalars::new(config, state.steps)))
+        }
+    }
+}
+
+/// One step's update rule with its scalars, from [`begin_step`].
+pub struct StepRule(Rule);
+
+enum Rule {
+    Sgd { lr: f32, mu: f32, wd: f32 },
+    Adam(AdamScalars),
+}
+
+impl StepRule {
+    /// Updates `params` (any piece of a tensor) from `grads` and the same piece of its state
+    /// buffers: `first` (momentum, or Adam's m) and `second` (Adam's v; empty for SGD).
+    ///
+    /// # Panics
+    /// If the lengths differ (for SGD, `second` is not read).
+    pub fn apply(&self, params: &mut [f32], grads: &[f32], first: &mut [f32], second: &mut [f32]) {
+        assert!(params.len() == grads.len() && grads.len() == first.len(), "StepRule::apply: lengths differ");
+        match &self.0 {
+            &Rule::Sgd { lr, mu, wd } => {
+                for ((w, &g), v) in params.iter_mut().zip(grads).zip(first.iter_mut()) {
                     sgd_element(w, g, v, lr, mu, wd);
                 }
             }
-        }
-        OptimizerKind::Adam | OptimizerKind::AdamW => {
-            ensure_buffers(&mut state.second, params, "second-moment");
-            let c = AdamScalars::new(config, state.steps);
-            for (((param, grad), m), v) in params.iter_mut().zip(grads).zip(&mut state.first).zip(&mut state.second) {
-                for (((w, &g), m), v) in param.iter_mut().zip(*grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+            Rule::Adam(c) => {
+                assert_eq!(second.len(), params.len(), "StepRule::apply: lengths differ");
+                for (((w, &g), m), v) in params.iter_mut().zip(grads).zip(first.iter_mut()).zip(second.iter_mut()) {
                     c.update(w, g, m, v);
                 }
             }

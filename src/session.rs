@@ -337,6 +337,84 @@ fn f32s_from_le_bytes(bytes: &[u8]) -> Vec<f32> {
     values
 }
 
+/// Elements of a tensor updated together by [`Session::apply_update`]: 8 KiB of each of the
+/// arrays it touches, which fit the L1 cache together.
+const UPDATE_PIECE: usize = 2048;
+
+/// A part of one parameter tensor (elements `start..`), with the same part of its optimizer
+/// state and of their backups.
+struct UpdatePart<'a> {
+    tensor: usize,
+    start: usize,
+    param: &'a mut [f32],
+    backup_param: &'a mut [f32],
+    first: &'a mut [f32],
+    backup_first: &'a mut [f32],
+    second: &'a mut [f32],
+    backup_second: &'a mut [f32],
+}
+
+impl<'a> UpdatePart<'a> {
+    /// The part's first `at` elements and the rest.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn split_at(self, at: usize) -> (Self, Self) {
+        fn cut(v: &mut [f32], at: usize) -> (&mut [f32], &mut [f32]) {
+            // SGD's empty second moments stay empty on both sides.
+            v.split_at_mut(at.min(v.len()))
+        }
+        let (param, param_tail) = cut(self.param, at);
+        let (backup_param, backup_param_tail) = cut(self.backup_param, at);
+        let (first, first_tail) = cut(self.first, at);
+        let (backup_first, backup_first_tail) = cut(self.backup_first, at);
+        let (second, second_tail) = cut(self.second, at);
+        let (backup_second, backup_second_tail) = cut(self.backup_second, at);
+        let (tensor, start) = (self.tensor, self.start);
+        (
+            UpdatePart { tensor, start, param, backup_param, first, backup_first, second, backup_second },
+            UpdatePart {
+                tensor,
+                start: start + at,
+                param: param_tail,
+                backup_param: backup_param_tail,
+                first: first_tail,
+                backup_first: backup_first_tail,
+                second: second_tail,
+                backup_second: backup_second_tail,
+            },
+        )
+    }
+
+    /// Piece by piece: sums the shards' gradients in shard order, backs the piece up, updates
+    /// it; returns whether the part's weights are finite and at most [`MAX_WEIGHT`] after.
+    fn apply(self, rule: &crate::optim::StepRule, shards: &[ShardPart<'_>], weights: &[f32]) -> bool {
+        let mut sum = [0.0f32; UPDATE_PIECE];
+        let mut ok = true;
+        for from in (0..self.param.len()).step_by(UPDATE_PIECE) {
+            let to = (from + UPDATE_PIECE).min(self.param.len());
+            let sum = &mut sum[..to - from];
+            sum.fill(0.0);
+            let tensor = self.start + from..self.start + to;
+            for (shard, &weight) in shards.iter().zip(weights) {
+                for (s, &g) in sum.iter_mut().zip(&shard.tensors[self.tensor][tensor.clone()]) {
+                    *s += weight * g;
+                }
+            }
+            let param = &mut self.param[from..to];
+            let first = &mut self.first[from..to];
+            let second = self.second.get_mut(from..to).unwrap_or_default();
+            self.backup_param[from..to].copy_from_slice(param);
+            self.backup_first[from..to].copy_from_slice(first);
+            if !second.is_empty() {
+                self.backup_second[from..to].copy_from_slice(second);
+            }
+            rule.apply(param, sum, first, second);
+            // NaN fails the comparison too.
+            ok &= param.iter().all(|v| v.abs() <= MAX_WEIGHT);
+        }
+        ok
+    }
+}
+
 /// A shard's part in an update: its size, loss, correct answers and gradient tensors.
 struct ShardPart<'a> {
     images: usize,
@@ -378,7 +456,6 @@ pub struct Session {
     order: Vec<usize>,
     /// The shards of the step in hand, and the threads' workspaces, kept from step to step.
     scratch: Scratch,
-    grads: Gradients,
     /// The weights and optimizer state before the last update, for divergence recovery; kept
     /// allocated from step to step, and meaningful only while `backup_valid`.
     backup: (LeNet5, OptimizerState),
@@ -416,7 +493,6 @@ impl Session {
         Ok(Session {
             backup: (model.clone(), optimizer.clone()),
             optimizer,
-            grads: Gradients::zeros_like(&model),
             model,
             settings,
             train: Digits::default(),
@@ -890,21 +966,12 @@ impl Session {
         let step = self.step;
         let learning_rate = self.settings.learning_rate_at(step);
         let total: usize = shards.iter().map(|s| s.images).sum();
-        // The weighted sum, in shard order: the same bits however the shards were computed.
+        let weights: Vec<f32> = shards.iter().map(|shard| shard.images as f32 / total as f32).collect();
         let mut loss = 0.0f32;
-        for g in self.grads.tensors_mut() {
-            g.fill(0.0);
-        }
         let mut correct = 0;
-        for shard in &shards {
-            let weight = shard.images as f32 / total as f32;
+        for (shard, &weight) in shards.iter().zip(&weights) {
             loss += weight * shard.loss;
             correct += shard.correct;
-            for (sum, g) in self.grads.tensors_mut().into_iter().zip(&shard.tensors) {
-                for (s, &v) in sum.iter_mut().zip(g.iter()) {
-                    *s += weight * v;
-                }
-            }
         }
         let batch_accuracy = correct as f32 / total as f32;
         let mut outcome = StepOutcome {
@@ -928,12 +995,8 @@ impl Session {
             outcome.diverged = Some(format!("the loss is {} at step {}; {restored}", Num(loss), step + 1));
             return Ok(outcome);
         }
-        self.save_backup();
         let config = OptimizerConfig { learning_rate, ..self.settings.optimizer_config() };
-        let mut params = self.model.parameters_mut();
-        crate::optim::step(&config, &mut self.optimizer, &mut params, &self.grads.tensors());
-        // NaN fails the comparison too.
-        let finite = self.model.parameters().iter().all(|t| t.iter().all(|v| v.abs() <= MAX_WEIGHT));
+        let finite = self.apply_update(&config, &shards, &weights);
         if !finite {
             self.restore_backup();
             outcome.diverged = Some(format!(
@@ -948,18 +1011,87 @@ impl Session {
         Ok(outcome)
     }
 
-    /// Copies the weights and optimizer state into the backup, reusing its buffers: this runs
-    /// before every update, so it allocates nothing.
-    fn save_backup(&mut self) {
-        let (model, optimizer) = &mut self.backup;
-        for (dst, src) in model.parameters_mut().into_iter().zip(self.model.parameters()) {
-            dst.copy_from_slice(src);
+    /// The update itself: the shards' gradients summed with `weights` in shard order, the
+    /// weights and optimizer state copied into the backup (reusing its buffers), and the
+    /// optimizer's step; returns whether every weight is finite and at most [`MAX_WEIGHT`] after.
+    ///
+    /// It runs piece by piece, [`UPDATE_PIECE`] elements of a tensor at a time, doing all four
+    /// for one piece before the next: every element's arithmetic is what one whole-tensor pass
+    /// after another would do, so the bits are the same, but a piece stays in the L1 cache
+    /// where whole passes went through memory again and again (the update took 5 % of a step on
+    /// one thread, 11 % on two). Natively the pieces are spread over the session's threads.
+    fn apply_update(&mut self, config: &OptimizerConfig, shards: &[ShardPart<'_>], weights: &[f32]) -> bool {
+        let steps_before = self.optimizer.steps;
+        let lengths = self.model.parameters().map(|t| t.len());
+        let rule = crate::optim::begin_step(config, &mut self.optimizer, &lengths);
+        let (backup_model, backup_optimizer) = &mut self.backup;
+        (backup_model.input_mean, backup_model.input_std) = (self.model.input_mean, self.model.input_std);
+        backup_optimizer.steps = steps_before;
+        for (backup, live) in [
+            (&mut backup_optimizer.first, &self.optimizer.first),
+            (&mut backup_optimizer.second, &self.optimizer.second),
+        ] {
+            backup.resize_with(live.len(), Vec::new);
+            for (b, l) in backup.iter_mut().zip(live) {
+                b.resize(l.len(), 0.0);
+            }
         }
-        (model.input_mean, model.input_std) = (self.model.input_mean, self.model.input_std);
-        optimizer.steps = self.optimizer.steps;
-        optimizer.first.clone_from(&self.optimizer.first);
-        optimizer.second.clone_from(&self.optimizer.second);
+        fn buffers(v: &mut [Vec<f32>], count: usize) -> Vec<&mut [f32]> {
+            let mut v: Vec<&mut [f32]> = v.iter_mut().map(Vec::as_mut_slice).collect();
+            v.resize_with(count, || &mut []);
+            v
+        }
+        let count = lengths.len();
+        let mut second = buffers(&mut self.optimizer.second, count).into_iter();
+        let mut backup_second = buffers(&mut backup_optimizer.second, count).into_iter();
+        let parts: Vec<UpdatePart<'_>> = self
+            .model
+            .parameters_mut()
+            .into_iter()
+            .zip(backup_model.parameters_mut())
+            .zip(self.optimizer.first.iter_mut().zip(backup_optimizer.first.iter_mut()))
+            .enumerate()
+            .map(|(tensor, ((param, backup_param), (first, backup_first)))| UpdatePart {
+                tensor,
+                start: 0,
+                param,
+                backup_param,
+                first,
+                backup_first,
+                // SGD keeps no second moments: its parts of them are empty.
+                second: second.next().unwrap_or_default(),
+                backup_second: backup_second.next().unwrap_or_default(),
+            })
+            .collect();
         self.backup_valid = true;
+        let run =
+            |parts: Vec<UpdatePart<'_>>| parts.into_iter().fold(true, |ok, p| p.apply(&rule, shards, weights) & ok);
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(pool) = self.pool.as_ref() {
+            // Each thread takes the same share of every tensor.
+            let threads = self.threads;
+            let mut groups: Vec<Vec<UpdatePart<'_>>> = (0..threads).map(|_| Vec::new()).collect();
+            for mut part in parts {
+                for (g, group) in groups.iter_mut().enumerate().rev() {
+                    let at = part.param.len() * g / threads;
+                    let (head, tail) = part.split_at(at);
+                    group.push(tail);
+                    part = head;
+                }
+            }
+            let mut results = vec![true; threads];
+            let (mine, theirs) = results.split_first_mut().expect("at least one thread");
+            let mut groups = groups.into_iter();
+            let first = groups.next().expect("at least one thread");
+            pool.in_place_scope(|scope| {
+                for (group, result) in groups.zip(theirs.iter_mut()) {
+                    scope.spawn(|_| *result = run(group));
+                }
+                *mine = run(first);
+            });
+            return results.into_iter().all(|ok| ok);
+        }
+        run(parts)
     }
 
     /// Puts the backup in place of the weights and optimizer state; the backup is then spent.

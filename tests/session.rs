@@ -5,9 +5,12 @@
 use lenet::data::augment::Augment;
 use lenet::data::digits::Digits;
 use lenet::data::idx::parse_digits;
-use lenet::optim::OptimizerKind;
+use lenet::model::{Gradients, Workspace};
+use lenet::optim::{self, OptimizerKind, OptimizerState};
 use lenet::session::{Session, Settings};
-use lenet::weights;
+use lenet::train::LrSchedule;
+use lenet::{weights, LeNet5};
+use ndarray::{s, Array4};
 
 fn fixture() -> (Digits, Digits) {
     let train = parse_digits(
@@ -258,4 +261,45 @@ fn a_checkpoint_with_impossible_counters_or_normalisation_is_refused_and_changes
     assert_eq!(weights_of(&s), before);
     s.restore(&bytes).unwrap();
     assert_eq!(weights_of(&s), before);
+}
+
+#[test]
+fn the_update_equals_the_optimizers_whole_tensor_step_bit_for_bit() {
+    // The session sums the shards' gradients, backs up and steps piece by piece; the plain way
+    // is one pass after another over whole tensors. Every element's arithmetic is the same, so
+    // are the bits, for every optimizer, over steps that carry momentum and moments along.
+    let (train, _) = fixture();
+    for optimizer in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW] {
+        let settings = Settings { augment: None, schedule: LrSchedule::Constant, ..recipe(optimizer) };
+        let mut s = Session::new(settings).unwrap();
+        let mut model = s.model().clone();
+        let lengths: Vec<usize> = model.parameters().iter().map(|t| t.len()).collect();
+        let mut state = OptimizerState::new(&lengths);
+        let mut workspace = Workspace::default();
+        for step in 0..3 {
+            let range = step * 64..(step + 1) * 64;
+            let pixels: Vec<f32> =
+                train.images()[range.start * 784..range.end * 784].iter().map(|&p| f32::from(p) / 255.0).collect();
+            let images = Array4::from_shape_vec((64, 1, 28, 28), pixels).unwrap();
+            let labels = &train.labels()[range];
+            s.train_batch(images.view(), labels).unwrap();
+
+            let mut sum: Vec<Vec<f32>> = lengths.iter().map(|&n| vec![0.0; n]).collect();
+            for shard in 0..4 {
+                let mut grads = Gradients::zeros_like(&model);
+                let part = shard * 16..(shard + 1) * 16;
+                model.forward(images.slice(s![part.clone(), .., .., ..]), &mut workspace).unwrap();
+                model.backward(&mut workspace, &labels[part], &mut grads).unwrap();
+                for (total, g) in sum.iter_mut().zip(grads.tensors()) {
+                    for (t, &v) in total.iter_mut().zip(g) {
+                        *t += 0.25 * v;
+                    }
+                }
+            }
+            let grads: Vec<&[f32]> = sum.iter().map(Vec::as_slice).collect();
+            optim::step(&settings.optimizer_config(), &mut state, &mut model.parameters_mut(), &grads);
+        }
+        assert!(model.parameters() == s.model().parameters(), "{optimizer:?}: the weights differ");
+        assert_ne!(model.parameters(), LeNet5::new(settings.seed).parameters(), "nothing was trained");
+    }
 }
