@@ -225,6 +225,10 @@ mod cli {
             /// Threads computing the shards of each batch (shards of 16 images; 1 to 256).
             #[arg(long, default_value_t = 1)]
             threads: usize,
+            /// Also time a one-thread session in rounds alternating with the --threads one's, and
+            /// print the speed-up: both sides see the same moments of a shared machine.
+            #[arg(long)]
+            against_one_thread: bool,
             /// Also print the figures as one JSON line.
             #[arg(long)]
             json: bool,
@@ -246,8 +250,8 @@ mod cli {
             Command::Eval { weights, data: Some(data), .. } => eval(&weights, &data),
             Command::Eval { .. } => Err(Error::InvalidInput("eval needs --data (MNIST) or --unipen".into())),
             Command::Teach(args) => teach(&args),
-            Command::Bench { data, steps, rounds, batch_size, threads, json } => {
-                bench(&data, steps, rounds, batch_size, threads, json)
+            Command::Bench { data, steps, rounds, batch_size, threads, against_one_thread, json } => {
+                bench(&data, steps, rounds, batch_size, threads, against_one_thread, json)
             }
         };
         match result {
@@ -565,17 +569,34 @@ mod cli {
         }
     }
 
+    /// Steps `session` `count` times; returns the seconds taken.
+    fn time_steps(session: &mut Session, count: usize) -> lenet::Result<f64> {
+        let start = Instant::now();
+        for _ in 0..count {
+            if let Some(reason) = session.step()?.diverged {
+                return Err(Error::Diverged(reason));
+            }
+        }
+        Ok(start.elapsed().as_secs_f64())
+    }
+
     fn bench(
         dir: &Path,
         steps: usize,
         rounds: usize,
         batch_size: usize,
         threads: usize,
+        against_one_thread: bool,
         json: bool,
     ) -> lenet::Result<()> {
         if steps == 0 || rounds == 0 || batch_size == 0 || threads == 0 {
             return Err(Error::InvalidInput(format!(
                 "--steps, --rounds, --batch-size and --threads must be at least 1, got {steps}, {rounds}, {batch_size} and {threads}"
+            )));
+        }
+        if against_one_thread && threads < 2 {
+            return Err(Error::InvalidInput(format!(
+                "--against-one-thread compares with --threads 2 or more, got --threads {threads}"
             )));
         }
         let train_set = idx::load_digits(dir, Split::Train)?;
@@ -589,24 +610,39 @@ mod cli {
             augment: None,
             ..Settings::default()
         };
-        let mut session = Session::new(settings)?;
+        let mut session = Session::new(settings.clone())?;
         session.set_threads(threads)?;
-        session.set_train_data(train_set)?;
-        let mut run = |count: usize| -> lenet::Result<f64> {
-            let start = Instant::now();
-            for _ in 0..count {
-                if let Some(reason) = session.step()?.diverged {
-                    return Err(Error::Diverged(reason));
-                }
-            }
-            Ok(start.elapsed().as_secs_f64())
+        session.set_train_data(train_set.clone())?;
+        let mut single = if against_one_thread {
+            let mut single = Session::new(settings)?;
+            single.set_train_data(train_set)?;
+            time_steps(&mut single, 50)?;
+            Some(single)
+        } else {
+            None
         };
-        run(50)?;
-        let mut seconds = f64::INFINITY;
-        for _ in 0..rounds {
-            seconds = seconds.min(run(steps)?);
+        time_steps(&mut session, 50)?;
+        let (mut seconds, mut single_seconds, mut ratios) = (f64::INFINITY, f64::INFINITY, Vec::new());
+        for round in 0..rounds {
+            let Some(single) = single.as_mut() else {
+                seconds = seconds.min(time_steps(&mut session, steps)?);
+                continue;
+            };
+            // Alternating which goes first, so neither always follows the other's cache state.
+            let (many, one) = if round % 2 == 0 {
+                let many = time_steps(&mut session, steps)?;
+                (many, time_steps(single, steps)?)
+            } else {
+                let one = time_steps(single, steps)?;
+                (time_steps(&mut session, steps)?, one)
+            };
+            seconds = seconds.min(many);
+            single_seconds = single_seconds.min(one);
+            ratios.push(one / many);
         }
         let train_rate = (steps * batch_size) as f64 / seconds;
+        ratios.sort_by(f64::total_cmp);
+        let comparison = single.is_some().then(|| ((steps * batch_size) as f64 / single_seconds, ratios[ratios.len() / 2]));
 
         let model = session.model().clone();
         let mut ws = Workspace::default();
@@ -626,10 +662,20 @@ mod cli {
         let predict_ms = times[times.len() / 2];
         println!("lenet (this crate), {threads} thread(s), batch {batch_size}:");
         println!("  training   {train_rate:>10.0} examples/s  (fastest of {rounds} rounds of {steps} steps)");
+        if let Some((single_rate, median)) = comparison {
+            println!("  1 thread   {single_rate:>10.0} examples/s  (fastest of the {rounds} rounds alternating with those)");
+            println!(
+                "  {threads} threads ÷ 1: {:.2}× (fastest rounds), {median:.2}× (median of the rounds' ratios)",
+                train_rate / single_rate
+            );
+        }
         println!("  predict    {predict_ms:>10.4} ms per image (median of 1,000)");
         if json {
+            let against = comparison.map_or(String::new(), |(single_rate, median)| {
+                format!(",\"one_thread_examples_per_s\":{single_rate:.1},\"median_speedup\":{median:.3}")
+            });
             println!(
-                "{{\"peer\":\"lenet\",\"threads\":{threads},\"batch\":{batch_size},\"train_examples_per_s\":{train_rate:.1},\"predict_ms\":{predict_ms:.5}}}"
+                "{{\"peer\":\"lenet\",\"threads\":{threads},\"batch\":{batch_size},\"train_examples_per_s\":{train_rate:.1}{against},\"predict_ms\":{predict_ms:.5}}}"
             );
         }
         Ok(())
