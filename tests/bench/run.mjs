@@ -1,6 +1,8 @@
 // Drives the benchmark page (page/index.html) in headless Chromium and then headless Firefox,
 // both the machine's own Debian builds (nothing is downloaded), prints one table comparing
-// every implementation and writes it to results/latest.md and results/latest.json.
+// every implementation and writes it to results/latest.md and results/latest.json; a run of
+// fewer browsers or implementations than all writes results/partial.md and partial.json instead,
+// so that the full run's results stay.
 //
 //   node run.mjs --url http://127.0.0.1:PORT [--browsers chromium,firefox]
 //                [--only lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,augmentation,workers]
@@ -16,11 +18,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const here = dirname(fileURLToPath(import.meta.url));
+const ALL_BROWSERS = 'chromium,firefox';
+const ALL_IMPLEMENTATIONS = 'lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,augmentation,workers';
 const { values: args } = parseArgs({
   options: {
     url: { type: 'string' },
-    browsers: { type: 'string', default: 'chromium,firefox' },
-    only: { type: 'string', default: 'lenet,tfjs-wasm,tfjs-cpu,convnetjs,jaxjs-wasm,jaxjs-webgpu,augmentation,workers' },
+    browsers: { type: 'string', default: ALL_BROWSERS },
+    only: { type: 'string', default: ALL_IMPLEMENTATIONS },
     rounds: { type: 'string', default: '5' },
     round: { type: 'string', default: '1' },
     warmup: { type: 'string', default: '1' },
@@ -356,15 +360,17 @@ const markdown = [
   '',
 ].join('\n');
 
+const sameSet = (a, b) => a.split(',').sort().join() === b.split(',').sort().join();
+const name = sameSet(args.browsers, ALL_BROWSERS) && sameSet(args.only, ALL_IMPLEMENTATIONS) ? 'latest' : 'partial';
 mkdirSync(args.out, { recursive: true });
-writeFileSync(join(args.out, 'latest.md'), markdown);
-writeFileSync(join(args.out, 'latest.json'), JSON.stringify({ date, page: pageUrl.href, machine: cpu, runs, failures, checks }, null, 2) + '\n');
+writeFileSync(join(args.out, `${name}.md`), markdown);
+writeFileSync(join(args.out, `${name}.json`), JSON.stringify({ date, page: pageUrl.href, machine: cpu, runs, failures, checks }, null, 2) + '\n');
 
 console.log(`\n${table}\n\n${checksText}\n`);
 if (augmentationText) console.log(`Augmentation:\n${augmentationText}\n`);
 if (workersText) console.log(`Workers:\n${workersText}\n`);
 if (skipped.length) console.log(`Not measured:\n${skipped.join('\n')}\n`);
 if (failures.length) console.log(`Failures:\n${failures.map((f) => `- ${f}`).join('\n')}\n`);
-console.log(`Written to ${join(args.out, 'latest.md')} and latest.json`);
+console.log(`Written to ${join(args.out, `${name}.md`)} and ${name}.json`);
 const missed = checks.some((c) => !c.ok);
 process.exit(failures.length || runs.length === 0 ? 1 : args.strict && missed ? 3 : 0);
