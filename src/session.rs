@@ -884,9 +884,9 @@ impl Session {
 
     /// Fills (`fill(k, shard)` for `scratch.shards[k]`) and computes the first `count` shards:
     /// forward and backward passes, giving each its loss, its count of correct answers and its
-    /// gradient. With `threads` > 1 (natively) the shards are spread in contiguous groups over
-    /// the calling thread and the helper threads, which fill their own shards too (augmentation
-    /// included); what a shard holds does not depend on which thread computes it.
+    /// gradient. With `threads` > 1 (natively) the calling thread and the helper threads each
+    /// take the next shard left until none is, filling it too (augmentation included); what a
+    /// shard holds does not depend on which thread computes it.
     fn compute_shards(
         &self,
         scratch: &mut Scratch,
@@ -913,29 +913,34 @@ impl Session {
         };
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(pool) = self.pool.as_ref().filter(|_| shards.len() > 1) {
-            // Contiguous groups as even as they can be (5 shards on 3 threads: 2, 2, 1).
-            let groups = self.threads.min(shards.len());
-            let (base, extra) = (shards.len() / groups, shards.len() % groups);
-            let first_of = |g: usize| g * base + g.min(extra);
-            if workspaces.len() < groups {
-                workspaces.resize_with(groups, Workspace::default);
+            // Each thread takes the next shard not yet taken, until none is left: a thread that
+            // a busy machine slows down takes fewer, where a fixed share would make the others
+            // wait for it. A shard's result does not depend on which thread computes it.
+            let threads = self.threads.min(shards.len());
+            if workspaces.len() < threads {
+                workspaces.resize_with(threads, Workspace::default);
             }
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let shards: Vec<std::sync::Mutex<&mut Shard>> = shards.iter_mut().map(std::sync::Mutex::new).collect();
+            let work = |workspace: &mut Workspace| -> Result<()> {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(shard) = shards.get(k) else { return Ok(()) };
+                    // Each shard is taken once, so its lock is never contended.
+                    let mut shard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    run((k, &mut **shard), workspace)?;
+                }
+            };
             let mut results: Vec<Result<()>> = Vec::new();
-            results.resize_with(groups, || Ok(()));
-            let (mine, theirs) = results.split_first_mut().expect("at least one group");
+            results.resize_with(threads, || Ok(()));
+            let (mine, theirs) = results.split_first_mut().expect("at least one thread");
             let (my_workspace, their_workspaces) = workspaces.split_first_mut().expect("at least one workspace");
             pool.in_place_scope(|scope| {
-                let (first, mut rest) = shards.split_at_mut(first_of(1));
-                for ((g, result), workspace) in (1..groups).zip(theirs.iter_mut()).zip(their_workspaces.iter_mut()) {
-                    let (group, tail) = std::mem::take(&mut rest).split_at_mut(first_of(g + 1) - first_of(g));
-                    rest = tail;
-                    let start = first_of(g);
-                    scope.spawn(move |_| {
-                        *result = group.iter_mut().enumerate().try_for_each(|(i, s)| run((start + i, s), workspace));
-                    });
+                for (result, workspace) in theirs.iter_mut().zip(their_workspaces.iter_mut()) {
+                    scope.spawn(|_| *result = work(workspace));
                 }
-                // The calling thread takes the first group rather than waiting idle.
-                *mine = first.iter_mut().enumerate().try_for_each(|shard| run(shard, my_workspace));
+                // The calling thread computes shards too rather than waiting idle.
+                *mine = work(my_workspace);
             });
             return results.into_iter().collect();
         }

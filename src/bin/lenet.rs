@@ -642,7 +642,8 @@ mod cli {
         }
         let train_rate = (steps * batch_size) as f64 / seconds;
         ratios.sort_by(f64::total_cmp);
-        let comparison = single.is_some().then(|| ((steps * batch_size) as f64 / single_seconds, ratios[ratios.len() / 2]));
+        let comparison =
+            single.is_some().then(|| ((steps * batch_size) as f64 / single_seconds, ratios[ratios.len() / 2]));
 
         let model = session.model().clone();
         let mut ws = Workspace::default();
@@ -663,7 +664,9 @@ mod cli {
         println!("lenet (this crate), {threads} thread(s), batch {batch_size}:");
         println!("  training   {train_rate:>10.0} examples/s  (fastest of {rounds} rounds of {steps} steps)");
         if let Some((single_rate, median)) = comparison {
-            println!("  1 thread   {single_rate:>10.0} examples/s  (fastest of the {rounds} rounds alternating with those)");
+            println!(
+                "  1 thread   {single_rate:>10.0} examples/s  (fastest of the {rounds} rounds alternating with those)"
+            );
             println!(
                 "  {threads} threads ÷ 1: {:.2}× (fastest rounds), {median:.2}× (median of the rounds' ratios)",
                 train_rate / single_rate
