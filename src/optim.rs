@@ -280,7 +280,7 @@ pub fn step(config: &OptimizerConfig, state: &mut OptimizerState, params: &mut [
 ///
 /// # Panics
 /// If the state's non-empty buffers do not have `lengths` (a bug of the caller, as in [`step`]).
-pub fn begin_step(config: &OptimizerConfig, state: &mut OptimizerState, lengths: &[usize]) -> StepRule {
+pub(crate) fn begin_step(config: &OptimizerConfig, state: &mut OptimizerState, lengths: &[usize]) -> StepRule {
     ensure_buffers(&mut state.first, lengths, "first-moment");
     state.steps += 1;
     match config.kind {
@@ -295,7 +295,7 @@ pub fn begin_step(config: &OptimizerConfig, state: &mut OptimizerState, lengths:
 }
 
 /// One step's update rule with its scalars, from [`begin_step`].
-pub struct StepRule(Rule);
+pub(crate) struct StepRule(Rule);
 
 enum Rule {
     Sgd { lr: f32, mu: f32, wd: f32 },
@@ -306,10 +306,11 @@ impl StepRule {
     /// Updates `params` (any piece of a tensor) from `grads` and the same piece of its state
     /// buffers: `first` (momentum, or Adam's m) and `second` (Adam's v; empty for SGD).
     ///
-    /// # Panics
-    /// If the lengths differ (for SGD, `second` is not read).
-    pub fn apply(&self, params: &mut [f32], grads: &[f32], first: &mut [f32], second: &mut [f32]) {
-        assert!(params.len() == grads.len() && grads.len() == first.len(), "StepRule::apply: lengths differ");
+    /// The pieces must have one length (for SGD, `second` is not read): the callers cut them
+    /// from one tensor and its buffers, whose lengths [`begin_step`] checked; debug builds check
+    /// the pieces too.
+    pub(crate) fn apply(&self, params: &mut [f32], grads: &[f32], first: &mut [f32], second: &mut [f32]) {
+        debug_assert!(params.len() == grads.len() && grads.len() == first.len(), "StepRule::apply: lengths differ");
         match &self.0 {
             &Rule::Sgd { lr, mu, wd } => {
                 for ((w, &g), v) in params.iter_mut().zip(grads).zip(first.iter_mut()) {
@@ -317,7 +318,7 @@ impl StepRule {
                 }
             }
             Rule::Adam(c) => {
-                assert_eq!(second.len(), params.len(), "StepRule::apply: lengths differ");
+                debug_assert_eq!(second.len(), params.len(), "StepRule::apply: lengths differ");
                 for (((w, &g), m), v) in params.iter_mut().zip(grads).zip(first.iter_mut()).zip(second.iter_mut()) {
                     c.update(w, g, m, v);
                 }
