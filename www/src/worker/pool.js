@@ -7,16 +7,21 @@
 //
 // The shards travel through a SharedArrayBuffer when the page is cross-origin isolated (COOP
 // same-origin and COEP require-corp), else as transferred buffers in messages. A gradient worker
-// that fails (an uncaught error, a refused request, or no answer within COMPUTE_TIMEOUT_MS) is
-// terminated and replaced, and the step is computed again: nothing was applied before all its
+// that fails (an uncaught error, a refused request, or no answer in time: see Replica#timeout)
+// is terminated and replaced, and the step is computed again: nothing was applied before all its
 // shards were in, so the weights cannot be corrupted by a lost share. A step whose gradient
 // workers fail ATTEMPTS times in a row is taken in the training worker alone, which then trains
 // alone until another worker count is chosen.
 
 /** The most workers, the training worker included, one tab trains on. */
 export const MAX_WORKERS = 4;
-// A share of a step takes milliseconds; the first after a sync also loads wasm and the digits.
+// A share of a step takes milliseconds; the first after a sync also loads wasm and the digits,
+// so it gets the longest wait. Later ones get SLOW_FACTOR times the slowest share the worker has
+// answered since (at least MIN_TIMEOUT_MS): a hung worker holds the training, and the page's
+// requests queued behind it, for seconds, not for the first share's allowance.
 const COMPUTE_TIMEOUT_MS = 10_000;
+const MIN_TIMEOUT_MS = 2_000;
+const SLOW_FACTOR = 100;
 // A step is tried this many times over the workers before it is taken alone.
 const ATTEMPTS = 3;
 
@@ -56,12 +61,16 @@ class Replica {
     this.generation = null; // the pool's generation whose state it holds
     this.data = null; // the training images it holds
     this.buffer = null; // the shared buffer it writes to
+    this.synced(); // its first share loads wasm too
     worker.onmessage = ({ data }) => {
       if (data.op === 'failed') return this.fail(new ReplicaFailed(`a gradient worker failed: ${data.message}`));
       const request = this.pending.get(data.seq);
       if (!request) return;
       this.pending.delete(data.seq);
       clearTimeout(request.timer);
+      const ms = performance.now() - request.sent;
+      if (this.warm) this.slowest = Math.max(this.slowest, ms);
+      this.warm = true;
       request.resolve(data);
     };
     worker.onerror = (event) => {
@@ -75,14 +84,26 @@ class Replica {
     this.worker.postMessage({ ...message, seq: ++this.seq }, transfer);
   }
 
+  /** Its next answer is a first share after new state or digits: it gets the longest wait. */
+  synced() {
+    this.warm = false; // whether it has answered since
+    this.slowest = 0; // ms, the slowest answer after the first
+  }
+
+  /** How long its next answer may take, in ms. */
+  timeout() {
+    return this.warm ? Math.min(COMPUTE_TIMEOUT_MS, Math.max(MIN_TIMEOUT_MS, SLOW_FACTOR * this.slowest)) : COMPUTE_TIMEOUT_MS;
+  }
+
   request(message, transfer = []) {
     const seq = this.seq + 1;
+    const ms = this.timeout();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => this.fail(new ReplicaFailed(`a gradient worker did not answer within ${COMPUTE_TIMEOUT_MS / 1000} s`)),
-        COMPUTE_TIMEOUT_MS,
+        () => this.fail(new ReplicaFailed(`a gradient worker did not answer within ${ms / 1000} s`)),
+        ms,
       );
-      this.pending.set(seq, { resolve, reject, timer });
+      this.pending.set(seq, { resolve, reject, timer, sent: performance.now() });
       if (this.dead) this.fail(new ReplicaFailed('the gradient worker has stopped'));
       else this.post(message, transfer);
     });
@@ -226,6 +247,7 @@ export class GradientPool {
         checkpoint ??= session.checkpoint();
         const data = replica.data !== train.images && { images: train.images, labels: train.labels };
         replica.post({ op: 'sync', checkpoint, ...data });
+        replica.synced();
         replica.generation = this.generation;
         replica.data = train.images;
       }
