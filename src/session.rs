@@ -404,7 +404,7 @@ impl<'a> UpdatePart<'a> {
             let second = self.second.get_mut(from..to).unwrap_or_default();
             self.backup_param[from..to].copy_from_slice(param);
             self.backup_first[from..to].copy_from_slice(first);
-            if !second.is_empty() {
+            if !self.backup_second.is_empty() {
                 self.backup_second[from..to].copy_from_slice(second);
             }
             rule.apply(param, sum, first, second);
@@ -549,7 +549,8 @@ impl Session {
         Ok(())
     }
 
-    /// How many threads compute the shards of a batch (natively; always 1 in wasm), from 1 to
+    /// How many threads compute the shards of a batch and the update (natively; always 1 in
+    /// wasm), from 1 to
     /// [`Session::MAX_THREADS`] (0 counts as 1): the calling thread and `threads − 1` helper
     /// threads, started here and kept. The weights do not depend on it.
     ///
@@ -922,16 +923,18 @@ impl Session {
             }
             let next = std::sync::atomic::AtomicUsize::new(0);
             let shards: Vec<std::sync::Mutex<&mut Shard>> = shards.iter_mut().map(std::sync::Mutex::new).collect();
-            let work = |workspace: &mut Workspace| -> Result<()> {
+            // A thread's first failure, with its shard, so that the error of the lowest shard is
+            // the one returned, whichever thread met it.
+            let work = |workspace: &mut Workspace| -> std::result::Result<(), (usize, Error)> {
                 loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(shard) = shards.get(k) else { return Ok(()) };
                     // Each shard is taken once, so its lock is never contended.
                     let mut shard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    run((k, &mut **shard), workspace)?;
+                    run((k, &mut **shard), workspace).map_err(|e| (k, e))?;
                 }
             };
-            let mut results: Vec<Result<()>> = Vec::new();
+            let mut results: Vec<std::result::Result<(), (usize, Error)>> = Vec::new();
             results.resize_with(threads, || Ok(()));
             let (mine, theirs) = results.split_first_mut().expect("at least one thread");
             let (my_workspace, their_workspaces) = workspaces.split_first_mut().expect("at least one workspace");
@@ -942,7 +945,10 @@ impl Session {
                 // The calling thread computes shards too rather than waiting idle.
                 *mine = work(my_workspace);
             });
-            return results.into_iter().collect();
+            return match results.into_iter().filter_map(std::result::Result::err).min_by_key(|(k, _)| *k) {
+                Some((_, error)) => Err(error),
+                None => Ok(()),
+            };
         }
         if workspaces.is_empty() {
             workspaces.push(Workspace::default());
@@ -1027,18 +1033,21 @@ impl Session {
     /// one thread, 11 % on two). Natively the pieces are spread over the session's threads.
     fn apply_update(&mut self, config: &OptimizerConfig, shards: &[ShardPart<'_>], weights: &[f32]) -> bool {
         let steps_before = self.optimizer.steps;
+        // The first Adam step allocates the second moments: the backup keeps them unallocated,
+        // as they were (a checkpoint after a restore then holds what it held before).
+        let second_before = self.optimizer.second.iter().any(|v| !v.is_empty());
         let lengths = self.model.parameters().map(|t| t.len());
         let rule = crate::optim::begin_step(config, &mut self.optimizer, &lengths);
         let (backup_model, backup_optimizer) = &mut self.backup;
         (backup_model.input_mean, backup_model.input_std) = (self.model.input_mean, self.model.input_std);
         backup_optimizer.steps = steps_before;
-        for (backup, live) in [
-            (&mut backup_optimizer.first, &self.optimizer.first),
-            (&mut backup_optimizer.second, &self.optimizer.second),
+        for (backup, live, kept) in [
+            (&mut backup_optimizer.first, &self.optimizer.first, true),
+            (&mut backup_optimizer.second, &self.optimizer.second, second_before),
         ] {
             backup.resize_with(live.len(), Vec::new);
             for (b, l) in backup.iter_mut().zip(live) {
-                b.resize(l.len(), 0.0);
+                b.resize(if kept { l.len() } else { 0 }, 0.0);
             }
         }
         fn buffers(v: &mut [Vec<f32>], count: usize) -> Vec<&mut [f32]> {

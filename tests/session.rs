@@ -269,9 +269,12 @@ fn the_update_equals_the_optimizers_whole_tensor_step_bit_for_bit() {
     // is one pass after another over whole tensors. Every element's arithmetic is the same, so
     // are the bits, for every optimizer, over steps that carry momentum and moments along.
     let (train, _) = fixture();
-    for optimizer in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW] {
+    for (optimizer, threads) in
+        [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW].into_iter().flat_map(|o| [(o, 1), (o, 3)])
+    {
         let settings = Settings { augment: None, schedule: LrSchedule::Constant, ..recipe(optimizer) };
         let mut s = Session::new(settings).unwrap();
+        s.set_threads(threads).unwrap();
         let mut model = s.model().clone();
         let lengths: Vec<usize> = model.parameters().iter().map(|t| t.len()).collect();
         let mut state = OptimizerState::new(&lengths);
@@ -299,7 +302,37 @@ fn the_update_equals_the_optimizers_whole_tensor_step_bit_for_bit() {
             let grads: Vec<&[f32]> = sum.iter().map(Vec::as_slice).collect();
             optim::step(&settings.optimizer_config(), &mut state, &mut model.parameters_mut(), &grads);
         }
-        assert!(model.parameters() == s.model().parameters(), "{optimizer:?}: the weights differ");
+        assert!(model.parameters() == s.model().parameters(), "{optimizer:?}, {threads} threads: the weights differ");
         assert_ne!(model.parameters(), LeNet5::new(settings.seed).parameters(), "nothing was trained");
+    }
+}
+
+#[test]
+fn a_diverged_step_restores_the_weights_it_says_on_any_thread_count() {
+    // The update backs the weights up piece by piece as it goes: a step that breaks them must
+    // give back exactly the weights before it (or, when the loss itself is no longer finite,
+    // those before the step that broke them).
+    for (optimizer, learning_rate) in [(OptimizerKind::Sgd, 1e6), (OptimizerKind::Adam, 3e4)] {
+        for threads in [1, 3] {
+            // A few sound steps first, so that the backup was written over by real updates.
+            let mut s = session(recipe(optimizer));
+            s.set_threads(threads).unwrap();
+            run(&mut s, 3);
+            s.set_settings(Settings { learning_rate, ..recipe(optimizer) }).unwrap();
+            let mut before: Vec<Vec<u8>> = Vec::new();
+            let reason = (0..10)
+                .find_map(|_| {
+                    before.push(weights_of(&s));
+                    s.step().unwrap().diverged
+                })
+                .unwrap_or_else(|| panic!("{optimizer:?} at {learning_rate} did not diverge in 10 steps"));
+            let expected = if reason.contains("the last good weights were restored") {
+                &before[before.len() - 1]
+            } else {
+                assert!(reason.contains("the weights before the previous update were restored"), "{reason}");
+                &before[before.len() - 2]
+            };
+            assert!(weights_of(&s) == *expected, "{optimizer:?}, {threads} threads: {reason}");
+        }
     }
 }

@@ -108,7 +108,7 @@ mod cli {
         /// the weights do not depend on --threads.
         #[arg(long, default_value_t = Settings::default().shard_size)]
         shard_size: usize,
-        /// Threads computing the shards of each batch (1 to 256).
+        /// Threads computing the shards of each batch and the update (1 to 256).
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Where to write the trained weights (safetensors).
@@ -222,7 +222,8 @@ mod cli {
             /// Images per training step.
             #[arg(long, default_value_t = 64)]
             batch_size: usize,
-            /// Threads computing the shards of each batch (shards of 16 images; 1 to 256).
+            /// Threads computing the shards of each batch (shards of 16 images) and the update (1
+            /// to 256).
             #[arg(long, default_value_t = 1)]
             threads: usize,
             /// Also time a one-thread session in rounds alternating with the --threads one's, and
@@ -610,17 +611,17 @@ mod cli {
             augment: None,
             ..Settings::default()
         };
-        let mut session = Session::new(settings.clone())?;
-        session.set_threads(threads)?;
-        session.set_train_data(train_set.clone())?;
         let mut single = if against_one_thread {
             let mut single = Session::new(settings)?;
-            single.set_train_data(train_set)?;
+            single.set_train_data(train_set.clone())?;
             time_steps(&mut single, 50)?;
             Some(single)
         } else {
             None
         };
+        let mut session = Session::new(settings)?;
+        session.set_threads(threads)?;
+        session.set_train_data(train_set)?;
         time_steps(&mut session, 50)?;
         let (mut seconds, mut single_seconds, mut ratios) = (f64::INFINITY, f64::INFINITY, Vec::new());
         for round in 0..rounds {
@@ -642,8 +643,8 @@ mod cli {
         }
         let train_rate = (steps * batch_size) as f64 / seconds;
         ratios.sort_by(f64::total_cmp);
-        let comparison =
-            single.is_some().then(|| ((steps * batch_size) as f64 / single_seconds, ratios[ratios.len() / 2]));
+        let median = |r: &[f64]| (r[(r.len() - 1) / 2] + r[r.len() / 2]) / 2.0;
+        let comparison = single.is_some().then(|| ((steps * batch_size) as f64 / single_seconds, median(&ratios)));
 
         let model = session.model().clone();
         let mut ws = Workspace::default();

@@ -40,6 +40,9 @@ if (!args.url) {
   process.exit(2);
 }
 const timeoutMs = Number(args.timeout) * 1000;
+// A run of fewer browsers or implementations than all leaves the full run's results alone.
+const sameSet = (a, b) => a.split(',').sort().join() === b.split(',').sort().join();
+const name = sameSet(args.browsers, ALL_BROWSERS) && sameSet(args.only, ALL_IMPLEMENTATIONS) ? 'latest' : 'partial';
 const pageUrl = new URL('tests/bench/page/index.html', args.url.endsWith('/') ? args.url : `${args.url}/`);
 pageUrl.search = new URLSearchParams({ only: args.only, rounds: args.rounds, round: args.round, warmup: args.warmup }).toString();
 const log = (text) => console.error(text);
@@ -328,7 +331,7 @@ const notes = [
   `- Data: ${dataSource}. Batch 64, momentum SGD (lr 0.01, momentum 0.9, no weight decay) everywhere; ConvNetJS takes one example per call and updates every 64.`,
   `- Each implementation runs in its own dedicated module Web Worker, one thread (TF.js's wasm backend is kept to its single-threaded SIMD build).`,
   `- The page is cross-origin isolated (COOP/COEP), for a 5 µs clock in Chromium; Firefox's profile turns off its timer coarsening (privacy.reduceTimerPrecision and its unconditional 20 µs clamp), which changes the clock, not the speed.`,
-  `- Training: ${args.warmup} s warm-up, then ${args.rounds} timed rounds of at least ${args.round} s and one step each; the table gives the fastest round (latest.json also has the mean over all rounds), since on a shared machine other work only slows a round down. predict: 1,000 one-image calls, each timed, median. predict_batch: 1,000 images per call, fastest of at least 3 calls and 2 s. Every figure includes copying images in and probabilities out.`,
+  `- Training: ${args.warmup} s warm-up, then ${args.rounds} timed rounds of at least ${args.round} s and one step each; the table gives the fastest round (${name}.json also has the mean over all rounds), since on a shared machine other work only slows a round down. predict: 1,000 one-image calls, each timed, median. predict_batch: 1,000 images per call, fastest of at least 3 calls and 2 s. Every figure includes copying images in and probabilities out.`,
   `- jax-js: the same network with jax-js's own ops (lax.conv, lax.reduceWindow with max, nn.logSoftmax) and one jit-compiled function for the whole step (valueAndGrad and the momentum update); its wasm backend is kept to the calling thread (it would otherwise start a worker pool on this cross-origin-isolated page) and results are read back with dataSync. Its WebGPU row runs only where the browser offers an adapter.`,
   `- Augmentation rows: ours through the app's own training path (two wasm Sessions on the page's recipe from defaults().settings, batch 64, each drawing its own batches), one with the recipe's augmentation and one without, timed in alternating rounds an eighth of the usual length (eight times as many); training only.`,
   `- Worker rows: ours through the app's data-parallel path (www/src/worker/pool.js and its gradient workers, replica.js), two Sessions on the page's recipe at batch 64 (4 shards of 16), one stepping alone as the app does on 1 worker and one over the pool of 2 workers (shards through a SharedArrayBuffer, this page being cross-origin isolated; through messages otherwise, as its progress line says), timed in alternating rounds an eighth of the usual length after a 3 s warm-up of each; training only.`,
@@ -360,8 +363,6 @@ const markdown = [
   '',
 ].join('\n');
 
-const sameSet = (a, b) => a.split(',').sort().join() === b.split(',').sort().join();
-const name = sameSet(args.browsers, ALL_BROWSERS) && sameSet(args.only, ALL_IMPLEMENTATIONS) ? 'latest' : 'partial';
 mkdirSync(args.out, { recursive: true });
 writeFileSync(join(args.out, `${name}.md`), markdown);
 writeFileSync(join(args.out, `${name}.json`), JSON.stringify({ date, page: pageUrl.href, machine: cpu, runs, failures, checks }, null, 2) + '\n');

@@ -183,10 +183,11 @@ test('a gradient worker that hangs during a step is replaced after its 2 s time-
   try {
     const { page } = browser;
     const hung = await run(page, 2, { crashAfter: 7, how: 'hang' });
-    // Its shares took milliseconds, so it had the least time-out, not the first share's 10 s.
-    assert.ok(hung.ms >= 2_000 && hung.ms < 10_000, `the step waited for the 2 s time-out (${hung.ms} ms)`);
+    assert.ok(hung.ms >= 2_000, `the step waited for the time-out (${hung.ms} ms)`);
     const workers = await page.evaluate(() => window.lenetPage.workers());
     assert.equal(workers.replaced, 1);
+    // Its shares took milliseconds, so it had the least time-out, not the first share's 10 s.
+    assert.equal(workers.replacedWhy, 'a gradient worker did not answer within 2.0 s');
     assert.equal(workers.size, 2);
     assert.ok(hung.weights.equals(reference), `after the hang ${sha(hung.weights)}, undisturbed ${sha(reference)}`);
     assert.equal(await page.locator('#worker-notice').isHidden(), true, 'the training worker itself answered its pings');

@@ -17,8 +17,8 @@
 export const MAX_WORKERS = 4;
 // A share of a step takes milliseconds; the first after a sync also loads wasm and the digits,
 // so it gets the longest wait. Later ones get SLOW_FACTOR times the slowest share the worker has
-// answered since (at least MIN_TIMEOUT_MS): a hung worker holds the training, and the page's
-// requests queued behind it, for seconds, not for the first share's allowance.
+// answered since, from MIN_TIMEOUT_MS to COMPUTE_TIMEOUT_MS: a hung worker holds the training,
+// and the page's requests queued behind it, for seconds, not for the first share's allowance.
 const COMPUTE_TIMEOUT_MS = 10_000;
 const MIN_TIMEOUT_MS = 2_000;
 const SLOW_FACTOR = 100;
@@ -100,7 +100,7 @@ class Replica {
     const ms = this.timeout();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => this.fail(new ReplicaFailed(`a gradient worker did not answer within ${ms / 1000} s`)),
+        () => this.fail(new ReplicaFailed(`a gradient worker did not answer within ${(ms / 1000).toFixed(1)} s`)),
         ms,
       );
       this.pending.set(seq, { resolve, reject, timer, sent: performance.now() });
@@ -113,6 +113,7 @@ class Replica {
   fail(error) {
     if (!this.dead) {
       this.dead = true;
+      this.error = error;
       this.worker.terminate();
     }
     for (const { reject, timer } of this.pending.values()) {
@@ -135,6 +136,7 @@ export class GradientPool {
     this.transport = transport();
     this.replicas = [];
     this.replaced = 0;
+    this.replacedWhy = null; // why the last replaced worker failed
     this.steps = 0; // steps taken over several workers, for the tests
     this.failure = null; // why training fell back to one worker, if it did
     this.crashes = 0; // for the tests: replacements that are to crash too
@@ -146,8 +148,8 @@ export class GradientPool {
   }
 
   describe() {
-    const { size, transport, replaced, steps, failure } = this;
-    return { size, max: MAX_WORKERS, transport, replaced, steps, failure };
+    const { size, transport, replaced, replacedWhy, steps, failure } = this;
+    return { size, max: MAX_WORKERS, transport, replaced, replacedWhy, steps, failure };
   }
 
   /** Uses `count` workers in all (the training worker included) from the next step. */
@@ -295,6 +297,7 @@ export class GradientPool {
       if (this.replicas[i] && !this.replicas[i].dead) continue;
       if (this.replicas[i]) {
         this.replaced++;
+        this.replacedWhy = this.replicas[i].error?.message ?? null;
         this.onChange(this.describe());
       }
       this.replicas[i] = new Replica(this.createWorker());
