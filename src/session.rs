@@ -342,7 +342,7 @@ fn f32s_from_le_bytes(bytes: &[u8]) -> Vec<f32> {
 const UPDATE_PIECE: usize = 2048;
 
 /// A part of one parameter tensor (elements `start..`), with the same part of its optimizer
-/// state and of their backups.
+/// state and of the backups of the weights and momentum (or Adam's first moments).
 struct UpdatePart<'a> {
     tensor: usize,
     start: usize,
@@ -351,7 +351,6 @@ struct UpdatePart<'a> {
     first: &'a mut [f32],
     backup_first: &'a mut [f32],
     second: &'a mut [f32],
-    backup_second: &'a mut [f32],
 }
 
 impl<'a> UpdatePart<'a> {
@@ -367,10 +366,9 @@ impl<'a> UpdatePart<'a> {
         let (first, first_tail) = cut(self.first, at);
         let (backup_first, backup_first_tail) = cut(self.backup_first, at);
         let (second, second_tail) = cut(self.second, at);
-        let (backup_second, backup_second_tail) = cut(self.backup_second, at);
         let (tensor, start) = (self.tensor, self.start);
         (
-            UpdatePart { tensor, start, param, backup_param, first, backup_first, second, backup_second },
+            UpdatePart { tensor, start, param, backup_param, first, backup_first, second },
             UpdatePart {
                 tensor,
                 start: start + at,
@@ -379,13 +377,12 @@ impl<'a> UpdatePart<'a> {
                 first: first_tail,
                 backup_first: backup_first_tail,
                 second: second_tail,
-                backup_second: backup_second_tail,
             },
         )
     }
 
-    /// Piece by piece: sums the shards' gradients in shard order, backs the piece up, updates
-    /// it; returns whether the part's weights are finite and at most [`MAX_WEIGHT`] after.
+    /// Piece by piece: sums the shards' gradients in shard order, backs the piece's weights and
+    /// first moments up, updates it; returns whether the part's weights are finite and at most [`MAX_WEIGHT`] after.
     fn apply(self, rule: &crate::optim::StepRule, shards: &[ShardPart<'_>], weights: &[f32]) -> bool {
         let mut sum = [0.0f32; UPDATE_PIECE];
         let mut ok = true;
@@ -404,9 +401,6 @@ impl<'a> UpdatePart<'a> {
             let second = self.second.get_mut(from..to).unwrap_or_default();
             self.backup_param[from..to].copy_from_slice(param);
             self.backup_first[from..to].copy_from_slice(first);
-            if !self.backup_second.is_empty() {
-                self.backup_second[from..to].copy_from_slice(second);
-            }
             rule.apply(param, sum, first, second);
             // NaN fails the comparison too.
             ok &= param.iter().all(|v| v.abs() <= MAX_WEIGHT);
@@ -1032,23 +1026,17 @@ impl Session {
     /// where whole passes went through memory again and again (the update took 5 % of a step on
     /// one thread, 11 % on two). Natively the pieces are spread over the session's threads.
     fn apply_update(&mut self, config: &OptimizerConfig, shards: &[ShardPart<'_>], weights: &[f32]) -> bool {
-        let steps_before = self.optimizer.steps;
-        // The first Adam step allocates the second moments: the backup keeps them unallocated,
-        // as they were (a checkpoint after a restore then holds what it held before).
-        let second_before = self.optimizer.second.iter().any(|v| !v.is_empty());
+        let (backup_model, backup_optimizer) = &mut self.backup;
+        backup_optimizer.steps = self.optimizer.steps;
+        // Adam's second moments (SGD keeps none) are backed up whole, as they are before the
+        // step, which allocates them on Adam's first.
+        backup_optimizer.second.clone_from(&self.optimizer.second);
         let lengths = self.model.parameters().map(|t| t.len());
         let rule = crate::optim::begin_step(config, &mut self.optimizer, &lengths);
-        let (backup_model, backup_optimizer) = &mut self.backup;
         (backup_model.input_mean, backup_model.input_std) = (self.model.input_mean, self.model.input_std);
-        backup_optimizer.steps = steps_before;
-        for (backup, live, kept) in [
-            (&mut backup_optimizer.first, &self.optimizer.first, true),
-            (&mut backup_optimizer.second, &self.optimizer.second, second_before),
-        ] {
-            backup.resize_with(live.len(), Vec::new);
-            for (b, l) in backup.iter_mut().zip(live) {
-                b.resize(if kept { l.len() } else { 0 }, 0.0);
-            }
+        backup_optimizer.first.resize_with(lengths.len(), Vec::new);
+        for (b, &n) in backup_optimizer.first.iter_mut().zip(&lengths) {
+            b.resize(n, 0.0);
         }
         fn buffers(v: &mut [Vec<f32>], count: usize) -> Vec<&mut [f32]> {
             let mut v: Vec<&mut [f32]> = v.iter_mut().map(Vec::as_mut_slice).collect();
@@ -1057,7 +1045,6 @@ impl Session {
         }
         let count = lengths.len();
         let mut second = buffers(&mut self.optimizer.second, count).into_iter();
-        let mut backup_second = buffers(&mut backup_optimizer.second, count).into_iter();
         let parts: Vec<UpdatePart<'_>> = self
             .model
             .parameters_mut()
@@ -1074,7 +1061,6 @@ impl Session {
                 backup_first,
                 // SGD keeps no second moments: its parts of them are empty.
                 second: second.next().unwrap_or_default(),
-                backup_second: backup_second.next().unwrap_or_default(),
             })
             .collect();
         self.backup_valid = true;
