@@ -177,7 +177,7 @@ test('a gradient worker that dies during a step is replaced and the weights are 
   }
 });
 
-test('a gradient worker that hangs during a step is replaced after its 2 s time-out, and the weights are those of an undisturbed run', async () => {
+test('a gradient worker that hangs during a step is replaced after its short time-out (from 2 s), and the weights are those of an undisturbed run', async () => {
   assert.ok(reference, 'the first test ran');
   const browser = await open({ isolated: true });
   try {
@@ -186,8 +186,10 @@ test('a gradient worker that hangs during a step is replaced after its 2 s time-
     assert.ok(hung.ms >= 2_000, `the step waited for the time-out (${hung.ms} ms)`);
     const workers = await page.evaluate(() => window.lenetPage.workers());
     assert.equal(workers.replaced, 1);
-    // Its shares took milliseconds, so it had the least time-out, not the first share's 10 s.
-    assert.equal(workers.replacedWhy, 'a gradient worker did not answer within 2.0 s');
+    // Its shares took milliseconds, so its time-out was 100 times its slowest (at least 2 s), not
+    // the first share's 10 s.
+    const waited = Number(/^a gradient worker did not answer within (\d+\.\d) s$/.exec(workers.replacedWhy ?? '')?.[1]);
+    assert.ok(waited >= 2 && waited < 10, `replaced because: ${workers.replacedWhy}`);
     assert.equal(workers.size, 2);
     assert.ok(hung.weights.equals(reference), `after the hang ${sha(hung.weights)}, undisturbed ${sha(reference)}`);
     assert.equal(await page.locator('#worker-notice').isHidden(), true, 'the training worker itself answered its pings');
