@@ -382,7 +382,8 @@ impl<'a> UpdatePart<'a> {
     }
 
     /// Piece by piece: sums the shards' gradients in shard order, backs the piece's weights and
-    /// first moments up, updates it; returns whether the part's weights are finite and at most [`MAX_WEIGHT`] after.
+    /// first moments up, updates it; returns whether the part's weights are finite and at most
+    /// [`MAX_WEIGHT`] after.
     fn apply(self, rule: &crate::optim::StepRule, shards: &[ShardPart<'_>], weights: &[f32]) -> bool {
         let mut sum = [0.0f32; UPDATE_PIECE];
         let mut ok = true;
@@ -544,9 +545,8 @@ impl Session {
     }
 
     /// How many threads compute the shards of a batch and the update (natively; always 1 in
-    /// wasm), from 1 to
-    /// [`Session::MAX_THREADS`] (0 counts as 1): the calling thread and `threads − 1` helper
-    /// threads, started here and kept. The weights do not depend on it.
+    /// wasm), from 1 to [`Session::MAX_THREADS`] (0 counts as 1): the calling thread and
+    /// `threads − 1` helper threads, started here and kept. The weights do not depend on it.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for more than [`Session::MAX_THREADS`], or when the operating
@@ -1038,13 +1038,7 @@ impl Session {
         for (b, &n) in backup_optimizer.first.iter_mut().zip(&lengths) {
             b.resize(n, 0.0);
         }
-        fn buffers(v: &mut [Vec<f32>], count: usize) -> Vec<&mut [f32]> {
-            let mut v: Vec<&mut [f32]> = v.iter_mut().map(Vec::as_mut_slice).collect();
-            v.resize_with(count, || &mut []);
-            v
-        }
-        let count = lengths.len();
-        let mut second = buffers(&mut self.optimizer.second, count).into_iter();
+        let mut second = self.optimizer.second.iter_mut().map(Vec::as_mut_slice);
         let parts: Vec<UpdatePart<'_>> = self
             .model
             .parameters_mut()
