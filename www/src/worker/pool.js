@@ -17,8 +17,10 @@
 export const MAX_WORKERS = 4;
 // A share of a step takes milliseconds; the first after a sync also loads wasm and the digits,
 // so it gets the longest wait. Later ones get SLOW_FACTOR times the slowest share the worker has
-// answered since, from MIN_TIMEOUT_MS to COMPUTE_TIMEOUT_MS: a hung worker holds the training,
-// and the page's requests queued behind it, for seconds, not for the first share's allowance.
+// taken since, from MIN_TIMEOUT_MS to COMPUTE_TIMEOUT_MS: a hung worker holds the training, and
+// the page's requests queued behind it, for seconds, not for the first share's allowance. The
+// first share counts by the time the worker itself reports for its shards, without the loading;
+// later ones by the time to their answer.
 const COMPUTE_TIMEOUT_MS = 10_000;
 const MIN_TIMEOUT_MS = 2_000;
 const SLOW_FACTOR = 100;
@@ -68,8 +70,8 @@ class Replica {
       if (!request) return;
       this.pending.delete(data.seq);
       clearTimeout(request.timer);
-      const ms = performance.now() - request.sent;
-      if (this.warm) this.slowest = Math.max(this.slowest, ms);
+      const ms = this.warm ? performance.now() - request.sent : (data.ms ?? 0);
+      this.slowest = Math.max(this.slowest, ms);
       this.warm = true;
       request.resolve(data);
     };
@@ -87,7 +89,7 @@ class Replica {
   /** Its next answer is a first share after new state or digits: it gets the longest wait. */
   synced() {
     this.warm = false; // whether it has answered since
-    this.slowest = 0; // ms, the slowest answer after the first
+    this.slowest = 0; // ms, the slowest share since (the first by its own compute time)
   }
 
   /** How long its next answer may take, in ms. */

@@ -10,7 +10,8 @@
 //                                                  shared buffer, or sent back as bytes
 //   { op: 'apply', offset?, length?, bytes? }      the step's shards, all of them, in order
 //   { op: 'crash', how: 'throw' | 'hang' }         for the tests: the next compute throws or hangs
-// Answers: { op: 'computed', seq, bytes? } and { op: 'failed', seq, message }.
+// Answers: { op: 'computed', seq, ms, bytes? } (ms: how long the shards took here, without the
+// wait in the queue) and { op: 'failed', seq, message }.
 
 /** Serves the coordinator's messages in this worker, with the wasm package's `init` and
  * `Session` (the app's gradient.js and the benchmark's gradient worker pass their own). */
@@ -50,12 +51,14 @@ export function serveReplica(init, Session) {
       }
       const have = session.progress().step;
       if (have !== step) throw new Error(`the replica is at step ${have}, the shards asked for are of step ${step}`);
+      const began = performance.now();
       const bytes = session.compute_shards(start, end);
+      const ms = performance.now() - began;
       if (offset === undefined) {
-        self.postMessage({ op: 'computed', seq, bytes }, [bytes.buffer]);
+        self.postMessage({ op: 'computed', seq, ms, bytes }, [bytes.buffer]);
       } else {
         new Uint8Array(shared, offset, bytes.length).set(bytes);
-        self.postMessage({ op: 'computed', seq });
+        self.postMessage({ op: 'computed', seq, ms });
       }
     },
     apply({ offset, length, bytes }) {
