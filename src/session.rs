@@ -107,12 +107,21 @@ impl Default for Settings {
 
 impl Settings {
     /// The recipe of the page: training in a tab, on whatever data it has, until the person
-    /// stops it. The crate's recipe with its cosine schedule over 4,500 steps (144,000 images:
-    /// about 20 s in one worker), after which the rate stays at 1 % of the base rate; held-out accuracy on
-    /// at most 1,000 digits. On 9,000 MNIST digits it passes 98.5 % on the 1,000 held out by
-    /// the end of the schedule.
+    /// stops it. The crate's recipe at batch 64 (4 shards of 16, so that two workers share a
+    /// step's compute) with the base rate 0.03, its cosine schedule over 3,000 steps (192,000
+    /// images: about 20 s in one worker), after which the rate stays at 1 % of the base rate;
+    /// held-out accuracy on at most 1,000 digits. On full MNIST it first reads 99.0 % on the
+    /// 10,000 test digits after about 140,000 to 165,000 images, where batch 32 at 0.02 took
+    /// about 170,000; on 9,000 MNIST digits it passes 98.5 % on the 1,000 held out by the end
+    /// of the schedule.
     pub fn browser() -> Self {
-        Settings { schedule_steps: 4_500, eval_limit: 1_000, ..Settings::default() }
+        Settings {
+            batch_size: 64,
+            learning_rate: 0.03,
+            schedule_steps: 3_000,
+            eval_limit: 1_000,
+            ..Settings::default()
+        }
     }
 
     /// Settings for stepping on batches the caller makes ([`Session::train_batch`]): `optimizer`'s
