@@ -357,17 +357,17 @@ test('learning rate and batch size change while training runs; reset starts from
     const state = () => page.evaluate(() => window.lenetPage.trainingState());
     await page.click('#run');
     await page.waitForFunction(() => window.lenetPage.trainingState()?.step > 20);
-    await page.selectOption('#batch', '64');
+    await page.selectOption('#batch', '128');
     await page.fill('#lr', '0.01');
     await page.press('#lr', 'Enter');
     await page.waitForFunction(() => {
       const s = window.lenetPage.trainingState();
-      return s.running && s.batchSize === 64 && s.learningRate === 0.01;
+      return s.running && s.batchSize === 128 && s.learningRate === 0.01;
     });
     const a = await state();
     await page.waitForFunction((step) => window.lenetPage.trainingState().step > step + 10, a.step);
     const b = await state();
-    assert.equal((b.seen - a.seen) / (b.step - a.step), 64, 'examples per step after the change');
+    assert.equal((b.seen - a.seen) / (b.step - a.step), 128, 'examples per step after the change');
     await page.click('#run');
     await page.waitForFunction(() => document.body.dataset.training === 'paused');
 

@@ -78,7 +78,7 @@ test('after a reload, training resumes from the last checkpoint: its step, its s
   try {
     const { page } = browser;
     assert.ok(await page.isHidden('#checkpoint-offer'), 'a fresh browser has nothing to resume');
-    await page.selectOption('#batch', '64');
+    await page.selectOption('#batch', '128');
     await startTraining(page);
     const periodic = await periodicCheckpoint(page);
     assert.ok(periodic > 0, 'a checkpoint was written while training ran');
@@ -100,8 +100,8 @@ test('after a reload, training resumes from the last checkpoint: its step, its s
     const resumed = await page.evaluate(() => window.lenetPage.charts.steps.slice(0, 1));
     assert.deepEqual(resumed, [step + 1], 'the step counter carries on from the checkpoint');
     const s = await state(page);
-    assert.equal(s.batchSize, 64, 'the batch size comes back with the checkpoint');
-    assert.equal(await page.inputValue('#batch'), '64');
+    assert.equal(s.batchSize, 128, 'the batch size comes back with the checkpoint');
+    assert.equal(await page.inputValue('#batch'), '128');
     const [first] = await accuracyAfter(page, step);
     console.log(`# resumed at step ${step}: held-out accuracy ${(before * 100).toFixed(1)} % before the reload, ${(first * 100).toFixed(1)} % after`);
     assert.ok(first > 0.5, `held-out accuracy after resuming is ${first}, as if from scratch`);
