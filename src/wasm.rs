@@ -348,7 +348,11 @@ pub struct Model {
 
 impl Model {
     fn from_model(model: LeNet5) -> Result<Model, JsError> {
-        let settings = Settings::manual(crate::optim::OptimizerConfig::default());
+        // Shards of 16 rather than `manual`'s one shard: a shard's im2col matrices (2.3 MB at 16
+        // images, 9 MB at 64) then stay in the cache from the forward pass to the backward one.
+        // train_step at batch 64 in Node, alternating rounds: 7–10 % faster at the fastest round,
+        // 9–18 % at the median. The gradient is still the batch's mean, summed in shard order.
+        let settings = Settings { shard_size: Settings::default().shard_size, ..Settings::manual(Default::default()) };
         Ok(Model { inner: session::Session::with_model(model, settings).map_err(js_error)?, last_batch_accuracy: None })
     }
 }
@@ -387,7 +391,9 @@ impl Model {
     }
 
     /// One optimizer step on a batch of n images (`Float32Array` of n × 784) and their labels
-    /// (`Uint8Array` of n). Returns the batch's mean cross-entropy computed *before* the update.
+    /// (`Uint8Array` of n), its gradient the batch's mean, summed over shards of `shard_size`
+    /// images (16; see `settings()`) in order. Returns the batch's mean cross-entropy computed
+    /// *before* the update.
     /// On a non-finite loss or weights it throws an `Error` starting "training diverged" and the
     /// last finite weights are kept.
     pub fn train_step(
