@@ -58,14 +58,14 @@ fn the_page_recipe_reads_99_percent_on_full_mnist_by_the_end_of_its_schedule() {
     // What the page trains when full MNIST is dropped on it, and what its time to 99 % stands on
     // (README, "Time to 99 %"): seed 0 reads 99.09 % here.
     let settings = Settings { eval_limit: 0, ..Settings::browser() };
-    let steps = settings.schedule_steps;
+    let (steps, batch) = (settings.schedule_steps, settings.batch_size as u64);
     let mut session = Session::new(settings).unwrap();
     session.set_train_data(load_digits(&dir, Split::Train).unwrap()).unwrap();
     session.set_test_data(load_digits(&dir, Split::Test).unwrap());
     for _ in 0..steps {
         assert_eq!(session.step().unwrap().diverged, None);
     }
-    assert_eq!(session.progress().seen, 64 * steps);
+    assert_eq!(session.progress().seen, batch * steps);
     let result = session.evaluate_all().unwrap();
     eprintln!("the page's recipe, {steps} steps, seed 0: test accuracy {:.2} %", 100.0 * result.accuracy);
     assert_eq!(result.count, 10_000);
