@@ -5,19 +5,35 @@
 // for the next step. The training worker (pool.js) is the only one that talks to it. Messages, in order (each carries the request's
 // `seq`):
 //   { op: 'sync', checkpoint: Uint8Array, images?, labels? }  take this state (and these digits)
-//   { op: 'buffer', buffer: SharedArrayBuffer }                where shards are exchanged, when shared
-//   { op: 'compute', step, start, end, offset? }   shards start..end; written at `offset` of the
-//                                                  shared buffer, or sent back as bytes
+//   { op: 'buffer', buffer, control, index }      where shards are exchanged, when shared; the
+//                                                  control words (pool.js, CONTROL) and this
+//                                                  worker's block among them
+//   { op: 'compute', step, start, end, offset?, ticket? }   shards start..end; written at `offset`
+//                                                  of the shared buffer (then `ticket` is flagged
+//                                                  in the control words), or sent back as bytes
 //   { op: 'apply', offset?, length?, bytes? }      the step's shards, all of them, in order
 //   { op: 'crash', how: 'throw' | 'hang' }         for the tests: the next compute throws or hangs
 // Answers: { op: 'computed', seq, ms, bytes? } (ms: how long the shards took here, without the
 // wait in the queue) and { op: 'failed', seq, message }.
+//
+// With shared memory, after applying a step this worker polls the control words for a few
+// milliseconds: a compute request that is its very next message is started from there, before
+// the message arrives (which is then only answered).
+
+import { CONTROL } from './pool.js';
+
+// How long a worker that has applied a step polls for its next share before it sleeps until a
+// message: the training worker asks for it within a millisecond while it trains.
+const SPIN_MS = 3;
 
 /** Serves the coordinator's messages in this worker, with the wasm package's `init` and
  * `Session` (the app's gradient.js and the benchmark's gradient worker pass their own). */
 export function serveReplica(init, Session) {
   let session = null;
   let shared = null;
+  let control = null;
+  let block = 0; // this worker's control words
+  let early = null; // { seq, ms }: the compute request already done from the control words
   let crashNext = null; // for the tests: 'throw' or 'hang' at the next compute
 
   const handlers = {
@@ -32,10 +48,17 @@ export function serveReplica(init, Session) {
       if (!session) throw new Error('a replica needs the training digits before a checkpoint');
       session.restore(checkpoint);
     },
-    buffer({ buffer }) {
+    buffer({ buffer, control: words, index }) {
       shared = buffer;
+      control = words;
+      block = CONTROL.BLOCK * (index + 1);
     },
-    compute({ seq, step, start, end, offset }) {
+    compute({ seq, step, start, end, offset, ticket }) {
+      if (early?.seq === seq) {
+        self.postMessage({ op: 'computed', seq, ms: early.ms });
+        early = null;
+        return;
+      }
       if (crashNext === 'hang') {
         // Busy for ever, as a worker stuck in a loop is (a calling loop, which no minifier drops).
         const start = performance.now();
@@ -49,25 +72,49 @@ export function serveReplica(init, Session) {
         });
         return;
       }
-      const have = session.progress().step;
-      if (have !== step) throw new Error(`the replica is at step ${have}, the shards asked for are of step ${step}`);
-      const began = performance.now();
-      const bytes = session.compute_shards(start, end);
-      const ms = performance.now() - began;
-      if (offset === undefined) {
-        self.postMessage({ op: 'computed', seq, ms, bytes }, [bytes.buffer]);
-      } else {
-        new Uint8Array(shared, offset, bytes.length).set(bytes);
-        self.postMessage({ op: 'computed', seq, ms });
-      }
+      const { bytes, ms } = computeShards(step, start, end, offset, ticket);
+      if (offset === undefined) self.postMessage({ op: 'computed', seq, ms, bytes }, [bytes.buffer]);
+      else self.postMessage({ op: 'computed', seq, ms });
     },
-    apply({ offset, length, bytes }) {
+    apply({ seq, offset, length, bytes }) {
       session.apply_shards(bytes ?? new Uint8Array(shared, offset, length));
+      if (control) awaitNextShare(seq + 1);
     },
     crash({ how }) {
       crashNext = how;
     },
   };
+
+  /** Computes shards start..end of `step`: sent back as `bytes`, or written into the shared
+   * buffer at `offset` and flagged by `ticket`. */
+  function computeShards(step, start, end, offset, ticket) {
+    const have = session.progress().step;
+    if (have !== step) throw new Error(`the replica is at step ${have}, the shards asked for are of step ${step}`);
+    const began = performance.now();
+    const bytes = session.compute_shards(start, end);
+    const ms = performance.now() - began;
+    if (offset !== undefined) {
+      new Uint8Array(shared, offset, bytes.length).set(bytes);
+      if (control && ticket !== undefined) Atomics.store(control, block + CONTROL.DONE, ticket);
+    }
+    return { bytes, ms };
+  }
+
+  /** Polls the control words, for up to SPIN_MS, for a compute request whose `seq` is `next`,
+   * this worker's next message, and computes it; the message is then only answered. */
+  function awaitNextShare(next) {
+    if (Atomics.load(control, CONTROL.SPINNING) !== 1) return;
+    const until = performance.now() + SPIN_MS;
+    const posted = () => Atomics.load(control, block + CONTROL.SEQ) === next;
+    while (!posted() && performance.now() < until);
+    if (!posted()) return;
+    const word = (w) => Atomics.load(control, block + w);
+    const [ticket, step, start, end, offset] = [CONTROL.TICKET, CONTROL.STEP, CONTROL.START, CONTROL.END, CONTROL.OFFSET].map(word);
+    // The request could fail here (a step it is not at, say): its message then meets the same
+    // failure and reports it.
+    if (crashNext || session.progress().step !== step) return;
+    early = { seq: next, ms: computeShards(step, start, end, offset, ticket).ms };
+  }
 
   // One message at a time, in order, once wasm is ready.
   let queue = init();
