@@ -164,6 +164,7 @@ export class GradientPool {
     this.replaced = 0;
     this.replacedWhy = null; // why the last replaced worker failed
     this.steps = 0; // steps taken over several workers, for the tests
+    this.polled = 0; // of those, the steps whose shares were all found by polling, for the tests
     this.failure = null; // why training fell back to one worker, if it did
     this.crashes = 0; // for the tests: replacements that are to crash too
     this.buffer = null;
@@ -176,8 +177,8 @@ export class GradientPool {
   }
 
   describe() {
-    const { size, transport, replaced, replacedWhy, steps, failure } = this;
-    return { size, max: MAX_WORKERS, transport, replaced, replacedWhy, steps, failure };
+    const { size, transport, replaced, replacedWhy, steps, polled, failure } = this;
+    return { size, max: MAX_WORKERS, transport, replaced, replacedWhy, steps, polled, failure };
   }
 
   /** Uses `count` workers in all (the training worker included) from the next step. */
@@ -313,7 +314,8 @@ export class GradientPool {
       const until = performance.now() + SPIN_MS;
       while (!written() && performance.now() < until);
     }
-    const replies = spinning && written() ? null : await all;
+    const polled = spinning && written();
+    const replies = polled ? null : await all;
     let shards;
     if (shared) {
       shards = new Uint8Array(this.buffer, slot, stepBytes);
@@ -340,6 +342,7 @@ export class GradientPool {
       throw error;
     }
     this.steps++;
+    if (polled) this.polled++;
     return outcome;
   }
 
