@@ -94,7 +94,8 @@ class Replica {
       if (!request) return;
       this.pending.delete(data.seq);
       clearTimeout(request.timer);
-      const ms = this.warm ? performance.now() - request.sent : (data.ms ?? 0);
+      // A share found by polling counts until it was seen, not until its answer was read.
+      const ms = this.warm ? (request.seen ?? performance.now()) - request.sent : (data.ms ?? 0);
       this.slowest = Math.max(this.slowest, ms);
       this.warm = true;
       request.resolve(data);
@@ -119,6 +120,12 @@ class Replica {
   /** How long its next answer may take, in ms. */
   timeout() {
     return this.warm ? Math.min(COMPUTE_TIMEOUT_MS, Math.max(MIN_TIMEOUT_MS, SLOW_FACTOR * this.slowest)) : COMPUTE_TIMEOUT_MS;
+  }
+
+  /** Notes that the answer to request `seq` is in, though its message has not been read. */
+  seen(seq) {
+    const request = this.pending.get(seq);
+    if (request) request.seen ??= performance.now();
   }
 
   request(message, transfer = []) {
@@ -288,6 +295,7 @@ export class GradientPool {
       }
     }
     const tickets = [];
+    const seqs = replicas.map((replica) => replica.seq + 1);
     const answers = ranges.slice(1).map(([start, end], i) => {
       if (!shared) return replicas[i].request({ op: 'compute', step, start, end });
       const offset = slot + start * shardBytes;
@@ -309,7 +317,11 @@ export class GradientPool {
     // Every share written (its ticket flagged), or else the answers; with shared memory the
     // answers carry nothing the step needs, and arrive later.
     const written = () =>
-      tickets.every((ticket, i) => Atomics.load(this.control, CONTROL.BLOCK * (i + 1) + CONTROL.DONE) === ticket);
+      tickets.every((ticket, i) => {
+        if (Atomics.load(this.control, CONTROL.BLOCK * (i + 1) + CONTROL.DONE) !== ticket) return false;
+        replicas[i].seen(seqs[i]);
+        return true;
+      });
     if (spinning) {
       const until = performance.now() + SPIN_MS;
       while (!written() && performance.now() < until);
@@ -356,6 +368,9 @@ export class GradientPool {
         this.onChange(this.describe());
       }
       this.replicas[i] = new Replica(this.createWorker());
+      // The block may hold the words of the worker this one replaces, whose messages were
+      // numbered like the new one's.
+      if (this.control) Atomics.store(this.control, CONTROL.BLOCK * (i + 1) + CONTROL.SEQ, 0);
       if (this.crashes > 0) {
         this.crashes--;
         this.replicas[i].post({ op: 'crash', how: 'throw' });

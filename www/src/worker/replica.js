@@ -33,7 +33,7 @@ export function serveReplica(init, Session) {
   let shared = null;
   let control = null;
   let block = 0; // this worker's control words
-  let early = null; // { seq, ms }: the compute request already done from the control words
+  let early = null; // { seq, ticket, ms }: the compute request already done from the control words
   let crashNext = null; // for the tests: 'throw' or 'hang' at the next compute
 
   const handlers = {
@@ -54,9 +54,10 @@ export function serveReplica(init, Session) {
       block = CONTROL.BLOCK * (index + 1);
     },
     compute({ seq, step, start, end, offset, ticket }) {
-      if (early?.seq === seq) {
-        self.postMessage({ op: 'computed', seq, ms: early.ms });
-        early = null;
+      const done = early;
+      early = null;
+      if (done?.seq === seq && done.ticket === ticket) {
+        self.postMessage({ op: 'computed', seq, ms: done.ms });
         return;
       }
       if (crashNext === 'hang') {
@@ -110,10 +111,10 @@ export function serveReplica(init, Session) {
     if (!posted()) return;
     const word = (w) => Atomics.load(control, block + w);
     const [ticket, step, start, end, offset] = [CONTROL.TICKET, CONTROL.STEP, CONTROL.START, CONTROL.END, CONTROL.OFFSET].map(word);
-    // The request could fail here (a step it is not at, say): its message then meets the same
-    // failure and reports it.
+    // A request for a step this worker is not at is left to its message, which reports it. A
+    // failure while computing is reported under the `apply` message, and fails the worker too.
     if (crashNext || session.progress().step !== step) return;
-    early = { seq: next, ms: computeShards(step, start, end, offset, ticket).ms };
+    early = { seq: next, ticket, ms: computeShards(step, start, end, offset, ticket).ms };
   }
 
   // One message at a time, in order, once wasm is ready.
