@@ -40,16 +40,43 @@ const SPIN_MS = 20;
 
 /**
  * The control words in shared memory, as Int32 indices: word SPINNING is 1 while the workers
- * may wait awake; gradient worker i has the block of BLOCK words from (i + 1) · BLOCK:
+ * may wait awake; gradient worker i has the block of BLOCK words from (i + 1) · BLOCK, holding
+ * the request it is sent next, beside the message that carries it:
  *   DONE    the ticket of the last share it has written into the shard buffer
- *   SEQ     the `seq` of the compute request described below (written last)
- *   TICKET, STEP, START, END, OFFSET   that request's own fields
- * A gradient worker that has applied a step polls its SEQ for its next message's `seq`, and so
- * starts on the next share before the message arrives; only a request that is its very next
- * message qualifies, so nothing (a sync, a new buffer) is ever overtaken. Tickets count every
- * request of the pool and never repeat, so a DONE left by a replaced worker matches nothing.
+ *   SEQ     the request's `seq`, 0 while the fields below are being written
+ *   OP      COMPUTE or APPLY
+ *   TICKET, STEP, START, END   a compute request's fields
+ *   OFFSET, LENGTH             where its shards are (compute: where its share goes)
+ * A gradient worker polls its SEQ for its next message's `seq` whenever it has finished one, and
+ * so starts on the next share, or applies the step, before the message arrives; only a request
+ * that is its very next message qualifies, so nothing (a sync, a new buffer) is ever overtaken.
+ * Tickets count every request of the pool and never repeat, so a DONE left by a replaced worker
+ * matches nothing.
  */
-export const CONTROL = { SPINNING: 0, BLOCK: 8, DONE: 0, SEQ: 1, TICKET: 2, STEP: 3, START: 4, END: 5, OFFSET: 6 };
+export const CONTROL = {
+  SPINNING: 0,
+  BLOCK: 16,
+  DONE: 0,
+  SEQ: 1,
+  OP: 2,
+  TICKET: 3,
+  STEP: 4,
+  START: 5,
+  END: 6,
+  OFFSET: 7,
+  LENGTH: 8,
+  COMPUTE: 1,
+  APPLY: 2,
+};
+
+/** Writes gradient worker i's next request into its control words: the fields, then its `seq`. */
+function announce(control, i, seq, fields) {
+  const block = CONTROL.BLOCK * (i + 1);
+  // SEQ first back to 0: a worker that reads the fields between its two reads of SEQ sees them whole.
+  Atomics.store(control, block + CONTROL.SEQ, 0);
+  for (const [word, value] of Object.entries(fields)) Atomics.store(control, block + CONTROL[word], value);
+  Atomics.store(control, block + CONTROL.SEQ, seq);
+}
 
 /** 'shared' when shards can be exchanged through a SharedArrayBuffer, else 'message'. */
 export function transport() {
@@ -302,11 +329,7 @@ export class GradientPool {
       const ticket = ++this.tickets;
       tickets.push(ticket);
       if (spinning) {
-        const block = CONTROL.BLOCK * (i + 1);
-        for (const [word, value] of [[CONTROL.TICKET, ticket], [CONTROL.STEP, step], [CONTROL.START, start], [CONTROL.END, end], [CONTROL.OFFSET, offset]]) {
-          Atomics.store(this.control, block + word, value);
-        }
-        Atomics.store(this.control, block + CONTROL.SEQ, replicas[i].seq + 1);
+        announce(this.control, i, replicas[i].seq + 1, { OP: CONTROL.COMPUTE, TICKET: ticket, STEP: step, START: start, END: end, OFFSET: offset });
       }
       return replicas[i].request({ op: 'compute', step, start, end, offset, ticket });
     });
@@ -338,7 +361,8 @@ export class GradientPool {
       replies.forEach(({ bytes }, i) => shards.set(bytes, ranges[i + 1][0] * shardBytes));
     }
     // The replicas apply the step while the coordinator does.
-    for (const replica of replicas) {
+    for (const [i, replica] of replicas.entries()) {
+      if (spinning) announce(this.control, i, replica.seq + 1, { OP: CONTROL.APPLY, OFFSET: slot, LENGTH: stepBytes });
       if (shared) replica.post({ op: 'apply', offset: slot, length: stepBytes });
       else {
         const copy = shards.slice();

@@ -16,15 +16,24 @@
 // Answers: { op: 'computed', seq, ms, bytes? } (ms: how long the shards took here, without the
 // wait in the queue) and { op: 'failed', seq, message }.
 //
-// With shared memory, after applying a step this worker polls the control words for a few
-// milliseconds: a compute request that is its very next message is started from there, before
-// the message arrives (which is then only answered).
+// With shared memory, a worker that has served a message polls the control words for its next
+// one (pool.js, CONTROL): a compute request or a step to apply found there is served (and a
+// share answered) at once, before its message arrives, which is passed over when it comes. It waits so
+// for a share's request for a few milliseconds, and for the step it has computed a share of for
+// as long as the training worker may take over its own; a worker that sleeps until a message
+// comes is slow to wake on a virtual machine.
 
 import { CONTROL } from './pool.js';
 
-// How long a worker that has applied a step polls for its next share before it sleeps until a
-// message: the training worker asks for it within a millisecond while it trains.
+// How long a worker polls for its next share before it sleeps until a message: the training
+// worker asks for it within a millisecond while it trains, and does other work (an evaluation, a
+// checkpoint) between steps now and then.
 const SPIN_MS = 3;
+// How long a worker that has computed a share polls for the step to apply: the training worker
+// computes a share of its own meanwhile, as long as this one's, so a few milliseconds.
+const APPLY_SPIN_MS = 20;
+// The longest a worker serves requests from the control words before it reads its messages.
+const AHEAD_MS = 250;
 
 /** Serves the coordinator's messages in this worker, with the wasm package's `init` and
  * `Session` (the app's gradient.js and the benchmark's gradient worker pass their own). */
@@ -33,7 +42,8 @@ export function serveReplica(init, Session) {
   let shared = null;
   let control = null;
   let block = 0; // this worker's control words
-  let early = null; // { seq, ticket, ms }: the compute request already done from the control words
+  let ahead = 1; // the `seq` of the first message not yet served from the control words
+  let lastServed = null; // the `op` of the last request served
   let crashNext = null; // for the tests: 'throw' or 'hang' at the next compute
 
   const handlers = {
@@ -54,12 +64,6 @@ export function serveReplica(init, Session) {
       block = CONTROL.BLOCK * (index + 1);
     },
     compute({ seq, step, start, end, offset, ticket }) {
-      const done = early;
-      early = null;
-      if (done?.seq === seq && done.ticket === ticket) {
-        self.postMessage({ op: 'computed', seq, ms: done.ms });
-        return;
-      }
       if (crashNext === 'hang') {
         // Busy for ever, as a worker stuck in a loop is (a calling loop, which no minifier drops).
         const start = performance.now();
@@ -77,9 +81,8 @@ export function serveReplica(init, Session) {
       if (offset === undefined) self.postMessage({ op: 'computed', seq, ms, bytes }, [bytes.buffer]);
       else self.postMessage({ op: 'computed', seq, ms });
     },
-    apply({ seq, offset, length, bytes }) {
+    apply({ offset, length, bytes }) {
       session.apply_shards(bytes ?? new Uint8Array(shared, offset, length));
-      if (control) awaitNextShare(seq + 1);
     },
     crash({ how }) {
       crashNext = how;
@@ -101,28 +104,48 @@ export function serveReplica(init, Session) {
     return { bytes, ms };
   }
 
-  /** Polls the control words, for up to SPIN_MS, for a compute request whose `seq` is `next`,
-   * this worker's next message, and computes it; the message is then only answered. */
-  function awaitNextShare(next) {
-    if (Atomics.load(control, CONTROL.SPINNING) !== 1) return;
-    const until = performance.now() + SPIN_MS;
-    const posted = () => Atomics.load(control, block + CONTROL.SEQ) === next;
-    while (!posted() && performance.now() < until);
-    if (!posted()) return;
+  /** Serves requests from the control words, from `ahead` on, while each is found within its
+   * polling time (and for at most AHEAD_MS in all): a compute request is computed and answered,
+   * a step applied. Returns at the first request that is not there, or not for this worker's
+   * state, which its message then brings. */
+  function serveAhead() {
+    if (!control || Atomics.load(control, CONTROL.SPINNING) !== 1) return;
     const word = (w) => Atomics.load(control, block + w);
-    const [ticket, step, start, end, offset] = [CONTROL.TICKET, CONTROL.STEP, CONTROL.START, CONTROL.END, CONTROL.OFFSET].map(word);
-    // A request for a step this worker is not at is left to its message, which reports it. A
-    // failure while computing is reported under the `apply` message, and fails the worker too.
-    if (crashNext || session.progress().step !== step) return;
-    early = { seq: next, ticket, ms: computeShards(step, start, end, offset, ticket).ms };
+    const stop = performance.now() + AHEAD_MS;
+    while (!crashNext && performance.now() < stop) {
+      const next = ahead;
+      // After a share, the step it is part of comes next; after anything else, a share.
+      const until = performance.now() + (lastServed === 'compute' ? APPLY_SPIN_MS : SPIN_MS);
+      while (word(CONTROL.SEQ) !== next && performance.now() < until);
+      if (word(CONTROL.SEQ) !== next) return;
+      const [op, ticket, step, start, end, offset, length] = [CONTROL.OP, CONTROL.TICKET, CONTROL.STEP, CONTROL.START, CONTROL.END, CONTROL.OFFSET, CONTROL.LENGTH].map(word);
+      // Written over since it was read: the training worker has moved on, and the message tells.
+      if (word(CONTROL.SEQ) !== next) return;
+      if (op === CONTROL.COMPUTE) {
+        // A request for a step this worker is not at is left to its message, which reports it.
+        if (session.progress().step !== step) return;
+        self.postMessage({ op: 'computed', seq: next, ms: computeShards(step, start, end, offset, ticket).ms });
+      } else if (op === CONTROL.APPLY) {
+        session.apply_shards(new Uint8Array(shared, offset, length));
+      } else return;
+      lastServed = op === CONTROL.COMPUTE ? 'compute' : 'apply';
+      ahead = next + 1;
+    }
   }
 
   // One message at a time, in order, once wasm is ready.
   let queue = init();
+  // A failure while serving ahead is reported under the message being served, and fails the
+  // worker too.
   self.onmessage = ({ data }) => {
     queue = queue.then(() => {
       try {
-        handlers[data.op](data);
+        if (data.seq >= ahead) {
+          handlers[data.op](data);
+          lastServed = data.op;
+          ahead = data.seq + 1;
+        }
+        serveAhead();
       } catch (error) {
         self.postMessage({ op: 'failed', seq: data.seq, message: error instanceof Error ? error.message : String(error) });
       }
