@@ -25,10 +25,12 @@
 export const MAX_WORKERS = 4;
 // A share of a step takes milliseconds; the first after a sync also loads wasm and the digits,
 // so it gets the longest wait. Later ones get SLOW_FACTOR times the slowest share the worker has
-// taken since, from MIN_TIMEOUT_MS to COMPUTE_TIMEOUT_MS: a hung worker holds the training, and
-// the page's requests queued behind it, for seconds, not for the first share's allowance. The
-// first share counts by the time the worker itself reports for its shards, without the loading;
-// later ones by the time to their answer.
+// computed since, from MIN_TIMEOUT_MS to COMPUTE_TIMEOUT_MS: a hung worker holds the training, and
+// the page's requests queued behind it, for seconds, not for the first share's allowance. Shares
+// count by the time the worker itself reports for computing them, not by the time to their
+// answer: that also holds the wait for a sleeping thread to wake, which on a virtual machine is
+// now and then over 100 ms for a share computed in 10, and would stretch every later time-out to
+// the longest.
 const COMPUTE_TIMEOUT_MS = 10_000;
 const MIN_TIMEOUT_MS = 2_000;
 const SLOW_FACTOR = 100;
@@ -121,9 +123,7 @@ class Replica {
       if (!request) return;
       this.pending.delete(data.seq);
       clearTimeout(request.timer);
-      // A share found by polling counts until it was seen, not until its answer was read.
-      const ms = this.warm ? (request.seen ?? performance.now()) - request.sent : (data.ms ?? 0);
-      this.slowest = Math.max(this.slowest, ms);
+      this.slowest = Math.max(this.slowest, data.ms ?? 0);
       this.warm = true;
       request.resolve(data);
     };
@@ -141,7 +141,7 @@ class Replica {
   /** Its next answer is a first share after new state or digits: it gets the longest wait. */
   synced() {
     this.warm = false; // whether it has answered since
-    this.slowest = 0; // ms, the slowest share since (the first by its own compute time)
+    this.slowest = 0; // ms, the slowest share computed since
   }
 
   /** How long its next answer may take, in ms. */
@@ -149,10 +149,12 @@ class Replica {
     return this.warm ? Math.min(COMPUTE_TIMEOUT_MS, Math.max(MIN_TIMEOUT_MS, SLOW_FACTOR * this.slowest)) : COMPUTE_TIMEOUT_MS;
   }
 
-  /** Notes that the answer to request `seq` is in, though its message has not been read. */
+  /** Notes that the share of request `seq` is in shared memory, though its answer has not been
+   * read: the time-out no longer applies (the training worker may not read its messages before
+   * the time-out's task is due). */
   seen(seq) {
     const request = this.pending.get(seq);
-    if (request) request.seen ??= performance.now();
+    if (request) clearTimeout(request.timer);
   }
 
   request(message, transfer = []) {
@@ -163,7 +165,7 @@ class Replica {
         () => this.fail(new ReplicaFailed(`a gradient worker did not answer within ${(ms / 1000).toFixed(1)} s`)),
         ms,
       );
-      this.pending.set(seq, { resolve, reject, timer, sent: performance.now() });
+      this.pending.set(seq, { resolve, reject, timer });
       if (this.dead) this.fail(new ReplicaFailed('the gradient worker has stopped'));
       else this.post(message, transfer);
     });
