@@ -61,7 +61,8 @@ serve(async (options, progress, data) => {
       rounds.many.push(await round(many, true, options.roundSeconds / 8));
       rounds.one.push(await round(one, false, options.roundSeconds / 8));
     }
-    if (pool.describe().failure || pool.replaced > 0) throw new Error(`a gradient worker failed: ${pool.describe().failure ?? 'replaced'}`);
+    const { failure, replaced, replacedWhy } = pool.describe();
+    if (failure || replaced > 0) throw new Error(failure ? `the gradient workers failed: ${failure}` : `${replaced} gradient worker(s) replaced, the last because: ${replacedWhy}`);
     const result = { many: summarizeRounds(rounds.many), one: summarizeRounds(rounds.one) };
     progress(`train: ${result.one.examples_per_s.toFixed(0)} examples/s on 1 worker, ${result.many.examples_per_s.toFixed(0)} on ${WORKERS}`);
     return {

@@ -144,6 +144,11 @@ export function serveReplica(init, Session) {
           handlers[data.op](data);
           lastServed = data.op;
           ahead = data.seq + 1;
+        } else if (data.seq < ahead - 1) {
+          // Served from the control words already, and so were the messages behind it, which
+          // are all queued: polling now would cost SPIN_MS for each of them, and while the
+          // training worker trains a backlog of them grows without end.
+          return;
         }
         serveAhead();
       } catch (error) {
