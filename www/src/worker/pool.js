@@ -341,17 +341,14 @@ export class GradientPool {
     const own = session.compute_shards(ranges[0][0], ranges[0][1]);
     // Every share written (its ticket flagged), or else the answers; with shared memory the
     // answers carry nothing the step needs, and arrive later.
-    const written = () =>
-      tickets.every((ticket, i) => {
-        if (Atomics.load(this.control, CONTROL.BLOCK * (i + 1) + CONTROL.DONE) !== ticket) return false;
-        replicas[i].seen(seqs[i]);
-        return true;
-      });
+    const written = () => tickets.every((ticket, i) => Atomics.load(this.control, CONTROL.BLOCK * (i + 1) + CONTROL.DONE) === ticket);
     if (spinning) {
       const until = performance.now() + SPIN_MS;
       while (!written() && performance.now() < until);
     }
     const polled = spinning && written();
+    // Answers not awaited here are read later: their time-outs must not fire meanwhile.
+    if (polled) replicas.forEach((replica, i) => replica.seen(seqs[i]));
     const replies = polled ? null : await all;
     let shards;
     if (shared) {

@@ -18,10 +18,10 @@
 //
 // With shared memory, a worker that has served a message polls the control words for its next
 // one (pool.js, CONTROL): a compute request or a step to apply found there is served (and a
-// share answered) at once, before its message arrives, which is passed over when it comes. It waits so
-// for a share's request for a few milliseconds, and for the step it has computed a share of for
-// as long as the training worker may take over its own; a worker that sleeps until a message
-// comes is slow to wake on a virtual machine.
+// share answered) at once, before its message arrives, which is passed over when it comes. It
+// waits so for a share's request for a few milliseconds, and for the step it has computed a
+// share of for as long as the training worker may take over its own; a worker that sleeps until
+// a message comes is slow to wake on a virtual machine.
 
 import { CONTROL } from './pool.js';
 
