@@ -14,7 +14,7 @@ use crate::data::digits::Digits;
 use crate::error::Num;
 use crate::model::{IMAGE_PIXELS, IMAGE_SIDE, MNIST_MEAN, MNIST_STD, NUM_CLASSES};
 use crate::session::{self, Settings, MAX_BATCH_SIZE};
-use crate::wasm_args::{f32_images, rgba_bytes, u8_array, weights_bytes};
+use crate::wasm_args::{f32_images, rgba_bytes, u8_array, u8_array_into, weights_bytes};
 use crate::{weights, Error, LeNet5};
 
 pub use crate::wasm_args::max_weights_file_bytes;
@@ -176,6 +176,8 @@ pub fn defaults() -> Result<JsValue, JsError> {
 #[wasm_bindgen(js_name = Session)]
 pub struct SessionJs {
     inner: session::Session,
+    /// Shard records on their way out of or into wasm memory, kept from step to step.
+    wire: Vec<u8>,
 }
 
 #[wasm_bindgen(js_class = Session)]
@@ -185,7 +187,7 @@ impl SessionJs {
     #[wasm_bindgen(constructor)]
     pub fn new(settings: JsValue) -> Result<SessionJs, JsError> {
         let settings = settings_from_js(&Settings::browser(), settings)?;
-        Ok(SessionJs { inner: session::Session::new(settings).map_err(js_error)? })
+        Ok(SessionJs { inner: session::Session::new(settings).map_err(js_error)?, wire: Vec::new() })
     }
 
     /// A session that starts from the weights of a safetensors file (for instance the
@@ -196,7 +198,7 @@ impl SessionJs {
     ) -> Result<SessionJs, JsError> {
         let settings = settings_from_js(&Settings::browser(), settings)?;
         let model = weights::from_safetensors(&weights_bytes(bytes, "bytes")?).map_err(js_error)?;
-        Ok(SessionJs { inner: session::Session::with_model(model, settings).map_err(js_error)? })
+        Ok(SessionJs { inner: session::Session::with_model(model, settings).map_err(js_error)?, wire: Vec::new() })
     }
 
     /// All the settings, as a plain object.
@@ -752,6 +754,19 @@ pub fn preprocess_strokes(
     Ok(result.into())
 }
 
+/// Shards `start..end` from JavaScript numbers, checked here: a u32 parameter would wrap −1 to
+/// 2³² − 1 and cut 1.5 to 1.
+fn shard_range(start: f64, end: f64) -> Result<std::ops::Range<usize>, JsError> {
+    let index = |name: &str, v: f64| -> Result<usize, JsError> {
+        if v.is_finite() && v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+            Ok(v as usize)
+        } else {
+            Err(JsError::new(&format!("{name} must be a shard index, a whole number ≥ 0, got {}", Num(v))))
+        }
+    };
+    Ok(index("start", start)?..index("end", end)?)
+}
+
 /// Data-parallel steps (`Session::compute_shard_gradients`, `Session::apply_shard_gradients`):
 /// replicas of a session in several workers each compute a contiguous part of a step's shards,
 /// and every replica applies all of them, in order, to the same weights as `step()` gives.
@@ -773,21 +788,38 @@ impl SessionJs {
     /// index, images, loss, correct, gradient). Throws for a range that is empty or past
     /// `shard_count()`, or without training data.
     pub fn compute_shards(&mut self, start: f64, end: f64) -> Result<Vec<u8>, JsError> {
-        // Plain numbers, checked here: a u32 parameter would wrap −1 to 2³² − 1 and cut 1.5 to 1.
-        let index = |name: &str, v: f64| -> Result<usize, JsError> {
-            if v.is_finite() && v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
-                Ok(v as usize)
-            } else {
-                Err(JsError::new(&format!("{name} must be a shard index, a whole number ≥ 0, got {}", Num(v))))
-            }
-        };
-        let range = index("start", start)?..index("end", end)?;
-        let shards = self.inner.compute_shard_gradients(range).map_err(js_error)?;
-        let mut bytes = Vec::with_capacity(shards.len() * self.shard_bytes() as usize);
-        for shard in &shards {
-            shard.to_bytes(&mut bytes);
-        }
+        let mut bytes = Vec::new();
+        self.inner.compute_shard_records(shard_range(start, end)?, &mut bytes).map_err(js_error)?;
         Ok(bytes)
+    }
+
+    /// As `compute_shards`, written into `out` (a `Uint8Array`, possibly over a
+    /// `SharedArrayBuffer`, of exactly `(end - start) × shard_bytes()` bytes) instead of a new
+    /// array: a gradient worker writes its share straight into the step's shared buffer. Throws
+    /// as `compute_shards` does, and for an `out` of another length or type, before computing.
+    pub fn compute_shards_into(
+        &mut self,
+        start: f64,
+        end: f64,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] out: &JsValue,
+    ) -> Result<(), JsError> {
+        let range = shard_range(start, end)?;
+        let out = out
+            .dyn_ref::<js_sys::Uint8Array>()
+            .ok_or_else(|| JsError::new("out must be a Uint8Array (a view of the buffer the shards go to)"))?;
+        let expected = range.len() * self.shard_bytes() as usize;
+        if out.length() as usize != expected {
+            return Err(JsError::new(&format!(
+                "out must hold (end − start) × shard_bytes() = {expected} bytes for shards {}..{}; it holds {}",
+                range.start,
+                range.end,
+                out.length()
+            )));
+        }
+        self.wire.clear();
+        self.inner.compute_shard_records(range, &mut self.wire).map_err(js_error)?;
+        out.copy_from(&self.wire);
+        Ok(())
     }
 
     /// Takes the next step from all of its shards (a `Uint8Array`, possibly over a
@@ -810,7 +842,8 @@ impl SessionJs {
                 )));
             }
         }
-        let shards = session::ShardGradient::list_from_bytes(&u8_array(bytes, "bytes")?).map_err(js_error)?;
-        to_js(&self.inner.apply_shard_gradients(&shards).map_err(js_error)?)
+        // Into a buffer kept from step to step: the records are read in place there.
+        u8_array_into(bytes, "bytes", &mut self.wire)?;
+        to_js(&self.inner.apply_shard_records(&self.wire).map_err(js_error)?)
     }
 }

@@ -176,3 +176,46 @@ fn a_diverging_run_diverges_alike_on_replicas() {
         assert!(replica.checkpoint().unwrap() == reference.checkpoint().unwrap());
     }
 }
+
+#[test]
+fn records_are_the_wire_form_and_apply_in_place_or_copied() {
+    let train = train_digits();
+    let [mut by_gradients, mut by_records, mut unaligned, mut stepping] =
+        std::array::from_fn(|_| session(recipe(OptimizerKind::Sgd), &train));
+    for _ in 0..3 {
+        let shards = by_gradients.compute_shard_gradients(0..3).unwrap();
+        let mut wire = Vec::new();
+        for shard in &shards {
+            shard.to_bytes(&mut wire);
+        }
+        // Two shares, appended one after the other: the same bytes as the records of to_bytes.
+        let mut records = Vec::new();
+        by_records.compute_shard_records(0..2, &mut records).unwrap();
+        by_records.compute_shard_records(2..3, &mut records).unwrap();
+        assert!(records == wire, "compute_shard_records wrote other bytes than to_bytes");
+        // One byte on, the gradients are not aligned f32s and are copied out instead.
+        let mut shifted = vec![0u8; wire.len() + 1];
+        shifted[1..].copy_from_slice(&wire);
+        let expected = stepping.step().unwrap();
+        assert_eq!(by_gradients.apply_shard_gradients(&shards).unwrap(), expected);
+        assert_eq!(by_records.apply_shard_records(&records).unwrap(), expected);
+        assert_eq!(unaligned.apply_shard_records(&shifted[1..]).unwrap(), expected);
+    }
+    let weights = stepping.checkpoint().unwrap();
+    for s in [&by_gradients, &by_records, &unaligned] {
+        assert!(s.checkpoint().unwrap() == weights, "a replica's state differs from step()'s");
+    }
+
+    // Refusals change nothing: not the records, nor the session.
+    let mut records = vec![7u8];
+    let err = by_records.compute_shard_records(2..4, &mut records).unwrap_err().to_string();
+    assert!(err.contains("shards 2..4"), "{err}");
+    assert_eq!(records, [7]);
+    by_records.compute_shard_records(0..3, &mut records).unwrap();
+    let records = &records[1..];
+    let err = by_records.apply_shard_records(&records[..records.len() - 1]).unwrap_err().to_string();
+    assert!(err.contains("record 2 is cut short"), "{err}");
+    let err = by_records.apply_shard_records(&records[ShardGradient::wire_bytes(61_706)..]).unwrap_err().to_string();
+    assert!(err.contains("the step has 3 shards, got 2"), "{err}");
+    assert!(by_records.checkpoint().unwrap() == weights);
+}

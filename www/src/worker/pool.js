@@ -338,7 +338,11 @@ export class GradientPool {
     // Settled here too, so that a failure while the coordinator computes is not left unhandled.
     const all = Promise.all(answers);
     all.catch(() => {});
-    const own = session.compute_shards(ranges[0][0], ranges[0][1]);
+    // Over shared memory the coordinator's share goes straight into the step's buffer.
+    const [ownStart, ownEnd] = ranges[0];
+    const own = shared
+      ? session.compute_shards_into(ownStart, ownEnd, new Uint8Array(this.buffer, slot + ownStart * shardBytes, (ownEnd - ownStart) * shardBytes))
+      : session.compute_shards(ownStart, ownEnd);
     // Every share written (its ticket flagged), or else the answers; with shared memory the
     // answers carry nothing the step needs, and arrive later.
     const written = () => tickets.every((ticket, i) => Atomics.load(this.control, CONTROL.BLOCK * (i + 1) + CONTROL.DONE) === ticket);
@@ -351,10 +355,8 @@ export class GradientPool {
     if (polled) replicas.forEach((replica, i) => replica.seen(seqs[i]));
     const replies = polled ? null : await all;
     let shards;
-    if (shared) {
-      shards = new Uint8Array(this.buffer, slot, stepBytes);
-      shards.set(own, 0);
-    } else {
+    if (shared) shards = new Uint8Array(this.buffer, slot, stepBytes);
+    else {
       shards = new Uint8Array(stepBytes);
       shards.set(own, 0);
       replies.forEach(({ bytes }, i) => shards.set(bytes, ranges[i + 1][0] * shardBytes));

@@ -95,12 +95,13 @@ export function serveReplica(init, Session) {
     const have = session.progress().step;
     if (have !== step) throw new Error(`the replica is at step ${have}, the shards asked for are of step ${step}`);
     const began = performance.now();
-    const bytes = session.compute_shards(start, end);
+    // Over shared memory the share goes from wasm memory straight into the step's buffer.
+    const bytes =
+      offset === undefined
+        ? session.compute_shards(start, end)
+        : session.compute_shards_into(start, end, new Uint8Array(shared, offset, (end - start) * session.shard_bytes()));
     const ms = performance.now() - began;
-    if (offset !== undefined) {
-      new Uint8Array(shared, offset, bytes.length).set(bytes);
-      if (control && ticket !== undefined) Atomics.store(control, block + CONTROL.DONE, ticket);
-    }
+    if (offset !== undefined && control && ticket !== undefined) Atomics.store(control, block + CONTROL.DONE, ticket);
     return { bytes, ms };
   }
 
