@@ -317,7 +317,15 @@ struct ShardRecord<'a> {
 
 /// Appends one shard's record ([`ShardGradient::wire_bytes`] of them) to `out`, its gradient
 /// being `tensors` one after another.
-fn write_record(out: &mut Vec<u8>, step: u64, index: usize, images: usize, loss: f32, correct: usize, tensors: &[&[f32]]) {
+fn write_record(
+    out: &mut Vec<u8>,
+    step: u64,
+    index: usize,
+    images: usize,
+    loss: f32,
+    correct: usize,
+    tensors: &[&[f32]],
+) {
     let len: usize = tensors.iter().map(|t| t.len()).sum();
     out.reserve(ShardGradient::wire_bytes(len));
     out.extend_from_slice(&step.to_le_bytes());
@@ -347,7 +355,8 @@ fn parse_records(mut bytes: &[u8]) -> Result<Vec<ShardRecord<'_>>> {
     let mut records = Vec::new();
     while !bytes.is_empty() {
         let at = records.len();
-        let truncated = || Error::InvalidInput(format!("shard gradients: record {at} is cut short ({} bytes)", bytes.len()));
+        let truncated =
+            || Error::InvalidInput(format!("shard gradients: record {at} is cut short ({} bytes)", bytes.len()));
         if bytes.len() < SHARD_HEADER_BYTES {
             return Err(truncated());
         }

@@ -730,10 +730,15 @@ fn shards_computed_by_two_replicas_give_the_weights_of_step() {
         // around it.
         let into = js_sys::Uint8Array::new_with_length((3 * shard_bytes) as u32);
         into.fill(9, 0, into.length());
-        replicas[1].compute_shards_into(0.0, 2.0, &into.subarray(shard_bytes as u32, (3 * shard_bytes) as u32)).unwrap();
+        replicas[1]
+            .compute_shards_into(0.0, 2.0, &into.subarray(shard_bytes as u32, (3 * shard_bytes) as u32))
+            .unwrap();
         let into = into.to_vec();
         assert!(into[..shard_bytes].iter().all(|&b| b == 9), "compute_shards_into wrote outside its part");
-        assert!(into[shard_bytes..] == all[..2 * shard_bytes], "compute_shards_into wrote other bytes than compute_shards");
+        assert!(
+            into[shard_bytes..] == all[..2 * shard_bytes],
+            "compute_shards_into wrote other bytes than compute_shards"
+        );
         for replica in &mut replicas {
             let outcome = replica.apply_shards(&u8s(&all)).unwrap();
             assert_eq!(get(&outcome, "step").as_f64(), get(&expected, "step").as_f64());
@@ -753,7 +758,10 @@ fn shards_computed_by_two_replicas_give_the_weights_of_step() {
     assert!(message.contains("3 shards"), "{message}");
     let short = js_sys::Uint8Array::new_with_length(shard_bytes as u32);
     let message = error_message(replica.compute_shards_into(0.0, 2.0, &short).unwrap_err());
-    let expected = format!("out must hold (end − start) × shard_bytes() = {} bytes for shards 0..2; it holds {shard_bytes}", 2 * shard_bytes);
+    let expected = format!(
+        "out must hold (end − start) × shard_bytes() = {} bytes for shards 0..2; it holds {shard_bytes}",
+        2 * shard_bytes
+    );
     assert!(message.contains(&expected), "{message}");
     let message = error_message(replica.compute_shards_into(0.0, 1.0, &f32s(&[0.0])).unwrap_err());
     assert!(message.contains("out must be a Uint8Array"), "{message}");
