@@ -14,7 +14,7 @@ use crate::data::digits::Digits;
 use crate::error::Num;
 use crate::model::{IMAGE_PIXELS, IMAGE_SIDE, MNIST_MEAN, MNIST_STD, NUM_CLASSES};
 use crate::session::{self, Settings, MAX_BATCH_SIZE};
-use crate::wasm_args::{f32_images, rgba_bytes, u8_array, u8_array_into, weights_bytes};
+use crate::wasm_args::{f32_images, rgba_bytes, u8_array, u8_array_into, u8_array_ref, weights_bytes};
 use crate::{weights, Error, LeNet5};
 
 pub use crate::wasm_args::max_weights_file_bytes;
@@ -767,7 +767,8 @@ fn shard_range(start: f64, end: f64) -> Result<std::ops::Range<usize>, JsError> 
     Ok(index("start", start)?..index("end", end)?)
 }
 
-/// Data-parallel steps (`Session::compute_shard_gradients`, `Session::apply_shard_gradients`):
+/// Data-parallel steps (`Session::compute_shard_records`, `Session::apply_shard_records`, the
+/// wire form of `compute_shard_gradients` and `apply_shard_gradients`):
 /// replicas of a session in several workers each compute a contiguous part of a step's shards,
 /// and every replica applies all of them, in order, to the same weights as `step()` gives.
 #[wasm_bindgen(js_class = Session)]
@@ -796,7 +797,8 @@ impl SessionJs {
     /// As `compute_shards`, written into `out` (a `Uint8Array`, possibly over a
     /// `SharedArrayBuffer`, of exactly `(end - start) × shard_bytes()` bytes) instead of a new
     /// array: a gradient worker writes its share straight into the step's shared buffer. Throws
-    /// as `compute_shards` does, and for an `out` of another length or type, before computing.
+    /// as `compute_shards` does, and for an `out` of another type or length, leaving it and the
+    /// session unchanged.
     pub fn compute_shards_into(
         &mut self,
         start: f64,
@@ -804,20 +806,19 @@ impl SessionJs {
         #[wasm_bindgen(unchecked_param_type = "Uint8Array")] out: &JsValue,
     ) -> Result<(), JsError> {
         let range = shard_range(start, end)?;
-        let out = out
-            .dyn_ref::<js_sys::Uint8Array>()
-            .ok_or_else(|| JsError::new("out must be a Uint8Array (a view of the buffer the shards go to)"))?;
-        let expected = range.len() * self.shard_bytes() as usize;
-        if out.length() as usize != expected {
+        let out = u8_array_ref(out, "out")?;
+        // Computed first: the session checks the range, and the records' length is then known.
+        self.wire.clear();
+        self.inner.compute_shard_records(range.clone(), &mut self.wire).map_err(js_error)?;
+        if out.length() as usize != self.wire.len() {
             return Err(JsError::new(&format!(
-                "out must hold (end − start) × shard_bytes() = {expected} bytes for shards {}..{}; it holds {}",
+                "out must hold (end − start) × shard_bytes() = {} bytes for shards {}..{}; it holds {}",
+                self.wire.len(),
                 range.start,
                 range.end,
                 out.length()
             )));
         }
-        self.wire.clear();
-        self.inner.compute_shard_records(range, &mut self.wire).map_err(js_error)?;
         out.copy_from(&self.wire);
         Ok(())
     }

@@ -76,11 +76,17 @@ pub(crate) fn u8_array(value: &JsValue, name: &str) -> Result<Vec<u8>, JsError> 
     }
 }
 
+/// The `Uint8Array` `value` itself, not copied (for writing into it); anything else is an
+/// `Error` naming the argument `name`.
+pub(crate) fn u8_array_ref<'a>(value: &'a JsValue, name: &str) -> Result<&'a Uint8Array, JsError> {
+    value.dyn_ref::<Uint8Array>().ok_or_else(|| wrong_type(value, name, "a Uint8Array", "Uint8Array"))
+}
+
 /// The bytes of the `Uint8Array` `value` copied into `out` (resized to fit), a buffer the caller
 /// keeps so that wasm memory is not allocated for every call; anything else is an `Error` naming
 /// the argument `name`.
 pub(crate) fn u8_array_into(value: &JsValue, name: &str, out: &mut Vec<u8>) -> Result<(), JsError> {
-    let array = value.dyn_ref::<Uint8Array>().ok_or_else(|| wrong_type(value, name, "a Uint8Array", "Uint8Array"))?;
+    let array = u8_array_ref(value, name)?;
     out.resize(array.length() as usize, 0);
     array.copy_to(out);
     Ok(())

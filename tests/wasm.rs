@@ -764,7 +764,15 @@ fn shards_computed_by_two_replicas_give_the_weights_of_step() {
     );
     assert!(message.contains(&expected), "{message}");
     let message = error_message(replica.compute_shards_into(0.0, 1.0, &f32s(&[0.0])).unwrap_err());
-    assert!(message.contains("out must be a Uint8Array"), "{message}");
+    assert!(message.contains("out must be a Uint8Array, got a Float32Array"), "{message}");
+    let message =
+        error_message(replica.compute_shards_into(0.0, 1.0, &js_sys::ArrayBuffer::new(8).into()).unwrap_err());
+    assert!(message.contains("wrap it as `new Uint8Array(buffer)`"), "{message}");
+    // The range is the session's to check, whatever the length of `out`.
+    for (start, end) in [(2.0, 1.0), (0.0, 4e9)] {
+        let message = error_message(replica.compute_shards_into(start, end, &short).unwrap_err());
+        assert!(message.contains(&format!("shards {start}..{end}")) && message.contains("3 shards"), "{message}");
+    }
     let shards = replica.compute_shards(0.0, 3.0).unwrap();
     let message = error_message(replica.apply_shards(&u8s(&shards[..shards.len() - 4])).unwrap_err());
     // The length is checked before the bytes are copied into wasm memory.
