@@ -19,7 +19,8 @@ export class Network {
     this.session = session;
     this.running = false;
     this.evaluating = false;
-    // Bumped whenever the weights change, so that savers and publishers can tell what is new.
+    // Bumped whenever the weights or the settings change, so that savers, publishers and the
+    // gradient workers' pool can tell what is new.
     this.version = 0;
     this.speed = 0; // examples per second, a moving average over training time only
     this.trainMs = 0;

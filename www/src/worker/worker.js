@@ -159,6 +159,8 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       const n = network(net);
       // Throws, changing nothing, naming the bad field.
       n.session.set_settings(settings);
+      // The gradient workers' replicas, and the saved checkpoint, take the new settings.
+      n.changed();
       return { type: MSG.SETTINGS, ...n.state() };
     },
     [MSG.WATCH]: ({ net }) => {
