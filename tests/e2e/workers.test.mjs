@@ -60,7 +60,8 @@ async function run(page, workers, { crashAfter = null, how = 'throw', crashes = 
   }
   const weights = Buffer.from(await page.evaluate(() => window.lenetPage.exportWeights()), 'base64');
   const polled = after.polled - chosen.polled;
-  return { weights, ms, examplesPerSec: (K * state.batchSize * 1000) / ms, state, polled };
+  const unposted = after.unposted - chosen.unposted;
+  return { weights, ms, examplesPerSec: (K * state.batchSize * 1000) / ms, state, polled, unposted };
 }
 
 let reference = null;
@@ -109,6 +110,9 @@ test(`${K} steps from seed ${SEED}: the same weights on 1 and 2 workers, shards 
     // slowest steps, such as the first, which loads the gradient worker.
     if ((await page.evaluate(() => navigator.hardwareConcurrency)) >= 2) {
       assert.ok(two.polled >= K / 2, `${two.polled} of ${K} steps found their shares by polling`);
+      // And the gradient worker, polling for its requests, takes most of them (a share, then the
+      // step to apply: 2 a step) from shared memory with no message posted.
+      assert.ok(two.unposted >= K, `${two.unposted} of the ${2 * K} requests went without a message`);
     }
     console.log(
       `# ${K} steps of ${one.state.batchSize}: 1 worker ${one.ms} ms (${one.examplesPerSec.toFixed(0)} examples/s), ` +
@@ -158,6 +162,7 @@ test('the same weights with the shards sent in messages (no cross-origin isolati
     assert.equal(await page.locator('#workers-status').getAttribute('data-transport'), 'message');
     assert.match(await page.locator('#workers-status').textContent(), /2 workers, shards sent in messages/);
     assert.equal(two.polled, 0, 'without shared memory every share comes as a message');
+    assert.equal(two.unposted, 0, 'without shared memory every request is a message');
     assert.ok(two.weights.equals(reference), `2 workers over messages gave ${sha(two.weights)}, 1 worker ${sha(reference)}`);
     assertClean(browser);
   } finally {

@@ -49,9 +49,16 @@ const SPIN_MS = 20;
  *   OP      COMPUTE or APPLY
  *   TICKET, STEP, START, END   a compute request's fields
  *   OFFSET, LENGTH             where its shards are (compute: where its share goes)
+ *   POLLING while it serves requests from these words, the `seq` it will look for next; else 0
+ *   TAKEN   the `seq` of the last request it has taken (from the words or as a message)
  * A gradient worker polls its SEQ for its next message's `seq` whenever it has finished one, and
  * so starts on the next share, or applies the step, before the message arrives; only a request
  * that is its very next message qualifies, so nothing (a sync, a new buffer) is ever overtaken.
+ * A request the worker is sure to look for (POLLING is its `seq`) is not posted as a message at
+ * all, which spares both sides two messages a step: the pool writes SEQ, then reads POLLING, and
+ * the worker clears POLLING, then reads SEQ once more before it stops looking, so one of the two
+ * sees the other. A request not posted so is posted after all, in order, before
+ * the next one overwrites the words, if TAKEN shows that the worker has not taken it.
  * Tickets count every request of the pool and never repeat, so a DONE left by a replaced worker
  * matches nothing.
  */
@@ -67,6 +74,8 @@ export const CONTROL = {
   END: 6,
   OFFSET: 7,
   LENGTH: 8,
+  POLLING: 9,
+  TAKEN: 10,
   COMPUTE: 1,
   APPLY: 2,
 };
@@ -108,10 +117,15 @@ class ReplicaFailed extends Error {}
 
 /** One gradient worker and its requests in flight. */
 class Replica {
-  constructor(worker) {
+  /** `seq`: the last message number of the pool's earlier workers: numbers go on from there, so
+   * words that a terminated worker may still write match none of this one's requests. `counts`:
+   * the pool's, where `unposted` counts the requests taken without a message. */
+  constructor(worker, seq, counts) {
     this.worker = worker;
     this.pending = new Map(); // seq → { resolve, reject, timer }
-    this.seq = 0;
+    this.seq = seq + 1;
+    this.unposted = null; // a request announced in the control words and not posted
+    this.counts = counts;
     this.dead = false;
     this.generation = null; // the pool's generation whose state it holds
     this.data = null; // the training images it holds
@@ -135,7 +149,34 @@ class Replica {
   }
 
   post(message, transfer = []) {
+    this.#flush();
     this.worker.postMessage({ ...message, seq: ++this.seq }, transfer);
+  }
+
+  /** Sends `message`; with `words` (gradient worker i's block of `control`), announces it there
+   * too, and posts it only if the worker is not polling for it (CONTROL). */
+  send(message, transfer = [], words = null) {
+    if (!words) return this.post(message, transfer);
+    const { control, i, fields } = words;
+    this.#flush();
+    const seq = this.seq + 1;
+    announce(control, i, seq, fields);
+    if (Atomics.load(control, CONTROL.BLOCK * (i + 1) + CONTROL.POLLING) !== seq) return this.post(message, transfer);
+    this.seq = seq;
+    this.counts.unposted++;
+    this.unposted = { message: { ...message, seq }, transfer, control, taken: CONTROL.BLOCK * (i + 1) + CONTROL.TAKEN };
+  }
+
+  /** Posts the request announced without a message if the worker has not taken it from its
+   * words, which the next request is about to overwrite. */
+  #flush() {
+    const unposted = this.unposted;
+    if (!unposted) return;
+    this.unposted = null;
+    if (Atomics.load(unposted.control, unposted.taken) < unposted.message.seq) {
+      this.counts.unposted--;
+      this.worker.postMessage(unposted.message, unposted.transfer);
+    }
   }
 
   /** Its next answer is a first share after new state or digits: it gets the longest wait. */
@@ -157,7 +198,7 @@ class Replica {
     if (request) clearTimeout(request.timer);
   }
 
-  request(message, transfer = []) {
+  request(message, transfer = [], words = null) {
     const seq = this.seq + 1;
     const ms = this.timeout();
     return new Promise((resolve, reject) => {
@@ -167,7 +208,7 @@ class Replica {
       );
       this.pending.set(seq, { resolve, reject, timer });
       if (this.dead) this.fail(new ReplicaFailed('the gradient worker has stopped'));
-      else this.post(message, transfer);
+      else this.send(message, transfer, words);
     });
   }
 
@@ -201,11 +242,13 @@ export class GradientPool {
     this.replacedWhy = null; // why the last replaced worker failed
     this.steps = 0; // steps taken over several workers, for the tests
     this.polled = 0; // of those, the steps whose shares were all found by polling, for the tests
+    this.counts = { unposted: 0 }; // requests the gradient workers took without a message, for the tests
     this.failure = null; // why training fell back to one worker, if it did
     this.crashes = 0; // for the tests: replacements that are to crash too
     this.buffer = null;
     this.control = transport() === 'shared' ? new Int32Array(new SharedArrayBuffer(4 * CONTROL.BLOCK * MAX_WORKERS)) : null;
     this.tickets = 0;
+    this.lastSeq = 0; // the last message number of the gradient workers no longer in use
     // A fresh object whenever the network's state changed other than by the pool's own steps:
     // a replica that holds another generation is sent the coordinator's checkpoint first.
     this.generation = {};
@@ -214,7 +257,7 @@ export class GradientPool {
 
   describe() {
     const { size, transport, replaced, replacedWhy, steps, polled, failure } = this;
-    return { size, max: MAX_WORKERS, transport, replaced, replacedWhy, steps, polled, failure };
+    return { size, max: MAX_WORKERS, transport, replaced, replacedWhy, steps, polled, unposted: this.counts.unposted, failure };
   }
 
   /** Uses `count` workers in all (the training worker included) from the next step. */
@@ -224,7 +267,10 @@ export class GradientPool {
     }
     if (count > 1) this.failure = null;
     this.size = count;
-    for (const replica of this.replicas.splice(count - 1)) replica.fail(new ReplicaFailed('no longer used'));
+    for (const replica of this.replicas.splice(count - 1)) {
+      this.lastSeq = Math.max(this.lastSeq, replica.seq);
+      replica.fail(new ReplicaFailed('no longer used'));
+    }
     this.onChange(this.describe());
   }
 
@@ -331,10 +377,8 @@ export class GradientPool {
       const offset = slot + start * shardBytes;
       const ticket = ++this.tickets;
       tickets.push(ticket);
-      if (spinning) {
-        announce(this.control, i, replicas[i].seq + 1, { OP: CONTROL.COMPUTE, TICKET: ticket, STEP: step, START: start, END: end, OFFSET: offset });
-      }
-      return replicas[i].request({ op: 'compute', step, start, end, offset, ticket });
+      const fields = { OP: CONTROL.COMPUTE, TICKET: ticket, STEP: step, START: start, END: end, OFFSET: offset };
+      return replicas[i].request({ op: 'compute', step, start, end, offset, ticket }, [], spinning ? { control: this.control, i, fields } : null);
     });
     // Settled here too, so that a failure while the coordinator computes is not left unhandled.
     const all = Promise.all(answers);
@@ -364,8 +408,8 @@ export class GradientPool {
     }
     // The replicas apply the step while the coordinator does.
     for (const [i, replica] of replicas.entries()) {
-      if (spinning) announce(this.control, i, replica.seq + 1, { OP: CONTROL.APPLY, OFFSET: slot, LENGTH: stepBytes });
-      if (shared) replica.post({ op: 'apply', offset: slot, length: stepBytes });
+      const fields = { OP: CONTROL.APPLY, OFFSET: slot, LENGTH: stepBytes };
+      if (shared) replica.send({ op: 'apply', offset: slot, length: stepBytes }, [], spinning ? { control: this.control, i, fields } : null);
       else {
         const copy = shards.slice();
         replica.post({ op: 'apply', bytes: copy }, [copy.buffer]);
@@ -393,10 +437,9 @@ export class GradientPool {
         this.replacedWhy = this.replicas[i].error?.message ?? null;
         this.onChange(this.describe());
       }
-      this.replicas[i] = new Replica(this.createWorker());
-      // The block may hold the words of the worker this one replaces, whose messages were
-      // numbered like the new one's.
-      if (this.control) Atomics.store(this.control, CONTROL.BLOCK * (i + 1) + CONTROL.SEQ, 0);
+      this.lastSeq = Math.max(this.lastSeq, ...this.replicas.map((replica) => replica?.seq ?? 0));
+      this.replicas[i] = new Replica(this.createWorker(), this.lastSeq, this.counts);
+      if (this.control) this.control.fill(0, CONTROL.BLOCK * (i + 1), CONTROL.BLOCK * (i + 2));
       if (this.crashes > 0) {
         this.crashes--;
         this.replicas[i].post({ op: 'crash', how: 'throw' });

@@ -18,7 +18,8 @@
 //
 // With shared memory, a worker that has served a message polls the control words for its next
 // one (pool.js, CONTROL): a compute request or a step to apply found there is served (and a
-// share answered) at once, before its message arrives, which is passed over when it comes. It
+// share answered) at once, before its message arrives, which is passed over when it comes (and
+// while it polls so, the training worker does not post it at all). It
 // waits so for a share's request for a few milliseconds, and for the step it has computed a
 // share of for as long as the training worker may take over its own; a worker that sleeps until
 // a message comes is slow to wake on a virtual machine.
@@ -105,32 +106,56 @@ export function serveReplica(init, Session) {
     return { bytes, ms };
   }
 
+  /** Notes request `seq` as served, here and in the control words (pool.js, CONTROL.TAKEN). */
+  function served(seq) {
+    ahead = seq + 1;
+    if (control) Atomics.store(control, block + CONTROL.TAKEN, seq);
+  }
+
   /** Serves requests from the control words, from `ahead` on, while each is found within its
    * polling time (and for at most AHEAD_MS in all): a compute request is computed and answered,
    * a step applied. Returns at the first request that is not there, or not for this worker's
-   * state, which its message then brings. */
+   * state, which its message then brings.
+   *
+   * While it serves so, POLLING holds the `seq` it will look for next, and the training worker
+   * posts no message for that request (pool.js, CONTROL): before it stops looking, it clears
+   * POLLING and reads SEQ once more. */
   function serveAhead() {
-    if (!control || Atomics.load(control, CONTROL.SPINNING) !== 1) return;
+    if (!control || crashNext || Atomics.load(control, CONTROL.SPINNING) !== 1) return;
     const word = (w) => Atomics.load(control, block + w);
     const stop = performance.now() + AHEAD_MS;
-    while (!crashNext && performance.now() < stop) {
-      const next = ahead;
-      // After a share, the step it is part of comes next; after anything else, a share.
-      const until = performance.now() + (lastServed === 'compute' ? APPLY_SPIN_MS : SPIN_MS);
-      while (word(CONTROL.SEQ) !== next && performance.now() < until);
-      if (word(CONTROL.SEQ) !== next) return;
-      const [op, ticket, step, start, end, offset, length] = [CONTROL.OP, CONTROL.TICKET, CONTROL.STEP, CONTROL.START, CONTROL.END, CONTROL.OFFSET, CONTROL.LENGTH].map(word);
-      // Written over since it was read: the training worker has moved on, and the message tells.
-      if (word(CONTROL.SEQ) !== next) return;
-      if (op === CONTROL.COMPUTE) {
-        // A request for a step this worker is not at is left to its message, which reports it.
-        if (session.progress().step !== step) return;
-        self.postMessage({ op: 'computed', seq: next, ms: computeShards(step, start, end, offset, ticket).ms });
-      } else if (op === CONTROL.APPLY) {
-        session.apply_shards(new Uint8Array(shared, offset, length));
-      } else return;
-      lastServed = op === CONTROL.COMPUTE ? 'compute' : 'apply';
-      ahead = next + 1;
+    let polling = true;
+    Atomics.store(control, block + CONTROL.POLLING, ahead);
+    try {
+      for (;;) {
+        const next = ahead;
+        // After a share, the step it is part of comes next; after anything else, a share.
+        const until = Math.min(stop, performance.now() + (lastServed === 'compute' ? APPLY_SPIN_MS : SPIN_MS));
+        while (word(CONTROL.SEQ) !== next && performance.now() < until);
+        if (polling && (word(CONTROL.SEQ) !== next || performance.now() >= stop)) {
+          polling = false;
+          Atomics.store(control, block + CONTROL.POLLING, 0);
+        }
+        if (word(CONTROL.SEQ) !== next) return;
+        const [op, ticket, step, start, end, offset, length] = [CONTROL.OP, CONTROL.TICKET, CONTROL.STEP, CONTROL.START, CONTROL.END, CONTROL.OFFSET, CONTROL.LENGTH].map(word);
+        // Written over since it was read: the training worker has moved on, and posted it.
+        if (word(CONTROL.SEQ) !== next) return;
+        Atomics.store(control, block + CONTROL.TAKEN, next);
+        if (polling) Atomics.store(control, block + CONTROL.POLLING, next + 1);
+        if (op === CONTROL.COMPUTE) {
+          // A request for a step this worker is not at throws (computeShards), reported as its
+          // message's would be: that message may never be posted.
+          self.postMessage({ op: 'computed', seq: next, ms: computeShards(step, start, end, offset, ticket).ms });
+        } else if (op === CONTROL.APPLY) {
+          session.apply_shards(new Uint8Array(shared, offset, length));
+        } else throw new Error(`unknown request ${op} in the control words`);
+        lastServed = op === CONTROL.COMPUTE ? 'compute' : 'apply';
+        served(next);
+        // Past AHEAD_MS, the one request found after POLLING was cleared is the last.
+        if (!polling) return;
+      }
+    } finally {
+      if (polling) Atomics.store(control, block + CONTROL.POLLING, 0);
     }
   }
 
@@ -144,7 +169,7 @@ export function serveReplica(init, Session) {
         if (data.seq >= ahead) {
           handlers[data.op](data);
           lastServed = data.op;
-          ahead = data.seq + 1;
+          served(data.seq);
         } else if (data.seq < ahead - 1) {
           // Served from the control words already, and so were the messages behind it, which
           // are all queued: polling now would cost SPIN_MS for each of them, and while the
