@@ -19,7 +19,8 @@ fn softmax_row(mut row: ArrayViewMut1<f32>) {
     let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum = 0.0f32;
     row.mapv_inplace(|v| {
-        let e = (v - max).exp();
+        // libm's, as everywhere in the crate: the same bits natively and in wasm.
+        let e = libm::expf(v - max);
         sum += e;
         e
     });
@@ -29,7 +30,7 @@ fn softmax_row(mut row: ArrayViewMut1<f32>) {
 /// Log-sum-exp of a row, `max + ln Σ exp(x − max)`: exact for any finite logits.
 fn log_sum_exp(row: ndarray::ArrayView1<f32>) -> f32 {
     let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+    let sum: f32 = row.iter().map(|&v| libm::expf(v - max)).sum();
     max + sum.ln()
 }
 

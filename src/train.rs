@@ -138,7 +138,8 @@ impl LrSchedule {
                 } else if t < warmup {
                     (step as f64 + 1.0) / (warmup * total).max(1.0)
                 } else {
-                    0.5 * (1.0 + (std::f64::consts::PI * (t - warmup) / (1.0 - warmup)).cos())
+                    // libm's cosine: the same rate natively and in wasm, whatever the platform's.
+                    0.5 * (1.0 + libm::cos(std::f64::consts::PI * (t - warmup) / (1.0 - warmup)))
                 }
             }
             LrSchedule::Step => {
