@@ -14,7 +14,7 @@ use crate::data::digits::Digits;
 use crate::error::Num;
 use crate::model::{IMAGE_PIXELS, IMAGE_SIDE, MNIST_MEAN, MNIST_STD, NUM_CLASSES};
 use crate::session::{self, Settings, MAX_BATCH_SIZE};
-use crate::wasm_args::{f32_images, rgba_bytes, u8_array, u8_array_into, u8_array_ref, weights_bytes};
+use crate::wasm_args::{f32_images, rgba_bytes, u8_array, u8_array_ref, weights_bytes};
 use crate::{weights, Error, LeNet5};
 
 pub use crate::wasm_args::max_weights_file_bytes;
@@ -176,8 +176,12 @@ pub fn defaults() -> Result<JsValue, JsError> {
 #[wasm_bindgen(js_name = Session)]
 pub struct SessionJs {
     inner: session::Session,
-    /// Shard records on their way out of or into wasm memory, kept from step to step.
+    /// Shard records on their way out of or into wasm memory, kept from step to step: a step's
+    /// records at their places, shard `i` at `i × shard_bytes()`.
     wire: Vec<u8>,
+    /// The step and shards `start..end` that `compute_shards_into` last wrote, which `wire` still
+    /// holds at their places.
+    own: Option<(u64, usize, usize)>,
 }
 
 #[wasm_bindgen(js_class = Session)]
@@ -187,7 +191,7 @@ impl SessionJs {
     #[wasm_bindgen(constructor)]
     pub fn new(settings: JsValue) -> Result<SessionJs, JsError> {
         let settings = settings_from_js(&Settings::browser(), settings)?;
-        Ok(SessionJs { inner: session::Session::new(settings).map_err(js_error)?, wire: Vec::new() })
+        Ok(SessionJs { inner: session::Session::new(settings).map_err(js_error)?, wire: Vec::new(), own: None })
     }
 
     /// A session that starts from the weights of a safetensors file (for instance the
@@ -198,7 +202,11 @@ impl SessionJs {
     ) -> Result<SessionJs, JsError> {
         let settings = settings_from_js(&Settings::browser(), settings)?;
         let model = weights::from_safetensors(&weights_bytes(bytes, "bytes")?).map_err(js_error)?;
-        Ok(SessionJs { inner: session::Session::with_model(model, settings).map_err(js_error)?, wire: Vec::new() })
+        Ok(SessionJs {
+            inner: session::Session::with_model(model, settings).map_err(js_error)?,
+            wire: Vec::new(),
+            own: None,
+        })
     }
 
     /// All the settings, as a plain object.
@@ -807,19 +815,26 @@ impl SessionJs {
     ) -> Result<(), JsError> {
         let range = shard_range(start, end)?;
         let out = u8_array_ref(out, "out")?;
+        let step = self.inner.progress().step;
+        // Written at their places in the step, for `apply_shards` to take from there: a share
+        // of two workers' is half the step's records, not copied back in.
+        let at = range.start.min(self.inner.shard_count()) * self.shard_bytes() as usize;
+        self.own = None;
+        self.wire.resize(at, 0);
         // Computed first: the session checks the range, and the records' length is then known.
-        self.wire.clear();
         self.inner.compute_shard_records(range.clone(), &mut self.wire).map_err(js_error)?;
-        if out.length() as usize != self.wire.len() {
+        let records = &self.wire[at..];
+        if out.length() as usize != records.len() {
             return Err(JsError::new(&format!(
                 "out must hold (end − start) × shard_bytes() = {} bytes for shards {}..{}; it holds {}",
-                self.wire.len(),
+                records.len(),
                 range.start,
                 range.end,
                 out.length()
             )));
         }
-        out.copy_from(&self.wire);
+        out.copy_from(records);
+        self.own = Some((step, range.start, range.end));
         Ok(())
     }
 
@@ -828,6 +843,10 @@ impl SessionJs {
     /// to back, computed here or by replicas): returns what `step()` returns, and the weights are
     /// those `step()` would give. Throws, changing nothing, when the records are cut short or
     /// are not this step's shards in order.
+    ///
+    /// The shards this session wrote into `bytes` with `compute_shards_into` for this step are
+    /// not read back: the session takes them from its own copy, once their headers in `bytes`
+    /// are found unchanged.
     pub fn apply_shards(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &JsValue,
@@ -843,8 +862,28 @@ impl SessionJs {
                 )));
             }
         }
+        let view = u8_array_ref(bytes, "bytes")?;
+        let shard = expected / count.max(1);
+        // Its own share is the same bytes, and copying it in again was half the copying of a
+        // step at two workers. A header that differs (step, index, images, loss bits, correct)
+        // means the buffer was written over since: it is then read whole.
+        let (from, to) = match self.own {
+            Some((step, start, end))
+                if step == self.inner.progress().step
+                    && self.wire.len() == end * shard
+                    && (start * shard..end * shard).step_by(shard).all(|at| {
+                        (at..at + session::SHARD_HEADER_BYTES).all(|i| view.get_index(i as u32) == self.wire[i])
+                    }) =>
+            {
+                (start * shard, end * shard)
+            }
+            _ => (0, 0),
+        };
+        self.own = None;
         // Into a buffer kept from step to step: the records are read in place there.
-        u8_array_into(bytes, "bytes", &mut self.wire)?;
+        self.wire.resize(expected, 0);
+        view.subarray(0, from as u32).copy_to(&mut self.wire[..from]);
+        view.subarray(to as u32, expected as u32).copy_to(&mut self.wire[to..]);
         to_js(&self.inner.apply_shard_records(&self.wire).map_err(js_error)?)
     }
 }

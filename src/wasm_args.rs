@@ -82,16 +82,6 @@ pub(crate) fn u8_array_ref<'a>(value: &'a JsValue, name: &str) -> Result<&'a Uin
     value.dyn_ref::<Uint8Array>().ok_or_else(|| wrong_type(value, name, "a Uint8Array", "Uint8Array"))
 }
 
-/// The bytes of the `Uint8Array` `value` copied into `out` (resized to fit), a buffer the caller
-/// keeps so that wasm memory is not allocated for every call; anything else is an `Error` naming
-/// the argument `name`.
-pub(crate) fn u8_array_into(value: &JsValue, name: &str, out: &mut Vec<u8>) -> Result<(), JsError> {
-    let array = u8_array_ref(value, name)?;
-    out.resize(array.length() as usize, 0);
-    array.copy_to(out);
-    Ok(())
-}
-
 /// The bytes of a weights file given as a `Uint8Array`, checked before they are copied into
 /// wasm memory: a Git LFS pointer, an HTML page or a buffer larger than
 /// [`weights::MAX_WEIGHTS_FILE_BYTES`] is refused after reading at most its first

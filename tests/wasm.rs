@@ -787,3 +787,45 @@ fn shards_computed_by_two_replicas_give_the_weights_of_step() {
     assert!(message.contains("bytes must be a Uint8Array"), "{message}");
     assert_eq!(replica.checkpoint().unwrap(), before);
 }
+
+#[wasm_bindgen_test]
+fn apply_shards_takes_the_share_written_by_compute_shards_into_from_its_own_copy() {
+    let settings = object(&[("batch_size", 40.into()), ("seed", 3.into())]);
+    let mut reference = fixture_session(&settings);
+    let [mut a, mut b, mut twin] = [(); 3].map(|()| fixture_session(&settings));
+    let shard_bytes = a.shard_bytes();
+    // One buffer, as the workers' shared one: a writes shards 0..2 into it, b shard 2.
+    let buffer = js_sys::Uint8Array::new_with_length(3 * shard_bytes);
+    let share = |session: &mut SessionJs, start: u32, end: u32| {
+        let part = buffer.subarray(start * shard_bytes, end * shard_bytes);
+        session.compute_shards_into(f64::from(start), f64::from(end), &part).unwrap();
+    };
+    let loss = |outcome: &JsValue| get(outcome, "loss").as_f64().unwrap();
+    for _ in 0..6 {
+        let expected = loss(&reference.step().unwrap());
+        share(&mut a, 0, 2);
+        share(&mut b, 2, 3);
+        // twin computes nothing, so it reads every shard from the buffer.
+        for session in [&mut a, &mut b, &mut twin] {
+            assert_eq!(loss(&session.apply_shards(&buffer).unwrap()), expected);
+        }
+    }
+    for session in [&a, &b, &twin] {
+        assert_eq!(session.checkpoint().unwrap(), reference.checkpoint().unwrap());
+    }
+
+    // a's share written over, in the buffer, by a session of another seed at the same step: a
+    // reads the buffer whole, as twin does, and takes another step than the reference.
+    let expected = loss(&reference.step().unwrap());
+    share(&mut a, 0, 2);
+    let mut other = fixture_session(&object(&[("batch_size", 40.into()), ("seed", 4.into())]));
+    for _ in 0..6 {
+        other.step().unwrap();
+    }
+    share(&mut other, 0, 2);
+    share(&mut b, 2, 3);
+    let from_buffer = loss(&twin.apply_shards(&buffer).unwrap());
+    assert_ne!(from_buffer, expected);
+    assert_eq!(loss(&a.apply_shards(&buffer).unwrap()), from_buffer);
+    assert_eq!(a.checkpoint().unwrap(), twin.checkpoint().unwrap());
+}
