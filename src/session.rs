@@ -463,8 +463,9 @@ impl<'a> UpdatePart<'a> {
             self.backup_param[from..to].copy_from_slice(param);
             self.backup_first[from..to].copy_from_slice(first);
             rule.apply(param, sum, first, second);
-            // NaN fails the comparison too.
-            ok &= param.iter().all(|v| v.abs() <= MAX_WEIGHT);
+            // NaN fails the comparison too. A fold, not `all`, which stops at the first and
+            // cannot be vectorised.
+            ok &= param.iter().fold(true, |ok, v| ok & (v.abs() <= MAX_WEIGHT));
         }
         ok
     }
