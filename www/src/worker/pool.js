@@ -12,7 +12,8 @@
 // small SharedArrayBuffer, which the waiting side polls for a few milliseconds before it goes
 // back to its messages. A worker that returns to its event loop sleeps, and on a virtual machine
 // a sleeping core is slow to wake: waiting awake made two workers 8–24 % faster (README,
-// "Training on several workers"). The messages are still sent and answered, so time-outs and
+// "Training on several workers"). A request is posted as a message too unless the gradient
+// worker is sure to find it there (CONTROL), and every share is answered, so time-outs and
 // failures are handled as without it.
 //
 // A gradient worker that fails (an uncaught error, a refused request, or no answer in time: see
