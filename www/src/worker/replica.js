@@ -171,10 +171,10 @@ export function serveReplica(init, Session) {
           lastServed = data.op;
           served(data.seq);
         } else if (data.seq < ahead - 1) {
-          // Served from the control words already, and so was the message behind it: polling
-          // now would cost SPIN_MS for each such message, and a backlog of them can build up
-          // while the training worker trains. The next request is posted (this worker no longer
-          // advertises POLLING), so nothing waits on this.
+          // Served from the control words already: polling now would cost SPIN_MS for each such
+          // message, and a backlog of them can build up while the training worker trains. The
+          // next request does not wait on this: this worker no longer advertises POLLING, so it
+          // is posted.
           return;
         }
         serveAhead();
