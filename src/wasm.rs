@@ -853,7 +853,8 @@ impl SessionJs {
     ) -> Result<JsValue, JsError> {
         // Checked before the bytes are copied into wasm memory, which never shrinks.
         let count = self.inner.shard_count();
-        let expected = count * session::ShardGradient::wire_bytes(self.inner.model().num_parameters());
+        let shard = self.shard_bytes() as usize;
+        let expected = count * shard;
         if let Some(view) = bytes.dyn_ref::<js_sys::Uint8Array>() {
             if view.length() as usize != expected {
                 return Err(JsError::new(&format!(
@@ -863,7 +864,6 @@ impl SessionJs {
             }
         }
         let view = u8_array_ref(bytes, "bytes")?;
-        let shard = expected / count.max(1);
         // Its own share is the same bytes, and copying it in again was half the copying of a
         // step at two workers. A header that differs (step, index, images, loss bits, correct)
         // means the buffer was written over since: it is then read whole.

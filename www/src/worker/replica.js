@@ -106,12 +106,6 @@ export function serveReplica(init, Session) {
     return { bytes, ms };
   }
 
-  /** Notes request `seq` as served, here and in the control words (pool.js, CONTROL.TAKEN). */
-  function served(seq) {
-    ahead = seq + 1;
-    if (control) Atomics.store(control, block + CONTROL.TAKEN, seq);
-  }
-
   /** Serves requests from the control words, from `ahead` on, while each is found within its
    * polling time (and for at most AHEAD_MS in all): a compute request is computed and answered,
    * a step applied. Returns at the first request that is not there, or not for this worker's
@@ -150,7 +144,7 @@ export function serveReplica(init, Session) {
           session.apply_shards(new Uint8Array(shared, offset, length));
         } else throw new Error(`unknown request ${op} in the control words`);
         lastServed = op === CONTROL.COMPUTE ? 'compute' : 'apply';
-        served(next);
+        ahead = next + 1; // TAKEN is already `next`
         // Past AHEAD_MS, the one request found after POLLING was cleared is the last.
         if (!polling) return;
       }
@@ -169,7 +163,8 @@ export function serveReplica(init, Session) {
         if (data.seq >= ahead) {
           handlers[data.op](data);
           lastServed = data.op;
-          served(data.seq);
+          ahead = data.seq + 1;
+          if (control) Atomics.store(control, block + CONTROL.TAKEN, data.seq);
         } else if (data.seq < ahead - 1) {
           // Served from the control words already: polling now would cost SPIN_MS for each such
           // message, and a backlog of them can build up while the training worker trains. The
