@@ -138,8 +138,14 @@ impl LrSchedule {
                 } else if t < warmup {
                     (step as f64 + 1.0) / (warmup * total).max(1.0)
                 } else {
-                    // libm's cosine: the same rate natively and in wasm, whatever the platform's.
-                    0.5 * (1.0 + libm::cos(std::f64::consts::PI * (t - warmup) / (1.0 - warmup)))
+                    let x = std::f64::consts::PI * (t - warmup) / (1.0 - warmup);
+                    // As with `loss::exp`: libm's in wasm (one copy in the module), the
+                    // platform's natively (the rates the shipped weights were trained with).
+                    #[cfg(target_arch = "wasm32")]
+                    let cos = libm::cos(x);
+                    #[cfg(not(target_arch = "wasm32"))]
+                    let cos = x.cos();
+                    0.5 * (1.0 + cos)
                 }
             }
             LrSchedule::Step => {
