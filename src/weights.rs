@@ -658,7 +658,10 @@ pub fn checkpoint_to_bytes(model: &LeNet5, state: &str, first: &[Vec<f32>], seco
 /// session's state is named as such ("a weights file, not a checkpoint").
 #[allow(clippy::type_complexity)]
 pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
-    let file = read_file(bytes).map_err(|e| Error::Weights(format!("checkpoint: {e}")))?;
+    let file = read_file(bytes).map_err(|e| match e {
+        Error::Weights(m) => Error::Weights(format!("checkpoint: {m}")),
+        other => other,
+    })?;
     let state = file
         .metadata(CHECKPOINT_KEY)
         .map(str::to_string)

@@ -125,7 +125,7 @@ mod cli {
         #[arg(long)]
         stop_at_step: Option<u64>,
         /// Start from these weights (safetensors) instead of a seeded initialisation: fine-tuning.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         init: Option<PathBuf>,
         /// Also train on the isolated digits of the UNIPEN distribution in this folder (the one
         /// holding data/ and include/), rendered from their pen strokes as the page renders a
@@ -206,6 +206,7 @@ mod cli {
         /// How much teaching a writer's handwriting helps (the page's "Teach" recipe): for the UNIPEN
         /// writers the weights misread most, teach the first --per-digit of each of their digits
         /// and report their other digits' accuracy and MNIST's test accuracy before → after.
+        #[command(allow_negative_numbers = true)]
         Teach(TeachArgs),
         /// Training throughput (on --threads threads) and single-image inference time (one
         /// thread), on real data.
@@ -281,6 +282,13 @@ mod cli {
                     folder.display()
                 )));
             }
+            if path.is_dir() {
+                return Err(Error::InvalidInput(format!(
+                    "{} is a folder: give the path of a file to write, e.g. {}",
+                    path.display(),
+                    path.join("lenet5.safetensors").display()
+                )));
+            }
         }
         let mut train_set = idx::load_digits(&args.data, Split::Train)?;
         let test_set = idx::load_digits(&args.data, Split::Test)?;
@@ -303,7 +311,10 @@ mod cli {
             unipen_held_out = Some(unipen::dataset(&held)?);
         }
         let n = train_set.len();
-        let total_steps = ((args.epochs * n) as u64).div_ceil(args.batch_size.max(1) as u64);
+        let images = args.epochs.checked_mul(n).ok_or_else(|| {
+            Error::InvalidInput(format!("--epochs {} of {n} images is more images than can be counted", args.epochs))
+        })?;
+        let total_steps = (images as u64).div_ceil(args.batch_size.max(1) as u64);
         let settings = Settings {
             seed: args.seed,
             optimizer: args.optimizer.into(),
@@ -327,7 +338,12 @@ mod cli {
         session.set_test_data(test_set);
         if let Some(path) = &args.resume {
             let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
-            session.restore(&bytes)?;
+            // Named as --init's file is: the user may hold several checkpoints.
+            session.restore(&bytes).map_err(|e| match e {
+                Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
+                Error::InvalidInput(m) => Error::InvalidInput(format!("{}: {m}", path.display())),
+                other => other,
+            })?;
             println!("resumed from {} at step {} (its settings apply)", path.display(), session.progress().step);
         }
         let s = *session.settings();

@@ -1,0 +1,63 @@
+//! The `lenet` command line: mistakes are refused before any training, with a message naming
+//! what was wrong.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::process::{Command, Output};
+
+const SMALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mnist-small");
+
+fn lenet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lenet")).args(args).env_remove("MNIST_DIR").output().unwrap()
+}
+
+/// Exit code, stdout and stderr.
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = lenet(args);
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn a_folder_given_as_out_or_checkpoint_is_refused_before_training() {
+    let dir = std::env::temp_dir();
+    let dir = dir.to_str().unwrap();
+    for flag in ["--out", "--checkpoint"] {
+        let (code, stdout, stderr) = run(&["train", "--data", SMALL, "--stop-at-step", "2", flag, dir]);
+        assert_eq!(code, 1, "{flag}: {stderr}");
+        assert!(stderr.contains(&format!("{dir} is a folder: give the path of a file to write")), "{flag}: {stderr}");
+        assert!(!stdout.contains("step"), "{flag}: it trained first: {stdout}");
+    }
+}
+
+#[test]
+fn epochs_past_what_can_be_counted_are_refused() {
+    let (code, _, stderr) = run(&["train", "--data", SMALL, "--epochs", &u64::MAX.to_string(), "--out", "unused.safetensors"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&format!("--epochs {} of 2500 images is more images than can be counted", u64::MAX)), "{stderr}");
+}
+
+#[test]
+fn init_and_resume_together_are_refused() {
+    let (code, _, stderr) = run(&["train", "--data", SMALL, "--init", "a.safetensors", "--resume", "b.ckpt"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("'--init <INIT>' cannot be used with '--resume <RESUME>'"), "{stderr}");
+}
+
+#[test]
+fn a_checkpoint_that_is_not_one_is_named_once_with_its_path() {
+    let path = std::env::temp_dir().join(format!("lenet-cli-{}.ckpt", std::process::id()));
+    std::fs::write(&path, [0xffu8; 100]).unwrap();
+    let (code, _, stderr) = run(&["train", "--data", SMALL, "--resume", path.to_str().unwrap(), "--out", "unused.safetensors"]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    let expected = format!("error: weights file: {}: checkpoint: not a valid safetensors file", path.display());
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert_eq!(stderr.matches("weights file").count(), 1, "{stderr}");
+}
+
+#[test]
+fn teach_reads_a_negative_number_as_a_value_and_refuses_it() {
+    let weights = concat!(env!("CARGO_MANIFEST_DIR"), "/www/public/lenet5-mnist.safetensors");
+    let (code, _, stderr) = run(&["teach", "--unipen", "none", "--weights", weights, "--mnist", SMALL, "--lr", "-1"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("learning_rate must be a positive finite number, got -1"), "{stderr}");
+}
