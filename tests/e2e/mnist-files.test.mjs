@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { openPage, assertClean } from './browser.mjs';
+import { openPage, waitUntilReady, assertClean } from './browser.mjs';
 
 const SMALL = fileURLToPath(new URL('../fixtures/mnist-small/', import.meta.url));
 const NAMES = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'];
@@ -133,6 +133,40 @@ test('the training worker restarted after a crash gets the dropped files again, 
     await page.waitForFunction(() => document.querySelector('#acc-caption').textContent === 'Accuracy on 500 held-out digits', null, {
       timeout: 60_000,
     });
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a checkpoint of a run on dropped files waits for those files: after a reload its Resume is disabled and says why, until they are dropped again', async () => {
+  const browser = await openPage({}, '?test-hooks');
+  try {
+    const { page } = browser;
+    assert.equal(await dropGood(page), 'Training on 2,500 digits and testing on 500 from your files.');
+    await page.click('#run');
+    await page.waitForFunction(() => window.lenetPage.trainingState()?.step >= 5, null, { timeout: 60_000 });
+    await page.click('#run');
+    await page.waitForFunction(() => document.body.dataset.training === 'paused');
+    const { step } = await page.evaluate(() => window.lenetPage.trainingState());
+    await page.waitForFunction((step) => Number(document.querySelector('#checkpoint-status').dataset.step) === step, step);
+
+    // The reloaded page's worker holds the site's digits, which the checkpoint was not trained on.
+    await page.reload();
+    await waitUntilReady(page);
+    await page.waitForSelector('#checkpoint-offer:not([hidden])');
+    assert.equal(await page.isDisabled('#resume-checkpoint'), true, 'Resume waits for the files');
+    assert.match(
+      await page.textContent('#checkpoint-offer-note'),
+      /It was trained on MNIST from your files \(train-images-idx3-ubyte\.gz, …\), not on the digits loaded now: to resume it, load those digits again/,
+    );
+
+    assert.equal(await dropGood(page), 'Training on 2,500 digits and testing on 500 from your files.');
+    await page.waitForFunction(() => !document.querySelector('#resume-checkpoint').disabled);
+    assert.doesNotMatch(await page.textContent('#checkpoint-offer-note'), /not on the digits loaded now/);
+    await page.click('#resume-checkpoint');
+    await page.waitForSelector('#checkpoint-offer', { state: 'hidden' });
+    assert.equal((await page.evaluate(() => window.lenetPage.trainingState())).step >= step, true, 'resumed from the checkpoint');
     assertClean(browser);
   } finally {
     await browser.close();

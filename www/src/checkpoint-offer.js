@@ -30,8 +30,12 @@ export async function resumeTraining({ store, client, charts }, run = true) {
 
 /** Binds the offer's buttons and draws it from the state's `offer`. */
 export function bindCheckpointOffer({ ui, store, client, charts }) {
+  // Resuming needs the digits the checkpoint was trained on (the core refuses others), so the
+  // button waits while they are not the ones loaded.
+  let blocked = false;
   const busy = (on) => {
-    ui.resume.disabled = ui.discard.disabled = on;
+    ui.resume.disabled = on || blocked;
+    ui.discard.disabled = on;
   };
   ui.resume.addEventListener('click', async () => {
     busy(true);
@@ -56,7 +60,7 @@ export function bindCheckpointOffer({ ui, store, client, charts }) {
   });
 
   store.subscribe((state, previous) => {
-    if (state.offer === previous.offer && state.data === previous.data) return;
+    if (state.offer === previous.offer && state.data === previous.data && state.reloadingFiles === previous.reloadingFiles) return;
     const { offer } = state;
     if (!offer) {
       hide(ui.offer);
@@ -64,9 +68,17 @@ export function bindCheckpointOffer({ ui, store, client, charts }) {
     }
     ui.resume.textContent = `Resume training from step ${offer.step.toLocaleString('en')} (saved ${clock(offer.savedAt)})`;
     const notes = ['A checkpoint of the network in training is saved in this browser.'];
-    if (offer.dataSource && offer.dataSource !== state.data?.source) notes.push(`It was trained on ${offer.dataSource}.`);
+    const otherData = !!offer.dataSource && !!state.data && offer.dataSource !== state.data.source;
+    if (state.reloadingFiles) notes.push('It can be resumed once your MNIST files are loaded into the restarted worker again.');
+    else if (otherData) {
+      notes.push(
+        `It was trained on ${offer.dataSource}, not on the digits loaded now: to resume it, load those digits again (drop the same MNIST files here, or reload the page for the site's own digits).`,
+      );
+    }
     notes.push('Training a new network replaces it.');
     ui.offerNote.textContent = notes.join(' ');
+    blocked = state.reloadingFiles || otherData;
+    ui.resume.disabled = blocked || ui.discard.disabled; // discard is disabled while a request is out
     ui.offer.dataset.step = String(offer.step);
     ui.offer.hidden = false;
   });

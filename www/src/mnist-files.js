@@ -64,7 +64,7 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
       charts.reset();
       loaded = msg.data;
       given = payload;
-      store.set({ data: msg.data, training: msg, chartsStale: false, plottedCheckpoint: null, accuracy: null, error: null });
+      store.set({ reloadingFiles: false, data: msg.data, training: msg, chartsStale: false, plottedCheckpoint: null, accuracy: null, error: null });
       say(trainingOn(msg.data), 'done');
     } catch (error) {
       say(`Nothing changed: ${error.message}`, 'error');
@@ -79,6 +79,8 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
   async function reload() {
     const files = given;
     say('The training worker was restarted: loading your files into it again…');
+    // Until they are in, the checkpoint offer waits: the new worker holds the site's digits.
+    store.set({ reloadingFiles: true });
     try {
       const msg = await client.request({ type: MSG.LOAD_IDX, files });
       if (files !== given) return; // other files were loaded meanwhile
@@ -87,6 +89,8 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
       say(trainingOn(msg.data), 'done');
     } catch (error) {
       say(`The training worker was restarted and could not load your files again: ${error.message}. Drop them again.`, 'error');
+    } finally {
+      if (files === given) store.set({ reloadingFiles: false });
     }
   }
   store.subscribe((state, previous) => {

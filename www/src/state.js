@@ -15,6 +15,7 @@ export function initialState() {
     worker: 'loading', // 'loading' | 'ready' | 'restarting' | 'failed'
     restarts: 0,
     data: null, // { source, train, test } once the worker has the digits
+    reloadingFiles: false, // the person's MNIST files are being loaded into a restarted worker
     training: null,
     requested: null, // 'run' | 'pause' while the worker has not yet confirmed Start or Pause
     // The settings the controls show: the core's defaults until the worker reports the network's own.
