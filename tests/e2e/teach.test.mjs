@@ -91,7 +91,11 @@ test('teaching the recognizer a handwriting it misreads: labelling, gallery, tea
         await draw(page, variant(strokes, i + 1));
         if (k === 0 && i === 0) await page.screenshot({ path: join(ARTIFACTS, 'teach-label.png') });
         if (k === 0) await page.click(`.teach-digit[data-digit="${label}"]`);
-        else await page.keyboard.press(String(label));
+        else {
+          // A focused radio button (the recognizer's choice, just clicked) leaves the keys to the pad.
+          if (i === 0) await page.focus('input[name="recognizer"][value="pretrained"]');
+          await page.keyboard.press(String(label));
+        }
         await page.waitForFunction(() => !document.body.dataset.probabilities);
       }
     }

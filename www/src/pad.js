@@ -227,6 +227,18 @@ export class DrawingPad extends EventTarget {
   }
 }
 
+// Inputs whose keys are not text: a radio button, a checkbox or a button keeps the pad's keys
+// working after a click on it.
+const NOT_TEXT = new Set(['radio', 'checkbox', 'button', 'submit', 'reset', 'file', 'color', 'image']);
+
+/** Whether `element` (a key event's target, or the focused element) takes typed text or keys of
+ * its own (a text field, a select, a slider), so that the page's shortcuts leave it its keys. */
+export function takesKeys(element) {
+  if (!element || typeof element.matches !== 'function') return false;
+  if (element instanceof HTMLInputElement) return !NOT_TEXT.has(element.type);
+  return element.matches('select, textarea, [contenteditable]:not([contenteditable="false"])');
+}
+
 /** The pad's buttons and keys: Undo, Clear, Escape, Ctrl+Z, and the hint shown on an empty pad. */
 export function bindPadControls(pad, { undo, clear, hint }, target = window) {
   pad.addEventListener('change', () => {
@@ -237,7 +249,7 @@ export function bindPadControls(pad, { undo, clear, hint }, target = window) {
   undo.addEventListener('click', () => pad.undo());
   clear.addEventListener('click', () => pad.clear());
   target.addEventListener('keydown', (e) => {
-    if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
+    if (takesKeys(e.target)) return;
     if (e.key === 'Escape') pad.clear();
     else if ((e.ctrlKey || e.metaKey) && e.key === 'z') {
       e.preventDefault();

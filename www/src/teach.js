@@ -4,6 +4,7 @@
 // to the shipped weights, and move my digits in and out as JSON or MNIST IDX files.
 import { MSG, NETS } from './protocol.js';
 import { toModelInput } from './recognizer.js';
+import { takesKeys } from './pad.js';
 import { TeachStore } from './teach-store.js';
 import { digitsToJson, digitsFromJson, digitsToIdx, digitsFromIdx, gzip } from './teach-files.js';
 
@@ -140,9 +141,7 @@ export function bindTeach({ pad, client, store, downloadWeights, shippedWeights,
   });
   target.addEventListener('keydown', (e) => {
     if (!/^[0-9]$/.test(e.key) || e.ctrlKey || e.metaKey || e.altKey) return;
-    const active = document.activeElement;
-    const focusedInput = active && active !== document.body && active !== pad.canvas && active.matches?.('input, select, textarea, [contenteditable]');
-    if (focusedInput) return;
+    if (takesKeys(document.activeElement)) return;
     e.preventDefault();
     label(Number(e.key));
   });
