@@ -52,7 +52,13 @@ function findIdx(dir, base) {
 
 function readIdx(path, magic, dims) {
   let buf = readFileSync(path);
-  if (buf[0] === 0x1f && buf[1] === 0x8b) buf = gunzipSync(buf);
+  if (buf[0] === 0x1f && buf[1] === 0x8b) {
+    try {
+      buf = gunzipSync(buf);
+    } catch (error) {
+      fail(`${path}: cannot decompress (${error.message}): the file is damaged or cut short; download it again`);
+    }
+  }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   if (buf.length < 4 + 4 * dims) fail(`${path}: ${buf.length} bytes is too short for an IDX header`);
   const got = view.getUint32(0);
