@@ -276,7 +276,10 @@ test('a diverging run is paused with a visible warning and the non-finite loss i
     await page.press('#lr', 'Enter');
     await page.click('#run');
     await page.waitForSelector('#diverged:not([hidden])', { timeout: 30_000 });
-    assert.match(await page.textContent('#diverged'), /training diverged/);
+    assert.match(
+      await page.textContent('#diverged'),
+      /^Training diverged and was paused: (the loss is \S+ at step \d+|step \d+ would make weights non-finite or larger than 10000 \(learning rate \S+\)); [^.]+ (restored|as they were)\. Lower the learning rate, then resume\.$/,
+    );
     await page.waitForFunction(() => document.body.dataset.training === 'paused');
     const nonFinite = await page.evaluate(() => window.lenetPage.charts.nonFinite);
     assert.ok(nonFinite >= 1, 'the step that diverged is marked on the chart');

@@ -53,9 +53,9 @@ export function createMessageHandlers({ store, charts, recognizer }) {
     }),
     [MSG.DIVERGED]: training((msg) =>
       store.set({
-        diverged:
-          `Step ${msg.step}: training diverged (the loss or the weights stopped being finite), so it was ` +
-          `paused and the last good weights were restored. Lower the learning rate, then resume. (${msg.message})`,
+        // The core's message names the step, the learning rate it ran at (the schedule's, which
+        // may be below the one typed) and which weights were kept.
+        diverged: `Training diverged and was paused: ${msg.message}. Lower the learning rate, then resume.`,
       }),
     ),
     [MSG.WEIGHTS_CHANGED]: (msg) => recognizer.setWeights(msg.net, msg.bytes, msg.step),
