@@ -61,3 +61,14 @@ fn teach_reads_a_negative_number_as_a_value_and_refuses_it() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("learning_rate must be a positive finite number, got -1"), "{stderr}");
 }
+
+#[test]
+fn teach_refuses_zero_digits_per_label_or_zero_writers() {
+    for (per_digit, writers) in [("0", "1"), ("5", "0")] {
+        let args = ["teach", "--unipen", "none", "--weights", "none", "--mnist", SMALL, "--per-digit", per_digit, "--writers", writers];
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, 1, "{stderr}");
+        let expected = format!("--per-digit (digits of each label a writer teaches) and --writers must be at least 1, got {per_digit} and {writers}");
+        assert!(stderr.contains(&expected), "{stderr}");
+    }
+}

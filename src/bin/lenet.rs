@@ -487,6 +487,12 @@ mod cli {
 
     /// `lenet teach`: worst writers first, overall and among those the weights never saw.
     fn teach(args: &TeachArgs) -> lenet::Result<()> {
+        if args.per_digit == 0 || args.writers == 0 {
+            return Err(Error::InvalidInput(format!(
+                "--per-digit (digits of each label a writer teaches) and --writers must be at least 1, got {} and {}",
+                args.per_digit, args.writers
+            )));
+        }
         let model = weights::load(&args.weights)?;
         let defaults = TeachRecipe::default();
         let recipe = TeachRecipe {
@@ -506,6 +512,13 @@ mod cli {
         let (_, held) = unipen::split_by_writer(&digits, args.held_out, args.split_seed)?;
         let unseen: std::collections::BTreeSet<&str> = held.iter().map(|d| d.writer.as_str()).collect();
         let ranked = teach::rank_writers(&model, &digits, args.per_digit)?;
+        if ranked.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "no writer in {} has more than {} of every digit, so none has digits left to measure after teaching: lower --per-digit",
+                args.unipen.display(),
+                args.per_digit
+            )));
+        }
         let mnist_before = teach::accuracy(&model, &mnist_test)?.unwrap_or(0.0);
         println!(
             "{} UNIPEN writers with more than {} of every digit ({} of them held out from training); recipe: {} steps of {}, learning rate {}, mine share {}, {} replayed MNIST digits, augmentation {}",
