@@ -150,7 +150,7 @@ impl Explainer {
         // Softmax with the largest logit subtracted, so that no exponential overflows.
         let max = a.logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         a.probabilities.clear();
-        a.probabilities.extend(a.logits.iter().map(|&v| crate::loss::exp(v - max)));
+        a.probabilities.extend(a.logits.iter().map(|&v| crate::math::exp(v - max)));
         let sum: f32 = a.probabilities.iter().sum();
         a.probabilities.iter_mut().for_each(|p| *p /= sum);
         Ok(())

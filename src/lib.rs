@@ -31,6 +31,7 @@ pub mod gemm;
 mod json;
 pub mod layers;
 pub mod loss;
+mod math;
 pub mod model;
 pub mod optim;
 pub mod session;

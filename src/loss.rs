@@ -3,6 +3,7 @@
 use ndarray::{Array2, ArrayView2, ArrayViewMut1};
 
 use crate::error::{fmt_shape, shape_error, Error, Result};
+use crate::math::exp;
 
 /// Softmax of every row of `logits` `(N, C)`, computed as `exp(x − max) / Σ exp(x − max)` so
 /// that no exponential overflows: logits `[1000, 0, −1000]` give `[1, 0, 0]`.
@@ -13,20 +14,6 @@ pub fn softmax(logits: ArrayView2<f32>) -> Array2<f32> {
         softmax_row(row);
     }
     out
-}
-
-/// `e^x`. In wasm it is libm's, which the module carries anyway for the augmentation, so that
-/// it does not also carry the standard library's copy. Natively it is the platform's, as it was
-/// when the shipped weights and the README's figures were made: a different last bit in one
-/// exponential changes a whole training run (seed 0's one epoch reads 98.61 % with glibc's
-/// `expf` and 98.43 % with libm's), and the README's training command must reproduce the
-/// shipped weights byte for byte.
-#[inline]
-pub(crate) fn exp(x: f32) -> f32 {
-    #[cfg(target_arch = "wasm32")]
-    return libm::expf(x);
-    #[cfg(not(target_arch = "wasm32"))]
-    return x.exp();
 }
 
 fn softmax_row(mut row: ArrayViewMut1<f32>) {

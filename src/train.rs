@@ -139,13 +139,7 @@ impl LrSchedule {
                     (step as f64 + 1.0) / (warmup * total).max(1.0)
                 } else {
                     let x = std::f64::consts::PI * (t - warmup) / (1.0 - warmup);
-                    // As with `loss::exp`: libm's in wasm (one copy in the module), the
-                    // platform's natively (the rates the shipped weights were trained with).
-                    #[cfg(target_arch = "wasm32")]
-                    let cos = libm::cos(x);
-                    #[cfg(not(target_arch = "wasm32"))]
-                    let cos = x.cos();
-                    0.5 * (1.0 + cos)
+                    0.5 * (1.0 + crate::math::cos(x))
                 }
             }
             LrSchedule::Step => {
