@@ -449,12 +449,26 @@ pub fn save(model: &LeNet5, path: &std::path::Path) -> Result<()> {
 /// Reads a model from the safetensors file at `path` (see [`from_safetensors`]).
 ///
 /// # Errors
-/// [`Error::Io`] naming the path when it cannot be read; otherwise as [`from_safetensors`].
+/// [`Error::Io`] naming the path when it cannot be read; otherwise as [`from_safetensors`],
+/// with the path in the message.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load(path: &std::path::Path) -> Result<LeNet5> {
+    from_file(path, from_safetensors)
+}
+
+/// Reads the file at `path` and hands its bytes to `parse` (e.g. [`from_safetensors`] or
+/// [`crate::session::Session::restore`]), naming the path in any error about the contents: a
+/// person may hold several weights files and checkpoints.
+///
+/// # Errors
+/// [`Error::Io`] naming the path when it cannot be read; `parse`'s [`Error::Weights`] and
+/// [`Error::InvalidInput`] with the path put before their message; its other errors as they are.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn from_file<T>(path: &std::path::Path, parse: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-    from_safetensors(&bytes).map_err(|e| match e {
+    parse(&bytes).map_err(|e| match e {
         Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
+        Error::InvalidInput(m) => Error::InvalidInput(format!("{}: {m}", path.display())),
         other => other,
     })
 }

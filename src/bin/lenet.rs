@@ -337,13 +337,7 @@ mod cli {
         session.set_train_data(train_set)?;
         session.set_test_data(test_set);
         if let Some(path) = &args.resume {
-            let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
-            // Named as --init's file is: the user may hold several checkpoints.
-            session.restore(&bytes).map_err(|e| match e {
-                Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
-                Error::InvalidInput(m) => Error::InvalidInput(format!("{}: {m}", path.display())),
-                other => other,
-            })?;
+            weights::from_file(path, |bytes| session.restore(bytes))?;
             println!("resumed from {} at step {} (its settings apply)", path.display(), session.progress().step);
         }
         let s = *session.settings();
