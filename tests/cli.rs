@@ -13,7 +13,11 @@ fn lenet(args: &[&str]) -> Output {
 /// Exit code, stdout and stderr.
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = lenet(args);
-    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -30,9 +34,13 @@ fn a_folder_given_as_out_or_checkpoint_is_refused_before_training() {
 
 #[test]
 fn epochs_past_what_can_be_counted_are_refused() {
-    let (code, _, stderr) = run(&["train", "--data", SMALL, "--epochs", &u64::MAX.to_string(), "--out", "unused.safetensors"]);
+    let (code, _, stderr) =
+        run(&["train", "--data", SMALL, "--epochs", &u64::MAX.to_string(), "--out", "unused.safetensors"]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains(&format!("--epochs {} of 2500 images is more images than can be counted", u64::MAX)), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--epochs {} of 2500 images is more images than can be counted", u64::MAX)),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -46,7 +54,8 @@ fn init_and_resume_together_are_refused() {
 fn a_checkpoint_that_is_not_one_is_named_once_with_its_path() {
     let path = std::env::temp_dir().join(format!("lenet-cli-{}.ckpt", std::process::id()));
     std::fs::write(&path, [0xffu8; 100]).unwrap();
-    let (code, _, stderr) = run(&["train", "--data", SMALL, "--resume", path.to_str().unwrap(), "--out", "unused.safetensors"]);
+    let (code, _, stderr) =
+        run(&["train", "--data", SMALL, "--resume", path.to_str().unwrap(), "--out", "unused.safetensors"]);
     std::fs::remove_file(&path).unwrap();
     assert_eq!(code, 1, "{stderr}");
     let expected = format!("error: weights file: {}: checkpoint: not a valid safetensors file", path.display());
@@ -65,7 +74,19 @@ fn teach_reads_a_negative_number_as_a_value_and_refuses_it() {
 #[test]
 fn teach_refuses_zero_digits_per_label_or_zero_writers() {
     for (per_digit, writers) in [("0", "1"), ("5", "0")] {
-        let args = ["teach", "--unipen", "none", "--weights", "none", "--mnist", SMALL, "--per-digit", per_digit, "--writers", writers];
+        let args = [
+            "teach",
+            "--unipen",
+            "none",
+            "--weights",
+            "none",
+            "--mnist",
+            SMALL,
+            "--per-digit",
+            per_digit,
+            "--writers",
+            writers,
+        ];
         let (code, _, stderr) = run(&args);
         assert_eq!(code, 1, "{stderr}");
         let expected = format!("--per-digit (digits of each label a writer teaches) and --writers must be at least 1, got {per_digit} and {writers}");
