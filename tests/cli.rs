@@ -93,3 +93,20 @@ fn teach_refuses_zero_digits_per_label_or_zero_writers() {
         assert!(stderr.contains(&expected), "{stderr}");
     }
 }
+
+#[test]
+fn eval_refuses_data_and_unipen_typed_together_but_not_mnist_dir_beside_unipen() {
+    let (code, _, stderr) = run(&["eval", "--weights", "w.safetensors", "--data", SMALL, "--unipen", SMALL]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("eval reads one data set: give --data (MNIST) or --unipen, not both"), "{stderr}");
+
+    // MNIST_DIR is only --data's default: --unipen goes on to read its weights (missing here).
+    let out = Command::new(env!("CARGO_BIN_EXE_lenet"))
+        .args(["eval", "--weights", "missing.safetensors", "--unipen", SMALL])
+        .env("MNIST_DIR", SMALL)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing.safetensors: No such file or directory"), "{stderr}");
+}

@@ -17,7 +17,8 @@ mod cli {
     use std::process::ExitCode;
     use std::time::Instant;
 
-    use clap::{Parser, Subcommand, ValueEnum};
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
     use indicatif::{ProgressBar, ProgressStyle};
     use lenet::data::augment::Augment;
     use lenet::data::idx::{self, Split};
@@ -245,7 +246,24 @@ mod cli {
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
-        let cli = Cli::parse();
+        let matches = Cli::command().get_matches();
+        // `eval` reads one data set. --data typed beside --unipen is a contradiction; MNIST_DIR in
+        // the environment is only --data's default, which --unipen overrides.
+        if let Some(("eval", eval)) = matches.subcommand() {
+            if eval.value_source("data") == Some(ValueSource::CommandLine) && eval.contains_id("unipen") {
+                let mut command = Cli::command().bin_name("lenet");
+                command.build();
+                command
+                    .find_subcommand_mut("eval")
+                    .expect("eval is a subcommand")
+                    .error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        "eval reads one data set: give --data (MNIST) or --unipen, not both",
+                    )
+                    .exit();
+            }
+        }
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         let result = match cli.command {
             Command::Train(args) => train(&args),
             Command::Eval { weights, unipen: Some(dir), .. } => eval_unipen(&weights, &dir),
