@@ -255,6 +255,14 @@ test('a bad weights file shows an error and changes nothing; a downloaded file l
     assert.ok(bytes.length > 100_000, `the weights file has only ${bytes.length} bytes`);
     await page.setInputFiles('#load-file', { name: 'truncated.safetensors', mimeType: 'application/octet-stream', buffer: bytes.subarray(0, bytes.length - 1000) });
     await page.waitForFunction(() => /truncated\.safetensors was not loaded/.test(document.querySelector('#train-error').textContent));
+    // The person moves on: starting training clears the stale error.
+    await page.click('#run');
+    await page.waitForSelector('#train-error', { state: 'hidden' });
+    await page.waitForFunction(() => document.body.dataset.training === 'running');
+    await page.click('#run');
+    await page.waitForFunction(() => document.body.dataset.training === 'paused');
+    await page.setInputFiles('#load-file', { name: 'truncated.safetensors', mimeType: 'application/octet-stream', buffer: bytes.subarray(0, bytes.length - 1000) });
+    await page.waitForSelector('#train-error:not([hidden])');
     await page.setInputFiles('#load-file', { name: 'good.safetensors', mimeType: 'application/octet-stream', buffer: bytes });
     await page.waitForSelector('#train-error', { state: 'hidden' });
     await clearPad(page);

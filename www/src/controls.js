@@ -15,11 +15,15 @@ export function bindControls({ ui, store, client, charts }) {
     const start = !runs(store.get());
     // The button follows the request at once; the worker confirms with a state message, and may
     // still be loading.
-    store.set({ requested: start ? 'run' : 'pause', ...(start && { diverged: null, offer: null, notice: null }) });
+    // The person has moved on: a failure shown from an earlier action is stale.
+    store.set({ requested: start ? 'run' : 'pause', error: null, ...(start && { diverged: null, offer: null, notice: null }) });
     client.post({ type: start ? MSG.START : MSG.PAUSE, net: NET });
   });
   ui.resetFrom.addEventListener('change', () => store.set({ resetFrom: ui.resetFrom.value }));
-  ui.reset.addEventListener('click', () => client.post({ type: MSG.RESET, net: NET, from: store.get().resetFrom }));
+  ui.reset.addEventListener('click', () => {
+    store.set({ error: null });
+    client.post({ type: MSG.RESET, net: NET, from: store.get().resetFrom });
+  });
 
   async function configure(settings, prefix = '') {
     try {
