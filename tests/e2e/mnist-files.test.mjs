@@ -110,6 +110,19 @@ test('a wrong, truncated or missing MNIST file is named, and nothing changes; th
     await page.waitForFunction(() => document.querySelector('#acc-caption').textContent === 'Accuracy on 500 held-out digits', null, {
       timeout: 60_000,
     });
+    // A file dropped outside the zone is refused by the page, not opened by the browser in its
+    // place, and is not loaded.
+    const outside = await page.evaluate(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(['not a digit'], 'notes.txt'));
+      const target = document.querySelector('#pad');
+      const over = new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true });
+      const drop = new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true });
+      target.dispatchEvent(over);
+      target.dispatchEvent(drop);
+      return { over: over.defaultPrevented, drop: drop.defaultPrevented, status: document.querySelector('#mnist-status').textContent };
+    });
+    assert.deepEqual(outside, { over: true, drop: true, status: 'Training on 2,500 digits and testing on 500 from your files.' });
     assertClean(browser);
   } finally {
     await browser.close();

@@ -120,6 +120,16 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
     load(event.dataTransfer.files);
   });
 
+  // A file dropped beside the zone would have the browser open it in place of the page, and the
+  // person's drawing and training with it.
+  for (const type of ['dragover', 'drop']) {
+    window.addEventListener(type, (event) => {
+      if (event.defaultPrevented || !event.dataTransfer?.types.includes('Files')) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = 'none';
+    });
+  }
+
   return {
     [MSG.DATA_PROGRESS]: (msg) => say(msg.text),
   };
