@@ -1339,63 +1339,46 @@ impl Session {
         )
     }
 
+    /// Whether `bytes`, a checkpoint from [`Session::checkpoint`], was made on this session's
+    /// training digits (the same count and fingerprint), as [`Session::restore`] requires:
+    /// `Ok(true)` exactly when `restore` would take it, `Ok(false)` for a sound checkpoint of
+    /// other training data. The session is not changed.
+    ///
+    /// # Errors
+    /// [`Error::Weights`], as from [`Session::restore`], for bytes that are not a checkpoint this
+    /// version can restore (a weights file is named as such).
+    pub fn checkpoint_fits(&self, bytes: &[u8]) -> Result<bool> {
+        let checkpoint = Checkpoint::from_bytes(bytes)?;
+        Ok(self.other_data(&checkpoint.header).is_none())
+    }
+
+    /// Why a checkpoint with `header` was made on other training digits than this session's,
+    /// or `None` when it was made on these: the one comparison behind both
+    /// [`Session::checkpoint_fits`] and [`Session::restore`], so that they never disagree.
+    fn other_data(&self, header: &CheckpointHeader) -> Option<String> {
+        let (count, fingerprint) = (self.train.len() as u64, self.train_fingerprint());
+        (header.train_count != count || header.train_fingerprint != fingerprint).then(|| {
+            format!(
+                "the checkpoint was made on other training data ({} digits, fingerprint {:016x}); this session has {count} digits (fingerprint {fingerprint:016x})",
+                header.train_count, header.train_fingerprint,
+            )
+        })
+    }
+
     /// Restores the state saved by [`Session::checkpoint`]. The session must already hold the
-    /// same training digits (checked by count and fingerprint); its held-out digits are kept.
-    /// From here, steps give the same weights, bit for bit, as the run that was checkpointed.
+    /// same training digits (checked by count and fingerprint, see [`Session::checkpoint_fits`]);
+    /// its held-out digits are kept. From here, steps give the same weights, bit for bit, as the
+    /// run that was checkpointed.
     ///
     /// # Errors
     /// [`Error::Weights`] for bytes that are not a checkpoint (a weights file is named as such);
     /// [`Error::InvalidInput`] when the training digits differ. Nothing changes on error.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let (model, header, first, second) = crate::weights::checkpoint_from_bytes(bytes)?;
-        // The format first: another version's state may not parse as this one's.
-        let format = match miniserde::json::from_str::<miniserde::json::Value>(&header) {
-            Ok(miniserde::json::Value::Object(state)) => match state.get("format") {
-                Some(miniserde::json::Value::String(format)) => format.clone(),
-                _ => String::new(),
-            },
-            _ => return Err(Error::Weights("checkpoint: its state is not a JSON object".into())),
-        };
-        if format != CHECKPOINT_FORMAT {
-            return Err(Error::Weights(format!(
-                "checkpoint: format {format:?}, this version reads {CHECKPOINT_FORMAT:?}"
-            )));
-        }
-        let header: CheckpointHeader = miniserde::json::from_str(&header).map_err(|_| {
-            Error::Weights(format!(
-                "checkpoint: its state lacks a field or has one of the wrong type (it needs {})",
-                CheckpointHeader::FIELDS.join(", ")
-            ))
-        })?;
-        header.settings.validate().map_err(|e| Error::Weights(format!("checkpoint: its settings: {e}")))?;
-        // Counters beyond 2⁵³ are no run's: they would overflow as steps go on, and JavaScript
-        // could not show them exactly.
-        let largest = [header.step, header.epoch, header.seen, header.optimizer_steps];
-        if largest.iter().any(|&n| n > MAX_COUNTER) {
-            return Err(Error::Weights(format!(
-                "checkpoint: its counters (step {}, epoch {}, seen {}, optimizer steps {}) must be at most 2^53",
-                header.step, header.epoch, header.seen, header.optimizer_steps
-            )));
-        }
-        if header.train_count != self.train.len() as u64 || header.train_fingerprint != self.train_fingerprint() {
-            return Err(Error::InvalidInput(format!(
-                "the checkpoint was made on other training data ({} digits, fingerprint {:016x}); this session has {} digits (fingerprint {:016x})",
-                header.train_count,
-                header.train_fingerprint,
-                self.train.len(),
-                self.train_fingerprint()
-            )));
+        let Checkpoint { model, header, first, second } = Checkpoint::from_bytes(bytes)?;
+        if let Some(why) = self.other_data(&header) {
+            return Err(Error::InvalidInput(why));
         }
         let lengths: Vec<usize> = model.parameters().iter().map(|t| t.len()).collect();
-        let fits =
-            |buffers: &Vec<Vec<f32>>| buffers.is_empty() || buffers.iter().map(Vec::len).eq(lengths.iter().copied());
-        if !fits(&first)
-            || !fits(&second)
-            || header.order_len > self.train.len() as u64
-            || header.cursor > header.order_len
-        {
-            return Err(Error::Weights("checkpoint: its optimizer state or data position is inconsistent".into()));
-        }
         let mut optimizer = OptimizerState::new(&lengths);
         if !first.is_empty() {
             optimizer.first = first;
@@ -1453,6 +1436,67 @@ impl CheckpointHeader {
         "train_count",
         "train_fingerprint",
     ];
+}
+
+/// A checkpoint read and checked on its own, before it is compared with a session's data.
+struct Checkpoint {
+    model: LeNet5,
+    header: CheckpointHeader,
+    /// The optimizer's first and second moment buffers, one per parameter tensor, or empty
+    /// where the optimizer had not allocated them.
+    first: Vec<Vec<f32>>,
+    second: Vec<Vec<f32>>,
+}
+
+impl Checkpoint {
+    /// Reads what [`Session::checkpoint`] wrote and checks everything that does not depend on
+    /// the session it goes to: the format, the fields, the settings, the counters, and that the
+    /// optimizer state and the data position agree with the weights and the digit count.
+    ///
+    /// # Errors
+    /// [`Error::Weights`] naming what is wrong.
+    fn from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
+        let (model, header, first, second) = crate::weights::checkpoint_from_bytes(bytes)?;
+        // The format first: another version's state may not parse as this one's.
+        let format = match miniserde::json::from_str::<miniserde::json::Value>(&header) {
+            Ok(miniserde::json::Value::Object(state)) => match state.get("format") {
+                Some(miniserde::json::Value::String(format)) => format.clone(),
+                _ => String::new(),
+            },
+            _ => return Err(Error::Weights("checkpoint: its state is not a JSON object".into())),
+        };
+        if format != CHECKPOINT_FORMAT {
+            return Err(Error::Weights(format!(
+                "checkpoint: format {format:?}, this version reads {CHECKPOINT_FORMAT:?}"
+            )));
+        }
+        let header: CheckpointHeader = miniserde::json::from_str(&header).map_err(|_| {
+            Error::Weights(format!(
+                "checkpoint: its state lacks a field or has one of the wrong type (it needs {})",
+                CheckpointHeader::FIELDS.join(", ")
+            ))
+        })?;
+        header.settings.validate().map_err(|e| Error::Weights(format!("checkpoint: its settings: {e}")))?;
+        // Counters beyond 2⁵³ are no run's: they would overflow as steps go on, and JavaScript
+        // could not show them exactly.
+        let largest = [header.step, header.epoch, header.seen, header.optimizer_steps];
+        if largest.iter().any(|&n| n > MAX_COUNTER) {
+            return Err(Error::Weights(format!(
+                "checkpoint: its counters (step {}, epoch {}, seen {}, optimizer steps {}) must be at most 2^53",
+                header.step, header.epoch, header.seen, header.optimizer_steps
+            )));
+        }
+        let lengths: Vec<usize> = model.parameters().iter().map(|t| t.len()).collect();
+        let fits =
+            |buffers: &Vec<Vec<f32>>| buffers.is_empty() || buffers.iter().map(Vec::len).eq(lengths.iter().copied());
+        // The order covers the training digits the checkpoint records; restoring it needs the
+        // same digits, so this bounds it by the session's too.
+        if !fits(&first) || !fits(&second) || header.order_len > header.train_count || header.cursor > header.order_len
+        {
+            return Err(Error::Weights("checkpoint: its optimizer state or data position is inconsistent".into()));
+        }
+        Ok(Checkpoint { model, header, first, second })
+    }
 }
 
 /// Where the threads of one parallel part of a step wait for each other before leaving it,

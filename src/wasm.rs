@@ -317,6 +317,17 @@ impl SessionJs {
         self.inner.checkpoint().map_err(js_error)
     }
 
+    /// Whether a `checkpoint()` (`Uint8Array`) was made on the training digits set now (the same
+    /// count and fingerprint), that is whether `restore` would take it: `false` only for other
+    /// training digits. Throws on bytes that are not a checkpoint `restore` can read; changes
+    /// nothing.
+    pub fn checkpoint_fits(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &JsValue,
+    ) -> Result<bool, JsError> {
+        self.inner.checkpoint_fits(&u8_array(bytes, "bytes")?).map_err(js_error)
+    }
+
     /// Restores a `checkpoint()`. The same training digits must be set first. From here the
     /// run goes on exactly as it would have. Throws, changing nothing, on bytes that are not a
     /// checkpoint or on other training data.

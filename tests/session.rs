@@ -158,6 +158,50 @@ fn a_checkpoint_refuses_other_data_and_weights_files_are_named() {
 }
 
 #[test]
+fn whether_a_checkpoint_fits_is_what_restore_decides() {
+    let mut s = session(recipe(OptimizerKind::Adam));
+    run(&mut s, 3);
+    let checkpoint = s.checkpoint().unwrap();
+    let (train, test) = fixture();
+
+    // Other settings and weights, the same digits: it fits, and restore takes it.
+    let mut same = session(Settings { seed: 7, ..Settings::default() });
+    assert!(same.checkpoint_fits(&checkpoint).unwrap());
+    same.restore(&checkpoint).unwrap();
+    assert_eq!(same.progress().step, 3);
+
+    // The same number of digits with one label changed: the count alone would pass it.
+    let mut labels = train.labels().to_vec();
+    labels[0] = (labels[0] + 1) % 10;
+    let relabelled = Digits::new(train.images().to_vec(), labels).unwrap();
+    assert_eq!(relabelled.len(), train.len());
+    let mut other = Session::new(Settings::default()).unwrap();
+    other.set_train_data(relabelled).unwrap();
+    other.set_test_data(test);
+    let before = other.checkpoint().unwrap();
+    assert!(!other.checkpoint_fits(&checkpoint).unwrap());
+    let err = other.restore(&checkpoint).unwrap_err().to_string();
+    assert!(err.contains("other training data") && err.contains("2500 digits"), "{err}");
+    assert_eq!(other.checkpoint().unwrap(), before, "neither the query nor the refused restore changes the session");
+
+    // Fewer digits: it does not fit either.
+    let mut half = Session::new(Settings::default()).unwrap();
+    half.set_train_data(Digits::new(train.images()[..784 * 1000].to_vec(), train.labels()[..1000].to_vec()).unwrap())
+        .unwrap();
+    assert!(!half.checkpoint_fits(&checkpoint).unwrap());
+
+    // Bytes that are no checkpoint are an error, not a "no": resuming them would fail for
+    // another reason than the data.
+    let err = same.checkpoint_fits(b"not a checkpoint at all").unwrap_err().to_string();
+    assert!(err.starts_with("weights file: checkpoint:"), "{err}");
+    let err = same.checkpoint_fits(&weights_of(&s)).unwrap_err().to_string();
+    assert!(err.contains("a weights file, not a checkpoint"), "{err}");
+    let err = same.checkpoint_fits(&checkpoint[..100]).unwrap_err().to_string();
+    assert!(err.starts_with("weights file: checkpoint:"), "{err}");
+    assert!(same.checkpoint_fits(&[]).is_err());
+}
+
+#[test]
 fn divergence_is_an_outcome_and_keeps_finite_weights() {
     let mut s = session(Settings { learning_rate: 1e6, ..recipe(OptimizerKind::Sgd) });
     let mut diverged = None;

@@ -344,6 +344,32 @@ fn a_session_resumed_in_a_new_object_equals_the_uninterrupted_one() {
 }
 
 #[wasm_bindgen_test]
+fn a_session_says_whether_a_checkpoint_fits_its_digits_and_throws_on_other_bytes() {
+    let mut first = fixture_session(&JsValue::UNDEFINED);
+    first.step().unwrap();
+    let checkpoint = u8s(&first.checkpoint().unwrap());
+    let fresh = fixture_session(&object(&[("seed", 3.into())]));
+    assert!(fresh.checkpoint_fits(&checkpoint).unwrap());
+
+    // The same count of digits, one label changed: other digits.
+    let train = Digits::from_dataset(&common::small_train());
+    let mut labels = train.labels().to_vec();
+    labels[0] = (labels[0] + 1) % 10;
+    let mut other = SessionJs::new(JsValue::UNDEFINED).unwrap();
+    other.set_train_data(&u8s(train.images()), &u8s(&labels)).unwrap();
+    assert!(!other.checkpoint_fits(&checkpoint).unwrap());
+    let message = error_message(other.restore(&checkpoint).unwrap_err());
+    assert!(message.contains("other training data"), "{message}");
+
+    let message = error_message(fresh.checkpoint_fits(&u8s(b"no checkpoint")).unwrap_err());
+    assert!(message.starts_with("weights file: checkpoint:"), "{message}");
+    let message = error_message(fresh.checkpoint_fits(&u8s(&fresh.to_safetensors().unwrap())).unwrap_err());
+    assert!(message.contains("a weights file, not a checkpoint"), "{message}");
+    let message = error_message(fresh.checkpoint_fits(&JsValue::from_str("bytes")).unwrap_err());
+    assert!(message.contains("Uint8Array"), "{message}");
+}
+
+#[wasm_bindgen_test]
 fn a_session_steps_evaluates_and_reports_as_plain_objects() {
     let d = defaults().unwrap();
     assert_eq!(get(&d, "image_pixels").as_f64(), Some(784.0));
