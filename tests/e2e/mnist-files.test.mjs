@@ -7,7 +7,7 @@ import { mkdtemp, readFile, writeFile, copyFile, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { openPage, waitUntilReady, assertClean } from './browser.mjs';
 
 const SMALL = fileURLToPath(new URL('../fixtures/mnist-small/', import.meta.url));
@@ -37,9 +37,10 @@ async function pick(page, paths) {
   });
 }
 
-/** Drops mnist-small's four good files on the training panel; the status line when it settles. */
-async function dropGood(page) {
-  const files = await Promise.all(NAMES.map(async (name) => ({ name, base64: (await readFile(join(SMALL, name))).toString('base64') })));
+/** Drops the four files of `dir` (mnist-small's good ones unless told) on the training panel; the
+ * status line when it settles. */
+async function dropGood(page, dir = SMALL) {
+  const files = await Promise.all(NAMES.map(async (name) => ({ name, base64: (await readFile(join(dir, name))).toString('base64') })));
   await page.evaluate((files) => {
     const s = document.querySelector('#mnist-status');
     s.dataset.kind = '';
@@ -154,6 +155,13 @@ test('the training worker restarted after a crash gets the dropped files again, 
 
 test('a checkpoint of a run on dropped files waits for those files: after a reload its Resume is disabled and says why, until they are dropped again', async () => {
   const browser = await openPage({}, '?test-hooks');
+  // Files of the same names holding other digits (one training label changed): not the digits
+  // the checkpoint was trained on, though the page names them alike.
+  const relabelled = await folder(async (dir) => {
+    const labels = gunzipSync(await readFile(join(SMALL, NAMES[1])));
+    labels[8] = (labels[8] + 1) % 10;
+    await writeFile(join(dir, NAMES[1]), gzipSync(labels));
+  });
   try {
     const { page } = browser;
     assert.equal(await dropGood(page), 'Training on 2,500 digits and testing on 500 from your files.');
@@ -174,6 +182,11 @@ test('a checkpoint of a run on dropped files waits for those files: after a relo
       /It was trained on MNIST from your files \(train-images-idx3-ubyte\.gz, …\), not on the digits loaded now: to resume it, load those digits again/,
     );
 
+    // The same names, the same count, other digits: still not the checkpoint's.
+    assert.equal(await dropGood(page, relabelled), 'Training on 2,500 digits and testing on 500 from your files.');
+    assert.equal(await page.isDisabled('#resume-checkpoint'), true, 'Resume waits for the files the checkpoint was trained on');
+    assert.match(await page.textContent('#checkpoint-offer-note'), /not on the digits loaded now: to resume it, load those digits again/);
+
     assert.equal(await dropGood(page), 'Training on 2,500 digits and testing on 500 from your files.');
     await page.waitForFunction(() => !document.querySelector('#resume-checkpoint').disabled);
     assert.doesNotMatch(await page.textContent('#checkpoint-offer-note'), /not on the digits loaded now/);
@@ -183,5 +196,6 @@ test('a checkpoint of a run on dropped files waits for those files: after a relo
     assertClean(browser);
   } finally {
     await browser.close();
+    await rm(relabelled, { recursive: true, force: true });
   }
 });

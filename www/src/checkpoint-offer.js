@@ -30,12 +30,17 @@ export async function resumeTraining({ store, client, charts }, run = true) {
 
 /** Binds the offer's buttons and draws it from the state's `offer`. */
 export function bindCheckpointOffer({ ui, store, client, charts }) {
-  // Resuming needs the digits the checkpoint was trained on (the core refuses others), so the
-  // button waits while they are not the ones loaded.
+  // Resume waits while the checkpoint cannot be restored on the digits loaded now (the worker
+  // asks the core: the offer's `fits`), and both buttons while a request about it is out.
   let blocked = false;
+  let pending = false;
+  const enable = () => {
+    ui.resume.disabled = blocked || pending;
+    ui.discard.disabled = pending;
+  };
   const busy = (on) => {
-    ui.resume.disabled = on || blocked;
-    ui.discard.disabled = on;
+    pending = on;
+    enable();
   };
   ui.resume.addEventListener('click', async () => {
     busy(true);
@@ -60,7 +65,7 @@ export function bindCheckpointOffer({ ui, store, client, charts }) {
   });
 
   store.subscribe((state, previous) => {
-    if (state.offer === previous.offer && state.data === previous.data && state.reloadingFiles === previous.reloadingFiles) return;
+    if (state.offer === previous.offer && state.reloadingFiles === previous.reloadingFiles) return;
     const { offer } = state;
     if (!offer) {
       hide(ui.offer);
@@ -68,17 +73,18 @@ export function bindCheckpointOffer({ ui, store, client, charts }) {
     }
     ui.resume.textContent = `Resume training from step ${offer.step.toLocaleString('en')} (saved ${clock(offer.savedAt)})`;
     const notes = ['A checkpoint of the network in training is saved in this browser.'];
-    const otherData = !!offer.dataSource && !!state.data && offer.dataSource !== state.data.source;
     if (state.reloadingFiles) notes.push('It can be resumed once your MNIST files are loaded into the restarted worker again.');
-    else if (otherData) {
+    else if (offer.unreadable) notes.push(`It cannot be resumed: ${offer.unreadable}.`);
+    else if (!offer.fits) {
+      const trainedOn = offer.dataSource ? `on ${offer.dataSource}, not on the digits loaded now` : 'on other digits than those loaded now';
       notes.push(
-        `It was trained on ${offer.dataSource}, not on the digits loaded now: to resume it, load those digits again (drop the same MNIST files here, or reload the page for the site's own digits).`,
+        `It was trained ${trainedOn}: to resume it, load those digits again (drop the same MNIST files here, or reload the page for the site's own digits).`,
       );
     }
     notes.push('Training a new network replaces it.');
     ui.offerNote.textContent = notes.join(' ');
-    blocked = state.reloadingFiles || otherData;
-    ui.resume.disabled = blocked || ui.discard.disabled; // discard is disabled while a request is out
+    blocked = state.reloadingFiles || !offer.fits;
+    enable();
     ui.offer.dataset.step = String(offer.step);
     ui.offer.hidden = false;
   });

@@ -40,6 +40,9 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
   // The person's files as read, kept for a restarted worker, which starts on the site's own
   // digits: they are loaded into it again, so that a crash does not take them away.
   let given = null;
+  // The offer to resume a checkpoint, with the worker's word on whether these digits can resume
+  // it; an offer that is not showing (declined, or a new run started) stays away.
+  const offerNow = (msg) => (store.get().offer ? msg.checkpoint : null);
   const trainingOn = (data) =>
     `Training on ${data.train.toLocaleString('en')} digits and testing on ${data.test.toLocaleString('en')} from your files.`;
 
@@ -64,7 +67,16 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
       charts.reset();
       loaded = msg.data;
       given = payload;
-      store.set({ reloadingFiles: false, data: msg.data, training: msg, chartsStale: false, plottedCheckpoint: null, accuracy: null, error: null });
+      store.set({
+        reloadingFiles: false,
+        data: msg.data,
+        training: msg,
+        offer: offerNow(msg),
+        chartsStale: false,
+        plottedCheckpoint: null,
+        accuracy: null,
+        error: null,
+      });
       say(trainingOn(msg.data), 'done');
     } catch (error) {
       say(`Nothing changed: ${error.message}`, 'error');
@@ -85,7 +97,7 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
       const msg = await client.request({ type: MSG.LOAD_IDX, files });
       if (files !== given) return; // other files were loaded meanwhile
       loaded = msg.data;
-      store.set({ data: msg.data, training: msg });
+      store.set({ data: msg.data, training: msg, offer: offerNow(msg) });
       say(trainingOn(msg.data), 'done');
     } catch (error) {
       say(`The training worker was restarted and could not load your files again: ${error.message}. Drop them again.`, 'error');

@@ -6,7 +6,11 @@
 // A network's state, as STATE, STEPS, WAS_RESET, RESUMED and READY carry it:
 //   { net, running, step, seen, epoch, epochProgress, examplesPerSec, settings }
 // where `settings` is the core's full settings object (Session.settings()).
-// A checkpoint, as READY reports it: { step, seen, epoch, savedAt, dataSource, settings }, or null.
+// The saved checkpoint, as READY and DATA_LOADED report it, or null:
+//   { step, seen, epoch, savedAt, dataSource, settings, fits, unreadable }
+// where `fits` says whether the training digits loaded now can resume it (the core decides, by
+// their count and fingerprint), `dataSource` names the digits it was trained on, and `unreadable`
+// is why it cannot be resumed on any digits, or null.
 export const MSG = Object.freeze({
   // page → worker
   START: 'start', // { net }: train batch after batch until paused
@@ -50,7 +54,7 @@ export const MSG = Object.freeze({
   CHECKPOINTS_UNAVAILABLE: 'checkpoints-unavailable', // { message }: storage refused; training goes on
   TAUGHT: 'taught', // { id, net, before: { mine, mnist }, after: { mine, mnist }, held, steps, teachMs, evalMs }
   DATA_PROGRESS: 'data-progress', // { text }: while LOAD_IDX decompresses and checks the files
-  DATA_LOADED: 'data-loaded', // { id, data: { source, train, test }, ...state }: LOAD_IDX is done
+  DATA_LOADED: 'data-loaded', // { id, data: { source, train, test }, checkpoint, ...state }: LOAD_IDX is done
   DB_CLOSED: 'db-closed', // { id }: CLOSE_DB is done
   PONG: 'pong', // { seq }
   WORKERS: 'workers', // { id?, size, max, transport: 'shared' | 'message', replaced, steps, failure }: the workers steps are computed on (`steps` taken over several; `failure`, why it fell back to one)

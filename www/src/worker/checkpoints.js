@@ -3,7 +3,9 @@
 //
 // Record: { checkpoint: Uint8Array (Session.checkpoint(): weights, optimizer state, settings,
 //           step, epoch, position in the data), step, seen, epoch, settings, savedAt (ms since
-//           the epoch), dataSource }. Everything but `checkpoint` is only for the offer to resume.
+//           the epoch), dataSource }. Everything but `checkpoint` is only for the offer to resume:
+//           `dataSource` names the digits it was trained on in the offer's note; whether they are
+//           the ones loaded now is the core's to say (describeCheckpoint).
 const DB_NAME = 'lenet';
 const DB_VERSION = 1;
 const STORE = 'checkpoints';
@@ -79,12 +81,28 @@ export class CheckpointStore {
   }
 }
 
-/** What the page shows of a checkpoint, without its bytes; null for none, or for a record written
- * by an older version of the page, which cannot be restored. */
-export function describeCheckpoint(record) {
-  if (!(record?.checkpoint instanceof Uint8Array)) return null;
+/** Whether `record` holds a checkpoint's bytes: a record written by an older version of the page
+ * does not, and cannot be restored. */
+export const holdsCheckpoint = (record) => record?.checkpoint instanceof Uint8Array;
+
+/**
+ * The offer to resume from `record`, as the page shows it (without the bytes); null for no record
+ * or one of an older page. `fits`: whether `session`, which holds the training digits loaded now,
+ * would restore it — the core's answer (Session.checkpoint_fits, by the digits' count and
+ * fingerprint), the same check its restore makes. `unreadable`: why it cannot be restored on any
+ * digits (bytes this version does not read as a checkpoint), else null.
+ */
+export function describeCheckpoint(record, session) {
+  if (!holdsCheckpoint(record)) return null;
   const { step, seen, epoch, savedAt, dataSource, settings } = record;
-  return { step, seen, epoch, savedAt, dataSource, settings };
+  let fits = false;
+  let unreadable = null;
+  try {
+    fits = session.checkpoint_fits(record.checkpoint);
+  } catch (error) {
+    unreadable = error instanceof Error ? error.message : String(error);
+  }
+  return { step, seen, epoch, savedAt, dataSource, settings, fits, unreadable };
 }
 
 // While a network trains, a checkpoint at most this often; when it stops, one at once.

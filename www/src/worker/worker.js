@@ -8,7 +8,7 @@ import { MSG } from '../protocol.js';
 import { SITE_URL } from '../base.js';
 import { loadDigits } from './data.js';
 import { fetchWeights } from '../weights-file.js';
-import { CheckpointStore, Checkpointer, describeCheckpoint } from './checkpoints.js';
+import { CheckpointStore, Checkpointer, describeCheckpoint, holdsCheckpoint } from './checkpoints.js';
 import { Network, Trainer } from './trainer.js';
 import { GradientPool } from './pool.js';
 import { HeldOutPredictions } from './heldout.js';
@@ -71,6 +71,9 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
     if (name === 'pretrained') throw new Error('There are no pretrained weights');
     throw new Error(`unknown network ${JSON.stringify(name)}: the networks are ${[...networks.keys()].join(' and ')}`);
   };
+
+  // The saved checkpoint as the page offers it, with whether the digits loaded now can resume it.
+  const offerOf = (record) => describeCheckpoint(record, feed(network('training').session));
 
   const checkpointer = new Checkpointer({
     store,
@@ -183,7 +186,7 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       const n = network(net);
       const record = await store.read(net);
       await idle();
-      if (!describeCheckpoint(record)) throw new Error('There is no saved checkpoint to resume from');
+      if (!holdsCheckpoint(record)) throw new Error('There is no saved checkpoint to resume from');
       const session = feed(new Session());
       try {
         session.restore(record.checkpoint);
@@ -235,7 +238,10 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
         trainer.evaluate(n);
       }
       const data = { source: digits.source, train: digits.train.count, test: digits.test.count };
-      return { type: MSG.DATA_LOADED, data, ...network('training').state() };
+      // Whether the saved checkpoint can be resumed may have changed with the digits. A store that
+      // cannot be read offers none, as at boot.
+      const record = await store.read('training').catch(() => null);
+      return { type: MSG.DATA_LOADED, data, checkpoint: offerOf(record), ...network('training').state() };
     },
   };
   let heldOut = new HeldOutPredictions(digits.test);
@@ -288,7 +294,7 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
     type: MSG.READY,
     data: { source: digits.source, train: digits.train.count, test: digits.test.count },
     nets: Object.fromEntries([...networks].map(([name, n]) => [name, n.state()])),
-    checkpoint: describeCheckpoint(saved),
+    checkpoint: offerOf(saved),
     workers: pool.describe(),
     wasm: wasmBuild,
   };
