@@ -27,6 +27,8 @@
 pub mod data;
 pub mod error;
 pub mod explain;
+#[cfg(not(target_arch = "wasm32"))]
+mod files;
 pub mod gemm;
 mod json;
 pub mod layers;

@@ -39,6 +39,11 @@ const NUM_PARAMETERS: usize = (6 * 25 + 6) + (16 * 6 * 25 + 16) + (120 * 400 + 1
 /// before parsing anything; a caller can compare a file's size with it before reading the file.
 pub const MAX_WEIGHTS_FILE_BYTES: usize = HEADER_LEN_BYTES + MAX_HEADER_LEN + NUM_PARAMETERS * 4;
 
+/// The largest a valid checkpoint ([`checkpoint_to_bytes`]) can be, in bytes: 1,789,056,
+/// as for [`MAX_WEIGHTS_FILE_BYTES`] with three sets of parameters (the weights and the
+/// optimizer's two buffers of moments).
+pub const MAX_CHECKPOINT_FILE_BYTES: usize = HEADER_LEN_BYTES + MAX_HEADER_LEN + 3 * NUM_PARAMETERS * 4;
+
 /// How many leading bytes [`check_file`] looks at to recognise what a file is.
 pub(crate) const SNIFF_BYTES: usize = 512;
 
@@ -453,19 +458,22 @@ pub fn save(model: &LeNet5, path: &std::path::Path) -> Result<()> {
 /// with the path in the message.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load(path: &std::path::Path) -> Result<LeNet5> {
-    from_file(path, from_safetensors)
+    from_file(path, MAX_WEIGHTS_FILE_BYTES, from_safetensors)
 }
 
-/// Reads the file at `path` and hands its bytes to `parse` (e.g. [`from_safetensors`] or
+/// Reads the file at `path`, of at most `max_bytes` bytes ([`MAX_WEIGHTS_FILE_BYTES`] or
+/// [`MAX_CHECKPOINT_FILE_BYTES`]), and hands its bytes to `parse` (e.g. [`from_safetensors`] or
 /// [`crate::session::Session::restore`]), naming the path in any error about the contents: a
 /// person may hold several weights files and checkpoints.
 ///
 /// # Errors
-/// [`Error::Io`] naming the path when it cannot be read; `parse`'s [`Error::Weights`] and
+/// [`Error::Io`] naming the path when it cannot be read, is not a regular file or is larger
+/// than `max_bytes` (it is not read whole then); `parse`'s [`Error::Weights`] and
 /// [`Error::InvalidInput`] with the path put before their message; its other errors as they are.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn from_file<T>(path: &std::path::Path, parse: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+pub fn from_file<T>(path: &std::path::Path, max_bytes: usize, parse: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
+    let bytes = crate::files::read_bounded(path, max_bytes as u64)
+        .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     parse(&bytes).map_err(|e| match e {
         Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
         Error::InvalidInput(m) => Error::InvalidInput(format!("{}: {m}", path.display())),

@@ -110,3 +110,18 @@ fn eval_refuses_data_and_unipen_typed_together_but_not_mnist_dir_beside_unipen()
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("missing.safetensors: No such file or directory"), "{stderr}");
 }
+
+#[test]
+fn a_device_or_an_oversized_file_is_refused_without_being_read_whole() {
+    // Read whole, /dev/zero took all the memory there was.
+    let (code, _, stderr) = run(&["eval", "--weights", "/dev/zero", "--data", SMALL]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("/dev/zero: is not a regular file (a device or a named pipe?)"), "{stderr}");
+
+    let path = std::env::temp_dir().join(format!("lenet-cli-big-{}.safetensors", std::process::id()));
+    std::fs::write(&path, vec![0u8; 2_000_000]).unwrap();
+    let (code, _, stderr) = run(&["eval", "--weights", path.to_str().unwrap(), "--data", SMALL]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(": 2000000 bytes, more than the 1295408 bytes accepted here"), "{stderr}");
+}

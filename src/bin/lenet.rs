@@ -355,7 +355,7 @@ mod cli {
         session.set_train_data(train_set)?;
         session.set_test_data(test_set);
         if let Some(path) = &args.resume {
-            weights::from_file(path, |bytes| session.restore(bytes))?;
+            weights::from_file(path, weights::MAX_CHECKPOINT_FILE_BYTES, |bytes| session.restore(bytes))?;
             println!("resumed from {} at step {} (its settings apply)", path.display(), session.progress().step);
         }
         let s = *session.settings();

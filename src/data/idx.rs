@@ -248,8 +248,11 @@ pub fn load(dir: &std::path::Path, split: Split) -> Result<Dataset> {
 /// read (for messages) and the bytes.
 #[cfg(not(target_arch = "wasm32"))]
 fn read_plain_or_gz(dir: &std::path::Path, name: &str) -> Result<(String, Vec<u8>)> {
+    // An images file of MAX_IMAGES images (a labels file is smaller), gzipped or not: a file
+    // past that is refused without being read whole.
+    let read = |path: &std::path::Path| crate::files::read_bounded(path, (16 + MAX_IMAGES * IMAGE_PIXELS) as u64);
     let plain = dir.join(name);
-    match std::fs::read(&plain) {
+    match read(&plain) {
         Ok(bytes) => return Ok((plain.display().to_string(), bytes)),
         // Any other failure (permissions, a folder in the way) is the one to report.
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -258,7 +261,7 @@ fn read_plain_or_gz(dir: &std::path::Path, name: &str) -> Result<(String, Vec<u8
         Err(_) => {}
     }
     let gz = dir.join(format!("{name}.gz"));
-    match std::fs::read(&gz) {
+    match read(&gz) {
         Ok(bytes) => Ok((gz.display().to_string(), bytes)),
         Err(e) => Err(Error::Io { path: format!("{} (nor {})", gz.display(), plain.display()), source: e }),
     }

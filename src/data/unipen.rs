@@ -221,14 +221,8 @@ fn list_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>, depth: u
 /// The bytes of `path`, refusing files above [`MAX_FILE_BYTES`] without reading them whole.
 #[cfg(not(target_arch = "wasm32"))]
 fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let io = |e| Error::Io { path: path.display().to_string(), source: e };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path).map_err(io)?.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() > MAX_FILE_BYTES {
-        return Err(unipen_error(&path.display().to_string(), None, format!("larger than {MAX_FILE_BYTES} bytes")));
-    }
-    Ok(bytes)
+    crate::files::read_bounded(path, MAX_FILE_BYTES as u64)
+        .map_err(|source| Error::Io { path: path.display().to_string(), source })
 }
 
 fn unipen_error(file: &str, line: Option<usize>, message: String) -> Error {
