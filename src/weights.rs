@@ -15,6 +15,7 @@ use miniserde::json::{self, Number, Value};
 
 use crate::error::{fmt_shape, Error, Num, Result};
 use crate::model::{LeNet5, MNIST_MEAN, MNIST_STD, PARAMETER_NAMES};
+use crate::train::MAX_WEIGHT;
 
 /// The longest JSON header accepted, in bytes. A LeNet-5 file's header is about 1 KB; the
 /// bound leaves room for any metadata a tool adds while capping what parsing a lying header can
@@ -127,13 +128,13 @@ fn write_f32_file(tensors: &[(String, Vec<usize>, &[f32])], metadata: &[(String,
 /// A model read from the bytes of a safetensors file.
 ///
 /// Every one of the ten tensors must be present, f32, and of its exact shape; no other tensor
-/// may be present; every value must be finite. `input_mean` and `input_std` are read from the
+/// may be present; every value must be finite and at most [`MAX_WEIGHT`] in magnitude. `input_mean` and `input_std` are read from the
 /// metadata; a file without them (as `safetensors.torch.save_file` writes by default) gets
 /// MNIST's constants.
 ///
 /// # Errors
 /// [`Error::Weights`] naming the problem: not a safetensors file, a truncated file, a missing
-/// or unexpected tensor, a wrong dtype or shape, a non-finite value, bad metadata.
+/// or unexpected tensor, a wrong dtype or shape, a non-finite or too large value, bad metadata.
 pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
     check_file(bytes, bytes.len())?;
     let file = read_file(bytes)?;
@@ -166,6 +167,16 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
             return Err(Error::Weights(format!(
                 "tensor `{name}` holds a non-finite value ({}) at flat index {i}",
                 Num(dst[i])
+            )));
+        }
+        // Training stops short of such weights (they overflow the logits, and no learning rate
+        // brings them back), so a file holding one is refused rather than loaded to diverge.
+        if let Some(i) = dst.iter().position(|v| v.abs() > MAX_WEIGHT) {
+            return Err(Error::Weights(format!(
+                "tensor `{name}` holds {} at flat index {i}, larger in magnitude than {}, the most training allows \
+                 (trained LeNet-5 weights stay below 1): the network it describes has diverged",
+                Num(dst[i]),
+                Num(MAX_WEIGHT)
             )));
         }
     }

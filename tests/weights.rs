@@ -230,3 +230,17 @@ fn headers_listing_unknown_dtypes_or_too_many_tensors_are_named() {
     let message = weights_error(&file);
     assert!(message.contains("it lists 65 tensors, more than the 64"), "{message}");
 }
+
+#[test]
+fn weights_beyond_what_training_allows_are_refused_by_tensor_and_index() {
+    let mut model = LeNet5::new(5);
+    model.fc3.weight[[0, 5]] = 3e38;
+    let message = weights_error(&weights::to_safetensors(&model).unwrap());
+    assert_eq!(
+        message,
+        "tensor `fc3.weight` holds 3e+38 at flat index 5, larger in magnitude than 10000, the most training allows \
+         (trained LeNet-5 weights stay below 1): the network it describes has diverged"
+    );
+    model.fc3.weight[[0, 5]] = -1e4;
+    assert!(weights::from_safetensors(&weights::to_safetensors(&model).unwrap()).is_ok(), "10000 itself is allowed");
+}
