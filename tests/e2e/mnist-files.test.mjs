@@ -96,6 +96,14 @@ test('a wrong, truncated or missing MNIST file is named, and nothing changes; th
       console.error(`refused: ${result.text}`);
       assert.deepEqual(await snapshot(page), before, 'the data and the training state are unchanged');
     }
+    // Two files for one of MNIST's four (here a plain and a gzipped training images file) are
+    // refused before anything is read: which one was meant is not known.
+    const both = await pick(page, [...NAMES.map((n) => join(SMALL, n)), join(truncated, 'train-images-idx3-ubyte')]);
+    assert.equal(both.kind, 'error');
+    assert.equal(
+      both.text,
+      'Nothing changed: “train-images-idx3-ubyte.gz” and “train-images-idx3-ubyte” are both MNIST\'s “train-images-idx3-ubyte”, and they may hold different digits. Drop or choose one of each.',
+    );
     // A missing file is named before anything is read.
     const three = await pick(page, NAMES.slice(0, 3).map((n) => join(SMALL, n)));
     assert.equal(three.kind, 'error');

@@ -14,18 +14,21 @@ const FILES = [
 
 /**
  * Which of MNIST's files `files` (File objects, or anything with a `name`) holds:
- * `{ found: { [key]: file }, missing: [MNIST's name], unknown: [name] }`.
+ * `{ found: { [key]: file }, missing: [MNIST's name], unknown: [name], twice: [[name, name, MNIST's name]] }`,
+ * where `twice` lists two files given for the same one (plain and gzipped, say), which may differ.
  */
 export function sortMnistFiles(files) {
   const found = {};
   const unknown = [];
+  const twice = [];
   for (const file of files) {
     const kind = FILES.find((f) => f.pattern.test(file.name));
-    if (kind) found[kind.key] = file;
-    else unknown.push(file.name);
+    if (!kind) unknown.push(file.name);
+    else if (found[kind.key]) twice.push([found[kind.key].name, file.name, kind.name]);
+    else found[kind.key] = file;
   }
   const missing = FILES.filter((f) => !found[f.key]).map((f) => f.name);
-  return { found, missing, unknown };
+  return { found, missing, unknown, twice };
 }
 
 const list = (names) => names.map((n) => `“${n}”`).join(', ');
@@ -49,7 +52,12 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
   async function load(fileList) {
     const files = [...fileList];
     if (!files.length || busy) return;
-    const { found, missing, unknown } = sortMnistFiles(files);
+    const { found, missing, unknown, twice } = sortMnistFiles(files);
+    if (twice.length) {
+      const [a, b, name] = twice[0];
+      say(`Nothing changed: “${a}” and “${b}” are both MNIST's “${name}”, and they may hold different digits. Drop or choose one of each.`, 'error');
+      return;
+    }
     if (missing.length) {
       const extra = unknown.length ? ` (${list(unknown)} ${unknown.length === 1 ? 'is' : 'are'} not one of them)` : '';
       say(`Nothing changed: MNIST has four files, and ${list(missing)} ${missing.length === 1 ? 'is' : 'are'} missing${extra}. Drop or choose all four together.`, 'error');
