@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { openBrowser, openPage, assertClean, BASE_URL } from './browser.mjs';
+import { openBrowser, openPage, waitUntilReady, assertClean, BASE_URL } from './browser.mjs';
 import { DIGITS, drawWithMouse, drawWithTouch } from './digits.mjs';
 
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
@@ -381,17 +381,28 @@ test('learning rate and batch size change while training runs; reset starts from
     assert.equal((b.seen - a.seen) / (b.step - a.step), 128, 'examples per step after the change');
     await page.click('#run');
     await page.waitForFunction(() => document.body.dataset.training === 'paused');
+    // Pausing writes a checkpoint of the run.
+    const paused = (await state()).step;
+    await page.waitForFunction((step) => Number(document.querySelector('#checkpoint-status').dataset.step) === step, paused);
 
     await page.selectOption('#reset-from', 'pretrained');
     await page.click('#reset');
     await page.waitForFunction(() => window.lenetPage.charts.accuracy.length === 1 && window.lenetPage.trainingState().step === 0);
     const pretrained = await page.evaluate(() => window.lenetPage.charts.accuracy[0]);
     assert.ok(pretrained >= 0.97, `reset from the pretrained weights: ${pretrained} on held-out digits`);
+    // The old run's checkpoint is deleted with it: no line says it was saved, next to step 0.
+    await page.waitForFunction(() => document.querySelector('#checkpoint-status').textContent === '');
 
     await page.selectOption('#reset-from', 'scratch');
     await page.click('#reset');
     await page.waitForFunction(() => window.lenetPage.charts.accuracy.length === 1 && window.lenetPage.charts.accuracy[0] < 0.5);
     assert.equal(await page.textContent('#stat-step'), '0');
+    assert.equal(await page.textContent('#checkpoint-status'), '');
+
+    await page.reload();
+    await waitUntilReady(page);
+    // The worker is ready, so it has read the store: an offer would be showing by now.
+    assert.ok(await page.isHidden('#checkpoint-offer'), 'the run thrown away by Reset is offered after a reload');
     assertClean(browser);
   } finally {
     await browser.close();

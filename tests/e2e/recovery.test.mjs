@@ -180,25 +180,71 @@ test('a discarded checkpoint is not offered again', async () => {
     await waitUntilReady(page);
     // The worker is ready, so it has read the store: an offer would be showing by now.
     assert.ok(await page.isHidden('#checkpoint-offer'), 'the discarded checkpoint is offered again');
-    const stored = await page.evaluate(
-      () =>
-        new Promise((resolve, reject) => {
-          const open = indexedDB.open('lenet');
-          open.onsuccess = () => {
-            const db = open.result;
-            const count = db.transaction('checkpoints').objectStore('checkpoints').count();
-            count.onsuccess = () => {
-              db.close();
-              resolve(count.result);
-            };
-            count.onerror = () => reject(count.error);
-          };
-          open.onerror = () => reject(open.error);
-        }),
-    );
-    assert.equal(stored, 0, 'records left in the checkpoint store');
+    assert.equal(await storedCheckpoints(page), 0, 'records left in the checkpoint store');
     assertClean(browser);
   } finally {
     await browser.close();
   }
 });
+
+test('Reset discards the checkpoint of the run it throws away, even one still being written', async () => {
+  const browser = await openPage();
+  try {
+    const { page } = browser;
+    await startTraining(page);
+    await page.waitForFunction(() => window.lenetPage.trainingState().step > 20);
+    const step = await pauseAndCheckpoint(page);
+
+    // Reset while the offer shows: the new network replaces the offered one.
+    await page.reload();
+    await waitUntilReady(page);
+    await page.waitForSelector('#checkpoint-offer:not([hidden])');
+    assert.equal(await offeredStep(page), step);
+    await page.click('#reset');
+    await page.waitForSelector('#checkpoint-offer', { state: 'hidden' });
+    await page.waitForFunction(() => window.lenetPage.charts.accuracy.length === 1);
+    await page.reload();
+    await waitUntilReady(page);
+    assert.ok(await page.isHidden('#checkpoint-offer'), 'the checkpoint of the network reset is offered again');
+
+    // Pause writes a checkpoint; Reset right behind it arrives while it is being written.
+    await startTraining(page);
+    await page.waitForFunction(() => window.lenetPage.trainingState().step > 20);
+    await page.evaluate(() => {
+      document.querySelector('#run').click();
+      document.querySelector('#reset').click();
+    });
+    await page.waitForFunction(() => {
+      const s = window.lenetPage.trainingState();
+      return !s.running && s.step === 0 && window.lenetPage.charts.accuracy.length === 1;
+    });
+    // The line saying when the old run was saved goes once its record is deleted.
+    await page.waitForFunction(() => document.querySelector('#checkpoint-status').textContent === '');
+    await page.reload();
+    await waitUntilReady(page);
+    assert.ok(await page.isHidden('#checkpoint-offer'), 'the run thrown away by Reset is offered after a reload');
+    assert.equal(await storedCheckpoints(page), 0, 'records left in the checkpoint store');
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
+
+/** How many records the checkpoint store holds. */
+const storedCheckpoints = (page) =>
+  page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open('lenet');
+        open.onsuccess = () => {
+          const db = open.result;
+          const count = db.transaction('checkpoints').objectStore('checkpoints').count();
+          count.onsuccess = () => {
+            db.close();
+            resolve(count.result);
+          };
+          count.onerror = () => reject(count.error);
+        };
+        open.onerror = () => reject(open.error);
+      }),
+  );

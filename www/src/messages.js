@@ -36,8 +36,11 @@ export function createMessageHandlers({ store, charts, recognizer }) {
       store.set({ worker: 'failed', loading: 'Training is unavailable', error: `The training worker could not start: ${msg.message}` }),
     [MSG.WAS_RESET]: training((msg) => {
       resetCharts();
-      store.set({ training: msg, settings: msg.settings, diverged: null, requested: null });
+      // A new network replaces the checkpoint on offer (the worker deletes it).
+      store.set({ training: msg, settings: msg.settings, diverged: null, requested: null, offer: null, notice: null });
     }),
+    // The old run's checkpoint is gone from the store, after a reset: the line saying when it was saved goes too.
+    [MSG.CHECKPOINT_DISCARDED]: training(() => store.set({ saved: null, offer: null })),
     // The answer to START or PAUSE (or a stop): the request is confirmed.
     [MSG.STATE]: training((msg) => store.set({ training: msg, requested: null })),
     [MSG.STEPS]: training((msg) => {

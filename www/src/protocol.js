@@ -16,7 +16,7 @@ export const MSG = Object.freeze({
   START: 'start', // { net }: train batch after batch until paused
   PAUSE: 'pause', // { net }
   TRAIN_STEPS: 'train-steps', // { id, net, count }: exactly `count` more steps, then pause (test hook)
-  RESET: 'reset', // { net, from: 'scratch' | 'pretrained', seed? }: a new network, counters back to 0
+  RESET: 'reset', // { net, from: 'scratch' | 'pretrained', seed? }: a new network, counters back to 0; the old one's checkpoint is deleted (CHECKPOINT_DISCARDED follows)
   CONFIGURE: 'configure', // { id, net, settings }: any subset of the core's settings; applies while training runs
   WATCH: 'watch', // { net }: post this network's weights now and whenever they change
   EXPORT: 'export', // { id, net }: the weights as a .safetensors file
@@ -50,7 +50,7 @@ export const MSG = Object.freeze({
   WEIGHTS_LOADED: 'weights-loaded', // { id, net, name }
   RESUMED: 'resumed', // { id, savedAt, ...state }
   CHECKPOINT_SAVED: 'checkpoint-saved', // { net, step, savedAt }
-  CHECKPOINT_DISCARDED: 'checkpoint-discarded', // { id, net }
+  CHECKPOINT_DISCARDED: 'checkpoint-discarded', // { id?, net }: the saved checkpoint is deleted, on request or after RESET
   CHECKPOINTS_UNAVAILABLE: 'checkpoints-unavailable', // { message }: storage refused; training goes on
   TAUGHT: 'taught', // { id, net, before: { mine, mnist }, after: { mine, mnist }, held, steps, teachMs, evalMs }
   DATA_PROGRESS: 'data-progress', // { text }: while LOAD_IDX decompresses and checks the files

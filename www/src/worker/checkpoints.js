@@ -111,7 +111,9 @@ const SAVE_EVERY_MS = 10_000;
 /**
  * When to write a network's checkpoint: a network that has learnt something and changed since its
  * last checkpoint is saved every SAVE_EVERY_MS while it trains, and at once when it stops (paused,
- * diverged, failed) or when asked (the page is being hidden). One write at a time per network.
+ * diverged, failed) or when asked (the page is being hidden). One store operation at a time per
+ * network, in the order asked, so that a deletion (`discard`) is never overtaken by a write it
+ * was meant to undo.
  *
  * `store` is a CheckpointStore, `onSaved(net, record)` and `onUnavailable(error)` report back;
  * after one refusal by the browser's storage no more writes are tried.
@@ -123,13 +125,13 @@ export class Checkpointer {
     this.onSaved = onSaved;
     this.onUnavailable = onUnavailable;
     this.off = false;
-    this.books = new Map(); // network name → { savedVersion, lastSaveAt, saving, again }
+    this.books = new Map(); // network name → { savedVersion, lastSaveAt, busy, again, run }
   }
 
   #books(network) {
     let books = this.books.get(network.name);
     if (!books) {
-      books = { savedVersion: 0, lastSaveAt: performance.now(), saving: false, again: false };
+      books = { savedVersion: 0, lastSaveAt: performance.now(), busy: null, again: false, run: 0 };
       this.books.set(network.name, books);
     }
     return books;
@@ -158,11 +160,12 @@ export class Checkpointer {
     const progress = network.session.progress();
     if (progress.step === 0) return;
     if (network.running && !now && performance.now() - books.lastSaveAt < SAVE_EVERY_MS) return;
-    if (books.saving) {
+    if (books.busy) {
       books.again = true;
       return;
     }
     const version = network.version;
+    const run = books.run;
     const record = {
       // Copying out the state takes about a millisecond; the write itself runs off this thread,
       // so training goes on while it completes.
@@ -174,23 +177,48 @@ export class Checkpointer {
       savedAt: Date.now(),
       dataSource: this.dataSource,
     };
-    books.saving = true;
     books.lastSaveAt = performance.now();
-    this.store
-      .write(network.name, record)
+    this.#enqueue(network, books, () => this.store.write(network.name, record)).then(
+      () => {
+        // The run was discarded while this write was under way: the deletion queued after it
+        // removes the record, and the page is not told of a checkpoint that is gone.
+        if (books.run !== run) return;
+        books.savedVersion = version;
+        this.onSaved(network.name, record);
+      },
+      (error) => this.unavailable(error),
+    );
+  }
+
+  /**
+   * Deletes `network`'s checkpoint: its run was thrown away (reset to a new network, or the offer
+   * discarded). Waits for a write in flight, which would otherwise land after the deletion and
+   * bring the old run back; that write is not reported as saved. Resolves once the record is gone.
+   */
+  discard(network) {
+    const books = this.#books(network);
+    books.run++;
+    return this.#enqueue(network, books, () => this.store.delete(network.name));
+  }
+
+  // Runs `operate` (a store operation) after the network's operation in progress, if any; a save
+  // asked for meanwhile is made once the last one has ended.
+  #enqueue(network, books, operate) {
+    const done = (books.busy ?? Promise.resolve()).then(operate);
+    const ended = done
       .then(
-        () => {
-          books.savedVersion = version;
-          this.onSaved(network.name, record);
-        },
-        (error) => this.unavailable(error),
+        () => {},
+        () => {},
       )
-      .finally(() => {
-        books.saving = false;
+      .then(() => {
+        if (books.busy !== ended) return;
+        books.busy = null;
         if (books.again) {
           books.again = false;
           this.maybeSave(network);
         }
       });
+    books.busy = ended;
+    return done;
   }
 }

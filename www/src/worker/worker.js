@@ -156,6 +156,16 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       }
       n.replace(feed(session));
       trainer.evaluate(n);
+      // The old run is over: its checkpoint must not be offered after a reload as if it were this
+      // network's. Storage that refused before has been reported already.
+      checkpointer.discard(n).then(
+        () => post({ type: MSG.CHECKPOINT_DISCARDED, net }),
+        (error) => {
+          if (!checkpointer.off) {
+            post({ type: MSG.ERROR, op: MSG.RESET, message: `The checkpoint of the previous network could not be deleted: ${messageOf(error)}` });
+          }
+        },
+      );
       return { type: MSG.WAS_RESET, from, ...n.state() };
     },
     [MSG.CONFIGURE]: ({ net, settings }) => {
@@ -201,7 +211,7 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       return { type: MSG.RESUMED, savedAt: record.savedAt, ...n.state() };
     },
     [MSG.DISCARD_CHECKPOINT]: async ({ net }) => {
-      await store.delete(net);
+      await checkpointer.discard(network(net));
       return { type: MSG.CHECKPOINT_DISCARDED, net };
     },
     [MSG.SAVE]: () => {
