@@ -40,6 +40,15 @@ function variant(strokes, seed) {
   );
 }
 
+const recognizerName = (page) => page.textContent('#recognizer-name');
+
+/** Opens the confusion panel and waits for its caption to match `pattern`; scrolls back to the pad. */
+async function confusionNamed(page, pattern) {
+  if (!(await page.evaluate(() => document.getElementById('panel-confusion').open))) await page.click('#panel-confusion > summary');
+  await page.waitForFunction((source) => new RegExp(source).test(document.querySelector('#confusion caption').textContent), pattern.source, { timeout: 60_000 });
+  await page.evaluate(() => scrollTo(0, 0));
+}
+
 const reading = (page) => page.evaluate(() => document.body.dataset.probabilities && Number(document.querySelector('#predicted').dataset.digit));
 
 async function clearPad(page) {
@@ -106,9 +115,13 @@ test('teaching the recognizer a handwriting it misreads: labelling, gallery, tea
     // Held-out drawings of the same styles, never labelled.
     const heldOut = chosen.flatMap((name) => [11, 12, 13, 14, 15].map((seed) => [STYLES[name].label, variant(STYLES[name].strokes, seed)]));
     const before = await score(page, heldOut);
+    assert.equal(await recognizerName(page), 'pretrained network');
 
     const report = await page.evaluate(() => window.lenetPage.teach.teach());
     assert.ok(report, `teaching failed: ${await page.textContent('#teach-error')}`);
+    // Taught, it is no longer the pretrained network: beside the answer and in the confusion matrix.
+    await page.waitForFunction(() => document.querySelector('#recognizer-name').textContent === 'pretrained + your digits');
+    await confusionNamed(page, /^The pretrained network \+ your digits at step 0: \d+\.\d % of/);
     const after = await score(page, heldOut);
     const shown = await page.textContent('#teach-result');
     await page.locator('#teach').screenshot({ path: join(ARTIFACTS, 'teach-gallery.png') });
@@ -130,12 +143,15 @@ test('teaching the recognizer a handwriting it misreads: labelling, gallery, tea
     await page.evaluate(() => window.lenetPage.teach.restored);
     await page.waitForFunction(() => document.querySelectorAll('#teach-gallery li').length === 10);
     assert.equal(await page.evaluate(() => window.lenetPage.teach.weights()), weights, 'the tuned weights after a reload');
+    assert.equal(await recognizerName(page), 'pretrained + your digits', 'the tuned weights after a reload are named');
     assert.equal(await score(page, heldOut), after, 'the reloaded network reads the held-out drawings as the tuned one did');
 
     // Reset to pretrained brings the shipped weights back; deleting a digit removes it.
     await page.click('#teach-reset');
     await page.waitForFunction(() => /shipped/.test(document.querySelector('#teach-result').textContent));
     assert.equal(await score(page, heldOut), before, 'the shipped weights read as before teaching');
+    assert.equal(await recognizerName(page), 'pretrained network', 'the shipped weights are named as the pretrained network again');
+    await confusionNamed(page, /^The pretrained network at step 0: /);
     await page.click('#teach-gallery li:first-child .teach-delete');
     assert.equal(await page.locator('#teach-gallery li').count(), 9);
     assertClean(browser);

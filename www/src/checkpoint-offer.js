@@ -2,6 +2,7 @@
 // worker): "Resume training from step S", or "Discard".
 import { MSG } from './protocol.js';
 import { clock, hide } from './ui.js';
+import { taughtPatch } from './state.js';
 
 const NET = 'training';
 
@@ -13,6 +14,7 @@ export async function resumeTraining({ store, client, charts }, run = true) {
   if (chartsStale && msg.savedAt === plottedCheckpoint) charts.truncate(msg.step);
   else charts.reset();
   store.set({
+    ...taughtPatch(store.get(), NET, false),
     chartsStale: false,
     plottedCheckpoint: msg.savedAt,
     offer: null,

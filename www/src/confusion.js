@@ -6,6 +6,7 @@
 import { MSG } from './protocol.js';
 
 const NAMES = { pretrained: 'the pretrained network', training: 'the network in training' };
+const TAUGHT_NAMES = { pretrained: 'the pretrained network + your digits', training: 'the network in training + your digits' };
 const capital = (text) => text[0].toUpperCase() + text.slice(1);
 
 /**
@@ -68,7 +69,11 @@ export class ConfusionPanel {
       if (panel.open) this.#askPretrained();
     });
     store.subscribe((state, previous) => {
-      if (state.recognizer !== previous.recognizer) this.#draw();
+      if (state.taught !== previous.taught) {
+        // Taught, or back to other weights: the last matrix measured the network it was before.
+        for (const net of Object.keys(state.taught)) if (state.taught[net] !== previous.taught[net]) this.evals.delete(net);
+      }
+      if (state.recognizer !== previous.recognizer || state.taught !== previous.taught) this.#draw();
       // A restarted worker lost the request, and its pretrained network is evaluated afresh.
       if (state.worker === 'ready' && previous.worker === 'restarting' && this.askedPretrained) {
         this.askedPretrained = false;
@@ -85,6 +90,11 @@ export class ConfusionPanel {
     if (msg.net === this.store.get().recognizer) this.#draw();
   }
 
+  /** How network `net` is named: as taught, once Teach has tuned it. */
+  #name(net) {
+    return (this.store.get().taught[net] ? TAUGHT_NAMES : NAMES)[net];
+  }
+
   #askPretrained() {
     if (this.askedPretrained || !this.panel.open || !this.store.get().pretrainedAvailable) return;
     this.askedPretrained = true;
@@ -98,7 +108,7 @@ export class ConfusionPanel {
     this.table.dataset.net = net;
     this.table.dataset.step = e ? String(e.step) : '';
     if (!e) {
-      this.status.textContent = `Measuring ${NAMES[net]} on the held-out digits…`;
+      this.status.textContent = `Measuring ${this.#name(net)} on the held-out digits…`;
       this.caption.textContent = '';
       for (const row of this.cells) for (const { button, td } of row) {
         button.textContent = '–';
@@ -110,7 +120,7 @@ export class ConfusionPanel {
     }
     this.status.textContent = '';
     this.caption.textContent =
-      `${capital(NAMES[net])} at step ${e.step.toLocaleString('en')}: ${(e.accuracy * 100).toFixed(1)} % of ` +
+      `${capital(this.#name(net))} at step ${e.step.toLocaleString('en')}: ${(e.accuracy * 100).toFixed(1)} % of ` +
       `${e.count.toLocaleString('en')} held-out digits right. Rows: the true label; columns: the network's answer. ` +
       'Choose a cell to see its digits.';
     e.confusion.forEach((counts, label) => {
@@ -149,7 +159,7 @@ export class ConfusionPanel {
     const { digits, total, step } = answer;
     this.digits.innerHTML = '<h3 class="small"></h3><ol class="digit-list"></ol>';
     this.digits.querySelector('h3').textContent =
-      `${total} held-out ${total === 1 ? 'digit' : 'digits'} ${heading} by ${NAMES[net]} now (step ${step.toLocaleString('en')})` +
+      `${total} held-out ${total === 1 ? 'digit' : 'digits'} ${heading} by ${this.#name(net)} now (step ${step.toLocaleString('en')})` +
       (total > digits.length ? `; the ${digits.length} most confident:` : total ? ', most confident first:' : '.');
     const list = this.digits.querySelector('ol');
     for (const { index, pixels, probabilities } of digits) {

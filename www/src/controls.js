@@ -4,6 +4,7 @@ import { MSG } from './protocol.js';
 import { fmt } from './charts.js';
 import { show, hide, clock, fromF32 } from './ui.js';
 import { parseDecimal, formatDecimal } from './decimal.js';
+import { taughtPatch } from './state.js';
 
 const NET = 'training';
 
@@ -77,7 +78,7 @@ export function bindControls({ ui, store, client, charts }) {
         charts.reset();
         store.set({ chartsStale: false, plottedCheckpoint: null });
       }
-      store.set({ error: null, flash: `Loaded ${file.name} into the network in training` });
+      store.set({ ...taughtPatch(store.get(), NET, false), error: null, flash: `Loaded ${file.name} into the network in training` });
     } catch (error) {
       fail(error, `${file.name} was not loaded, nothing changed: `);
     }

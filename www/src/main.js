@@ -44,6 +44,8 @@ const client = new WorkerClient({
     store.set({
       worker: 'restarting',
       restarts: restarts + 1,
+      // The new worker's networks are the shipped and a fresh one, whatever Teach did to the old ones'.
+      taught: { pretrained: false, training: false },
       training: training && { ...training, running: false },
       requested: null,
       chartsStale: true,

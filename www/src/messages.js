@@ -2,6 +2,7 @@
 // whoever asked): a table from message type to handler, each turning the message into changes of
 // the page's state, the charts or the recognizer's copies.
 import { MSG } from './protocol.js';
+import { taughtPatch } from './state.js';
 
 /** The handler table for WorkerClient. */
 export function createMessageHandlers({ store, charts, recognizer }) {
@@ -37,7 +38,15 @@ export function createMessageHandlers({ store, charts, recognizer }) {
     [MSG.WAS_RESET]: training((msg) => {
       resetCharts();
       // A new network replaces the checkpoint on offer (the worker deletes it).
-      store.set({ training: msg, settings: msg.settings, diverged: null, requested: null, offer: null, notice: null });
+      store.set({
+        ...taughtPatch(store.get(), 'training', false),
+        training: msg,
+        settings: msg.settings,
+        diverged: null,
+        requested: null,
+        offer: null,
+        notice: null,
+      });
     }),
     // The old run's checkpoint is gone from the store, after a reset: the line saying when it was saved goes too.
     [MSG.CHECKPOINT_DISCARDED]: training(() => store.set({ saved: null, offer: null })),

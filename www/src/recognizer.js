@@ -5,6 +5,8 @@
 import { preprocess_strokes } from 'lenet-wasm';
 
 const NAMES = { pretrained: 'pretrained network', training: 'network in training' };
+// Once Teach has tuned it on the person's digits, a network is no longer the one it started as.
+const TAUGHT_NAMES = { pretrained: 'pretrained + your digits', training: 'network in training + your digits' };
 
 /** The pad's drawing as the core renders it from the strokes (the same renderer, bit for bit,
  * as `lenet eval --unipen`): `{ status: 'digit' | 'empty' | 'too_small', pixels }`, `pixels` a
@@ -51,6 +53,7 @@ export class Recognizer {
     pad.addEventListener('change', () => this.schedule());
     store.subscribe((state, previous) => {
       if (state.recognizer !== previous.recognizer) this.refresh();
+      else if (state.taught !== previous.taught && this.enabled) this.#showName();
     });
   }
 
@@ -120,10 +123,11 @@ export class Recognizer {
   }
 
   #showName() {
-    const net = this.store.get().recognizer;
+    const { recognizer: net, taught } = this.store.get();
+    const name = (taught[net] ? TAUGHT_NAMES : NAMES)[net];
     const copy = this.copies.get(net);
     const step = net === 'training' && copy ? `, step ${copy.step.toLocaleString('en')}` : '';
-    this.ui.recognizerName.textContent = copy ? NAMES[net] + step : `${NAMES[net]} (loading)`;
+    this.ui.recognizerName.textContent = copy ? name + step : `${name} (loading)`;
   }
 
   #drawSeen() {

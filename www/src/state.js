@@ -10,6 +10,9 @@ export function initialState() {
     page: 'loading', // 'loading' | 'ready' | 'failed': the page's WebAssembly and pretrained weights
     pageError: null,
     recognizer: 'pretrained', // which network recognizes the drawing: 'pretrained' | 'training'
+    // Which networks were taught the person's digits (Teach) since their weights last came from
+    // elsewhere: the page names them so, not as the shipped or trained network they started as.
+    taught: { pretrained: false, training: false },
     pretrainedAvailable: true, // false once it is known that there are no pretrained weights
     pretrainedOnPage: false, // the page holds a copy of the pretrained network
     worker: 'loading', // 'loading' | 'ready' | 'restarting' | 'failed'
@@ -37,6 +40,9 @@ export function initialState() {
     flash: null, // a short-lived confirmation, or null
   };
 }
+
+/** The patch recording whether network `net` holds what Teach taught it. */
+export const taughtPatch = (state, net, taught) => ({ taught: { ...state.taught, [net]: taught } });
 
 /**
  * A store: `get()` the state; `set(patch)` changes it and calls every subscriber with (state,

@@ -3,6 +3,7 @@
 // worker (worker/teach.js), show before → after, keep the tuned weights across reloads, reset
 // to the shipped weights, and move my digits in and out as JSON or MNIST IDX files.
 import { MSG, NETS } from './protocol.js';
+import { taughtPatch } from './state.js';
 import { toModelInput } from './recognizer.js';
 import { takesKeys } from './pad.js';
 import { TeachStore } from './teach-store.js';
@@ -162,6 +163,7 @@ export function bindTeach({ pad, client, store, downloadWeights, shippedWeights,
         `Your held-out digits (${report.held}): ${pct(before.mine)} → ${pct(after.mine)} · ` +
         `MNIST held-out: ${pct(before.mnist)} → ${pct(after.mnist)} · ${report.steps} steps in ${Math.round(report.teachMs)} ms`;
       lastReport = report;
+      store.set(taughtPatch(store.get(), net, true));
       const { bytes } = await client.request({ type: MSG.EXPORT, net });
       await storage.putWeights({ net, bytes, savedAt: Date.now(), report }).catch(refused);
     } catch (e) {
@@ -182,6 +184,7 @@ export function bindTeach({ pad, client, store, downloadWeights, shippedWeights,
       if (!bytes) throw new Error('the shipped weights could not be fetched');
       await client.request({ type: MSG.LOAD_WEIGHTS, net, bytes, name: 'the shipped weights' });
       result.textContent = 'Back to the shipped weights.';
+      store.set(taughtPatch(store.get(), net, false));
       await storage.deleteWeights(net).catch(refused);
     } catch (e) {
       showError(`Could not reset: ${e.message ?? e}`);
@@ -238,6 +241,7 @@ export function bindTeach({ pad, client, store, downloadWeights, shippedWeights,
         const tuned = await storage.weights(net);
         if (!tuned) continue;
         await client.request({ type: MSG.LOAD_WEIGHTS, net, bytes: tuned.bytes, name: 'your tuned weights' });
+        store.set(taughtPatch(store.get(), net, true));
         lastReport = tuned.report ?? null;
         result.textContent = 'Your tuned weights are back.';
       }
