@@ -62,6 +62,121 @@ pub fn gemm_reference(a: ArrayView2<f32>, b: ArrayView2<f32>, accumulate: bool, 
     }
 }
 
+/// The shape of a stride-1 correlation computed directly on a zero-padded input, without an
+/// im2col matrix: [`correlate`] and [`correlate_weight_grad`].
+///
+/// The padded input is row-major `(images, channels, height, row)`: each image's plane with its
+/// zero border (`height = H + 2·padding`), and rows [`padded_row`] values long, so that the
+/// vectors of output pixels never read past their row. Everything outside the image is 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Padded {
+    /// `N`.
+    pub images: usize,
+    /// `C`, the input channels.
+    pub channels: usize,
+    /// Rows of a padded plane: `out_h + kernel_size − 1`.
+    pub height: usize,
+    /// Values per padded row.
+    pub row: usize,
+    /// Side of the square kernel.
+    pub kernel_size: usize,
+    /// Output rows.
+    pub out_h: usize,
+    /// Output columns.
+    pub out_w: usize,
+}
+
+/// The SIMD width of the direct kernels on this processor (4 in wasm, 8 with AVX2 and FMA), or
+/// `None` where they do not run, and the convolution takes im2col and [`gemm`] instead.
+pub fn lanes() -> Option<usize> {
+    #[cfg(target_arch = "wasm32")]
+    return Some(4);
+    #[cfg(target_arch = "x86_64")]
+    return (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(8);
+    #[allow(unreachable_code)]
+    None
+}
+
+/// `out_w` rounded up to whole vectors of [`lanes`] (itself where the direct kernels do not run).
+pub fn padded_width(out_w: usize) -> usize {
+    lanes().map_or(out_w, |w| out_w.div_ceil(w) * w)
+}
+
+/// The row length of [`Padded`] for `out_w` output columns: [`correlate`] computes pairs of
+/// vectors of columns (the last pair in part past `out_w`, not stored), each reading
+/// `kernel_size − 1` values further.
+pub fn padded_row(out_w: usize, kernel_size: usize) -> usize {
+    lanes().map_or(out_w, |w| out_w.div_ceil(2 * w) * 2 * w) + kernel_size - 1
+}
+
+/// The direct convolution: `out[n, o, i, j] = Σ_{c, u, v} weight[o, (c·k + u)·k + v] ·
+/// x[n, c, i + u, j + v]` over the padded input `x` (shape: [`Padded`]), for `weight` of shape
+/// `(O, C·k·k)` with contiguous rows and `out` row-major `(N, O, out_h, out_w)`. Each output is
+/// one chain of multiply-adds in the order of `weight`'s columns, from 0, as [`gemm`] computes
+/// it on the im2col matrix: the same bits. Returns false (and writes nothing) where [`lanes`]
+/// is `None`.
+///
+/// # Panics
+/// If the slices are shorter than the shapes say: a bug in the caller.
+pub fn correlate(x: &[f32], shape: Padded, weight: ArrayView2<f32>, out: &mut [f32]) -> bool {
+    let Some(w) = lanes() else { return false };
+    let (o, ckk) = weight.dim();
+    check_padded(x, shape, w);
+    assert!(ckk == shape.channels * shape.kernel_size * shape.kernel_size && weight.strides()[1] == 1);
+    assert!(out.len() >= shape.images * o * shape.out_h * shape.out_w, "correlate: output too short");
+    #[cfg(any(target_arch = "wasm32", target_arch = "x86_64"))]
+    // The lengths were just checked, and `lanes()` checked the processor.
+    unsafe {
+        kernels::correlate::<kernels::Vector>(
+            x.as_ptr(),
+            shape,
+            (weight.as_ptr(), weight.strides()[0], o),
+            out.as_mut_ptr(),
+        );
+    }
+    true
+}
+
+/// The weight gradient of [`correlate`]: `grad_w[o, (c·k + u)·k + v] = Σ_{n, i, j} grad[n, o,
+/// i, j] · x[n, c, i + u, j + v]`, for `grad` row-major `(N, O, out_h, padded_width(out_w))`
+/// with zeros past `out_w`, and `grad_w` row-major `(O, C·k·k)`, overwritten. Each sum runs in
+/// vector lanes (lane `l` takes the columns `j ≡ l` modulo the width, in the order of `n`, `i`
+/// and `j`) that are then added pairwise: a fixed order, the same for any caller. Returns false
+/// (and writes nothing) where [`lanes`] is `None`.
+///
+/// # Panics
+/// If the slices are shorter than the shapes say: a bug in the caller.
+pub fn correlate_weight_grad(x: &[f32], shape: Padded, grad: &[f32], out_channels: usize, grad_w: &mut [f32]) -> bool {
+    let Some(w) = lanes() else { return false };
+    check_padded(x, shape, w);
+    let ckk = shape.channels * shape.kernel_size * shape.kernel_size;
+    let wo_pad = shape.out_w.div_ceil(w) * w;
+    assert!(
+        grad.len() >= shape.images * out_channels * shape.out_h * wo_pad,
+        "correlate_weight_grad: gradient too short"
+    );
+    assert!(grad_w.len() >= out_channels * ckk, "correlate_weight_grad: output too short");
+    #[cfg(any(target_arch = "wasm32", target_arch = "x86_64"))]
+    // The lengths were just checked, and `lanes()` checked the processor.
+    unsafe {
+        kernels::correlate_weight_grad::<kernels::Vector>(
+            x.as_ptr(),
+            shape,
+            grad.as_ptr(),
+            out_channels,
+            grad_w.as_mut_ptr(),
+        );
+    }
+    true
+}
+
+fn check_padded(x: &[f32], shape: Padded, w: usize) {
+    let Padded { images, channels, height, row, kernel_size, out_h, out_w } = shape;
+    assert!(kernel_size >= 1 && height == out_h + kernel_size - 1, "Padded: height");
+    assert!(row >= out_w.div_ceil(2 * w) * 2 * w + kernel_size - 1, "Padded: row");
+    assert!(x.len() >= images * channels * height * row, "Padded: input too short");
+}
+
 #[cfg(any(target_arch = "wasm32", target_arch = "x86_64"))]
 mod kernels {
     //! The two kernels, written once over [`Lanes`], a SIMD vector of f32: SIMD128 on wasm32
@@ -88,9 +203,9 @@ mod kernels {
     }
 
     #[cfg(target_arch = "wasm32")]
-    type Vector = wasm::V;
+    pub type Vector = wasm::V;
     #[cfg(target_arch = "x86_64")]
-    type Vector = x86::V;
+    pub type Vector = x86::V;
 
     #[cfg(target_arch = "wasm32")]
     mod wasm {
@@ -167,6 +282,141 @@ mod kernels {
                 _mm256_storeu_ps(lanes.as_mut_ptr(), self.0);
                 ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
             }
+        }
+    }
+
+    /// [`super::correlate`]: for each output row, blocks of 3 output channels (then single
+    /// ones) × two vectors of columns, over `(c, u, v)` in order.
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+    pub unsafe fn correlate<V: Lanes>(
+        x: *const f32,
+        shape: super::Padded,
+        (wt, wt_rs, o): (*const f32, isize, usize),
+        out: *mut f32,
+    ) {
+        let super::Padded { images, channels, height, row, kernel_size: k, out_h, out_w } = shape;
+        let plane = height * row;
+        for b in 0..images {
+            for i in 0..out_h {
+                let x_i = x.add(b * channels * plane + i * row);
+                let mut r = 0;
+                while r < o {
+                    // Two block sizes only: each is a copy of the loops in the module.
+                    let rows = if o - r >= 3 { 3 } else { 1 };
+                    let w_r = (wt.offset(r as isize * wt_rs), wt_rs);
+                    let out_r = (out.add(((b * o + r) * out_h + i) * out_w), out_h * out_w);
+                    let geometry = (channels, plane, row, k, out_w);
+                    if rows == 3 {
+                        correlate_rows::<V, 3>(x_i, geometry, w_r, out_r);
+                    } else {
+                        correlate_rows::<V, 1>(x_i, geometry, w_r, out_r);
+                    }
+                    r += rows;
+                }
+            }
+        }
+    }
+
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+    #[inline]
+    unsafe fn correlate_rows<V: Lanes, const R: usize>(
+        x: *const f32,
+        (channels, plane, row, k, out_w): (usize, usize, usize, usize, usize),
+        (wt, wt_rs): (*const f32, isize),
+        (out, out_rs): (*mut f32, usize),
+    ) {
+        let w = V::LANES;
+        let mut j = 0;
+        // Pairs of vectors only, the last one in part past the row's end: a single-vector loop
+        // for the rest would be another copy of these loops in the module.
+        while j < out_w {
+            let mut acc = [[V::zero(); 2]; R];
+            let mut wp = wt;
+            for c in 0..channels {
+                for u in 0..k {
+                    let src = x.add(c * plane + u * row + j);
+                    for v in 0..k {
+                        let (b0, b1) = (V::load(src.add(v)), V::load(src.add(v + w)));
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let s = V::splat(*wp.offset(r as isize * wt_rs));
+                            acc[0] = acc[0].mul_add(s, b0);
+                            acc[1] = acc[1].mul_add(s, b1);
+                        }
+                        wp = wp.add(1);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                put(acc[0], out.add(r * out_rs + j), out_w - j);
+                put(acc[1], out.add(r * out_rs + j + w), (out_w - j).saturating_sub(w));
+            }
+            j += 2 * w;
+        }
+    }
+
+    /// Stores the first `room` lanes of `v` at `p` (all of them when `room ≥ LANES`).
+    #[inline(always)]
+    unsafe fn put<V: Lanes>(v: V, p: *mut f32, room: usize) {
+        if room >= V::LANES {
+            v.store(p);
+        } else if room > 0 {
+            let mut lanes = [0.0f32; 16];
+            v.store(lanes.as_mut_ptr());
+            core::ptr::copy_nonoverlapping(lanes.as_ptr(), p, room);
+        }
+    }
+
+    /// [`super::correlate_weight_grad`]: blocks of 2 output channels × 4 kernel taps share
+    /// their loads, as in [`dot`].
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+    pub unsafe fn correlate_weight_grad<V: Lanes>(
+        x: *const f32,
+        shape: super::Padded,
+        grad: *const f32,
+        o: usize,
+        grad_w: *mut f32,
+    ) {
+        let super::Padded { images, channels, height, row, kernel_size: k, out_h, out_w } = shape;
+        let w = V::LANES;
+        let wo_pad = out_w.div_ceil(w) * w;
+        let plane = height * row;
+        let taps = channels * k * k;
+        let offset = |t: usize| (t / (k * k)) * plane + (t % (k * k) / k) * row + t % k;
+        let mut r = 0;
+        while r < o {
+            let rows = (o - r).min(2);
+            let mut t = 0;
+            while t < taps {
+                let cols = (taps - t).min(4);
+                // Rows and taps past the edge repeat the last one; their sums are not stored.
+                let offsets = [0, 1, 2, 3].map(|q| offset(t + q.min(cols - 1)));
+                let mut acc = [[V::zero(); 4]; 2];
+                for b in 0..images {
+                    let x_b = x.add(b * channels * plane);
+                    let g = [grad.add((b * o + r) * out_h * wo_pad), grad.add((b * o + r + rows - 1) * out_h * wo_pad)];
+                    for i in 0..out_h {
+                        let x_i = offsets.map(|off| x_b.add(i * row + off));
+                        let g_i = [g[0].add(i * wo_pad), g[1].add(i * wo_pad)];
+                        let mut j = 0;
+                        while j < wo_pad {
+                            let av = [V::load(g_i[0].add(j)), V::load(g_i[1].add(j))];
+                            for q in 0..4 {
+                                let bv = V::load(x_i[q].add(j));
+                                acc[0][q] = acc[0][q].mul_add(av[0], bv);
+                                acc[1][q] = acc[1][q].mul_add(av[1], bv);
+                            }
+                            j += w;
+                        }
+                    }
+                }
+                for (rr, acc) in acc.iter().enumerate().take(rows) {
+                    for (q, acc) in acc.iter().enumerate().take(cols) {
+                        *grad_w.add((r + rr) * taps + t + q) = acc.sum();
+                    }
+                }
+                t += cols;
+            }
+            r += rows;
         }
     }
 

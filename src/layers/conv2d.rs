@@ -1,10 +1,11 @@
-//! 2-D convolution over NCHW tensors, by im2col and one matrix product per pass.
+//! 2-D convolution over NCHW tensors: directly over the padded input for a stride-1 layer with
+//! one input channel, and by im2col and one matrix product per pass otherwise.
 
 use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4, Ix4};
 
 use super::{ensure_shape, kaiming_uniform};
 use crate::error::{fmt_shape, shape_error, Error, Result};
-use crate::gemm::gemm;
+use crate::gemm::{self, gemm, Padded};
 
 /// A 2-D convolution layer with square kernels, zero padding and a bias per output channel.
 ///
@@ -45,6 +46,13 @@ pub struct Conv2dGrads {
 /// What [`Conv2d::forward`] keeps for [`Conv2d::backward`] (the shapes it saw), plus scratch
 /// buffers reused from step to step. Backward is given the forward input again.
 ///
+/// A stride-1 layer with one input channel (LeNet-5's conv1) convolves directly: the forward
+/// pass copies the batch once into a zero-padded buffer, which it keeps, and the output and
+/// the weight gradient are computed from it by [`gemm::correlate`] and
+/// [`gemm::correlate_weight_grad`]. Its im2col matrix would be k² (25) times its input and
+/// the product over it short (k² rows): building and reading the matrix cost more than the
+/// arithmetic. The other layers take im2col:
+///
 /// Both passes go through the batch a few images at a time (`chunk` images, chosen so that the
 /// chunk's im2col matrix stays in a core's L2 cache): a chunk's im2col matrix is
 /// `(in_channels·k·k, chunk·H_out·W_out)`, whose row `(c·k + u)·k + v`, column
@@ -68,11 +76,21 @@ pub struct Conv2dCache {
     grad_cols: Array2<f32>,
     /// The bias gradient as it is summed over the chunks, in f64.
     bias_sums: Vec<f64>,
+    /// Whether the last forward pass took the direct path ([`Conv2d::forward`]), keeping the
+    /// padded input `padded` (shape `padded_shape`) for the backward pass instead of `cols`.
+    direct: bool,
+    padded: Vec<f32>,
+    padded_shape: Option<Padded>,
+    /// The output gradient with its rows padded to whole vectors, when they are not.
+    grad_padded: Vec<f32>,
 }
 
 /// Bytes of im2col matrix per chunk: well inside a core's L2 cache (512 KiB or more on current
 /// x86-64 processors), with room for the product and the kernel's other operand.
 const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The most input channels for which a stride-1 layer convolves directly ([`Conv2d::forward`]).
+const DIRECT_MAX_CHANNELS: usize = 1;
 
 impl Conv2dCache {
     /// Bytes of im2col matrices a forward pass keeps for the backward pass (4 MiB): a LeNet-5
@@ -211,6 +229,43 @@ impl Conv2d {
         self.forward_impl(input, cache, output, true)
     }
 
+    /// Whether a layer with `c` input channels convolves directly over its padded input
+    /// ([`gemm::correlate`]) rather than through im2col matrices: for stride 1, where the im2col
+    /// matrix is k² times the input and building it cost more than the product saved.
+    fn direct(&self, c: usize) -> bool {
+        self.stride == 1 && c <= DIRECT_MAX_CHANNELS && gemm::lanes().is_some()
+    }
+
+    /// Copies `count` images (`x`, row-major `(count, c, h, w)`) into `padded` with their zero
+    /// border and rows of whole vectors ([`Padded`]).
+    fn pad_input(
+        &self,
+        x: &[f32],
+        (n, c, h, w): (usize, usize, usize, usize),
+        (ho, wo): (usize, usize),
+        padded: &mut Vec<f32>,
+    ) -> Padded {
+        let (k, p) = (self.kernel_size(), self.padding);
+        let shape = Padded {
+            images: n,
+            channels: c,
+            height: h + 2 * p,
+            row: gemm::padded_row(wo, k),
+            kernel_size: k,
+            out_h: ho,
+            out_w: wo,
+        };
+        padded.clear();
+        padded.resize(n * c * shape.height * shape.row, 0.0);
+        for (src, dst) in x.chunks_exact(h * w).zip(padded.chunks_exact_mut(shape.height * shape.row)) {
+            for y in 0..h {
+                // A call per row, where the inlined copy cost the module 1 KB: 28 rows an image.
+                dst[(y + p) * shape.row + p..][..w].copy_from_slice(&src[y * w..][..w]);
+            }
+        }
+        shape
+    }
+
     /// Images per chunk for an input of `c` channels giving `plane` output pixels.
     fn chunk_size(&self, c: usize, plane: usize) -> usize {
         let k = self.kernel_size();
@@ -234,6 +289,18 @@ impl Conv2d {
         let x = input.as_standard_layout();
         let x = x.as_slice().expect("standard layout");
         let out = output.as_slice_mut().expect("standard layout");
+        cache.direct = false;
+        if self.direct(c) {
+            let shape = self.pad_input(x, (n, c, h, w), (ho, wo), &mut cache.padded);
+            if gemm::correlate(&cache.padded, shape, self.weight_matrix(), out) {
+                cache.direct = true;
+                cache.padded_shape = Some(shape);
+                for (index, plane_out) in out.chunks_exact_mut(plane).enumerate() {
+                    add_bias(plane_out, self.bias[index % o], relu);
+                }
+                return Ok(());
+            }
+        }
         let chunk = self.chunk_size(c, plane);
         let k = self.kernel_size();
         // Per image, so that no product can overflow whatever the batch size.
@@ -248,25 +315,15 @@ impl Conv2d {
             ensure_shape(&mut cache.mat, ndarray::Ix2(o, count * plane));
             gemm(self.weight_matrix(), cols.view(), false, cache.mat.view_mut());
 
-            // (out_channels, chunk·P) → (chunk, out_channels, P), adding the bias on the way.
+            // (out_channels, chunk·P) → (chunk, out_channels, P), then the bias.
             let mat = cache.mat.as_slice().expect("standard layout");
             let out = &mut out[first * o * plane..(first + count) * o * plane];
             for (ch, &b) in self.bias.iter().enumerate() {
                 let row = &mat[ch * count * plane..(ch + 1) * count * plane];
                 for s in 0..count {
                     let dst = &mut out[(s * o + ch) * plane..][..plane];
-                    let src = &row[s * plane..(s + 1) * plane];
-                    if relu {
-                        // `if x < 0 { 0 } else { x }` keeps NaN, as `relu` does.
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            let x = v + b;
-                            *d = if x < 0.0 { 0.0 } else { x };
-                        }
-                    } else {
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            *d = v + b;
-                        }
-                    }
+                    dst.copy_from_slice(&row[s * plane..(s + 1) * plane]);
+                    add_bias(dst, b, relu);
                 }
             }
         }
@@ -319,29 +376,62 @@ impl Conv2d {
         }
         cache.bias_sums.clear();
         cache.bias_sums.resize(o, 0.0);
+        for (index, plane_grad) in go.chunks_exact(plane).enumerate() {
+            cache.bias_sums[index % o] += sum_f64(plane_grad);
+        }
+        if cache.direct {
+            let shape = cache.padded_shape.expect("set with `direct`");
+            let wo_pad = gemm::padded_width(wo);
+            let grad = if wo_pad == wo {
+                go
+            } else {
+                cache.grad_padded.clear();
+                cache.grad_padded.resize(n * o * ho * wo_pad, 0.0);
+                for (src, dst) in go.chunks_exact(wo).zip(cache.grad_padded.chunks_exact_mut(wo_pad)) {
+                    dst[..wo].copy_from_slice(src);
+                }
+                &cache.grad_padded[..]
+            };
+            let grad_w = grads.weight.as_slice_mut().ok_or_else(|| {
+                Error::InvalidInput("Conv2d grads.weight must be in standard (row-major) layout".into())
+            })?;
+            let done = gemm::correlate_weight_grad(&cache.padded, shape, grad, o, grad_w);
+            debug_assert!(done, "the forward pass took the direct path, so the kernels run here");
+        }
+        if cache.direct && grad_input.is_none() {
+            for (b, &sum) in grads.bias.iter_mut().zip(&cache.bias_sums) {
+                *b = sum as f32;
+            }
+            return Ok(());
+        }
         let chunk = self.chunk_size(c, plane);
         for (index, first) in (0..n).step_by(chunk).enumerate() {
             let count = chunk.min(n - first);
-            let cols = if cache.kept {
-                &cache.cols[index]
-            } else {
-                self.im2col(&x[first * c * h * w..(first + count) * c * h * w], (count, c, h, w), &mut cache.cols[0]);
-                &cache.cols[0]
-            };
             // (chunk, out_channels, P) → (out_channels, chunk·P), the layout of the forward product.
             ensure_shape(&mut cache.mat, ndarray::Ix2(o, count * plane));
             let mat = cache.mat.as_slice_mut().expect("standard layout");
-            for (ch, sum) in cache.bias_sums.iter_mut().enumerate() {
+            for ch in 0..o {
                 for s in 0..count {
                     let src = &go[((first + s) * o + ch) * plane..][..plane];
                     mat[ch * count * plane + s * plane..][..plane].copy_from_slice(src);
-                    *sum += src.iter().map(|&v| f64::from(v)).sum::<f64>();
                 }
             }
-            let grad_w = grads.weight.view_mut().into_shape_with_order((o, k)).map_err(|_| {
-                Error::InvalidInput("Conv2d grads.weight must be in standard (row-major) layout".into())
-            })?;
-            gemm(cache.mat.view(), cols.t(), first > 0, grad_w);
+            if !cache.direct {
+                let cols = if cache.kept {
+                    &cache.cols[index]
+                } else {
+                    self.im2col(
+                        &x[first * c * h * w..(first + count) * c * h * w],
+                        (count, c, h, w),
+                        &mut cache.cols[0],
+                    );
+                    &cache.cols[0]
+                };
+                let grad_w = grads.weight.view_mut().into_shape_with_order((o, k)).map_err(|_| {
+                    Error::InvalidInput("Conv2d grads.weight must be in standard (row-major) layout".into())
+                })?;
+                gemm(cache.mat.view(), cols.t(), first > 0, grad_w);
+            }
             if let Some(grad_input) = grad_input.as_deref_mut() {
                 ensure_shape(&mut cache.grad_cols, ndarray::Ix2(k, count * plane));
                 gemm(self.weight_matrix().t(), cache.mat.view(), false, cache.grad_cols.view_mut());
@@ -526,6 +616,37 @@ impl Conv2d {
         let grads = Conv2dGrads { weight: dw.mapv(|v| v as f32), bias: db.mapv(|v| v as f32) };
         Ok((dx.mapv(|v| v as f32), grads))
     }
+}
+
+/// `values[i] += bias`, then ReLU when `relu`. One function for both paths of the forward pass
+/// (the module carries each copy of these loops).
+#[inline(never)]
+fn add_bias(values: &mut [f32], bias: f32, relu: bool) {
+    if relu {
+        // `if x < 0 { 0 } else { x }` keeps NaN, as `relu` does.
+        for v in values {
+            let x = *v + bias;
+            *v = if x < 0.0 { 0.0 } else { x };
+        }
+    } else {
+        for v in values {
+            *v += bias;
+        }
+    }
+}
+
+/// `Σ values` in f64, in four interleaved sums added pairwise: a fixed order, and four times
+/// the throughput of one chain of dependent additions.
+fn sum_f64(values: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let chunks = values.chunks_exact(4);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f64::from(v);
+        }
+    }
+    rest.iter().fold((acc[0] + acc[1]) + (acc[2] + acc[3]), |sum, &v| sum + f64::from(v))
 }
 
 /// `dst.copy_from_slice(src)` (`ADD` false) or `dst[i] += src[i]` (`ADD` true) for the short
