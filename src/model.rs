@@ -192,9 +192,12 @@ pub fn check_images(images: &ArrayView4<f32>) -> Result<()> {
     if n == 0 || c != 1 || h != IMAGE_SIDE || w != IMAGE_SIDE {
         return Err(shape_error("LeNet5 input images", "(N ≥ 1, 1, 28, 28)", images.shape()));
     }
-    // The common case, every pixel fine, in one tight pass; the position only on failure.
+    // The common case, every pixel fine, in one tight pass; the position only on failure. A
+    // fold without an early exit, which the compiler turns into SIMD compares, where `all`
+    // tested one pixel at a time (2 % of a training step in wasm).
     let in_range = |v: &f32| (0.0..=1.0).contains(v);
-    if images.as_slice().map_or(images.iter().all(in_range), |s| s.iter().all(in_range)) {
+    let all_in_range = |s: &[f32]| s.iter().fold(true, |ok, v| ok & in_range(v));
+    if images.as_slice().map_or_else(|| images.iter().all(in_range), all_in_range) {
         return Ok(());
     }
     if let Some(((i, _, y, x), v)) = images.indexed_iter().find(|(_, v)| !in_range(v)) {
