@@ -483,8 +483,7 @@ pub fn load(path: &std::path::Path) -> Result<LeNet5> {
 /// [`Error::InvalidInput`] with the path put before their message; its other errors as they are.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn from_file<T>(path: &std::path::Path, max_bytes: usize, parse: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
-    let bytes = crate::files::read_bounded(path, max_bytes as u64)
-        .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let bytes = crate::files::read_bounded(path, max_bytes as u64)?;
     parse(&bytes).map_err(|e| match e {
         Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
         Error::InvalidInput(m) => Error::InvalidInput(format!("{}: {m}", path.display())),

@@ -255,15 +255,16 @@ fn read_plain_or_gz(dir: &std::path::Path, name: &str) -> Result<(String, Vec<u8
     match read(&plain) {
         Ok(bytes) => return Ok((plain.display().to_string(), bytes)),
         // Any other failure (permissions, a folder in the way) is the one to report.
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(Error::Io { path: plain.display().to_string(), source: e });
-        }
-        Err(_) => {}
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
     let gz = dir.join(format!("{name}.gz"));
     match read(&gz) {
         Ok(bytes) => Ok((gz.display().to_string(), bytes)),
-        Err(e) => Err(Error::Io { path: format!("{} (nor {})", gz.display(), plain.display()), source: e }),
+        Err(Error::Io { source, .. }) => {
+            Err(Error::Io { path: format!("{} (nor {})", gz.display(), plain.display()), source })
+        }
+        Err(e) => Err(e),
     }
 }
 

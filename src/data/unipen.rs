@@ -171,16 +171,17 @@ pub fn load(dir: &std::path::Path) -> Result<Vec<Digit>> {
 /// As [`load`].
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_with_report(dir: &std::path::Path) -> Result<(Vec<Digit>, Report)> {
+    use crate::files::read_bounded;
     let digits_dir = dir.join("data").join("1a");
     let mut files = Vec::new();
     list_files(&digits_dir, &mut files, 0)?;
     files.sort();
     let include_dir = dir.join("include");
-    let mut include = |path: &str| read_bounded(&include_dir.join(path));
+    let mut include = |path: &str| read_bounded(&include_dir.join(path), MAX_FILE_BYTES as u64);
     let mut digits = Vec::new();
     let mut report = Report::default();
     for path in files {
-        let bytes = read_bounded(&path)?;
+        let bytes = read_bounded(&path, MAX_FILE_BYTES as u64)?;
         // Named from `data/1a/` on, with `/`: the institution first.
         let name = path
             .strip_prefix(&digits_dir)
@@ -216,13 +217,6 @@ fn list_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>, depth: u
         }
     }
     Ok(())
-}
-
-/// The bytes of `path`, refusing files above [`MAX_FILE_BYTES`] without reading them whole.
-#[cfg(not(target_arch = "wasm32"))]
-fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>> {
-    crate::files::read_bounded(path, MAX_FILE_BYTES as u64)
-        .map_err(|source| Error::Io { path: path.display().to_string(), source })
 }
 
 fn unipen_error(file: &str, line: Option<usize>, message: String) -> Error {
