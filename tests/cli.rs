@@ -125,3 +125,21 @@ fn a_device_or_an_oversized_file_is_refused_without_being_read_whole() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains(": 2000000 bytes, more than the 1295408 bytes accepted here"), "{stderr}");
 }
+
+#[test]
+fn a_held_out_share_outside_zero_to_one_is_refused_before_any_data_is_read() {
+    // Neither folder exists: the share is checked first, so it is the one named.
+    for bad in ["2", "-0.1", "NaN"] {
+        let (code, stdout, stderr) =
+            run(&["train", "--data", "/no/mnist", "--unipen", "/no/unipen", "--unipen-held-out", bad]);
+        assert_eq!(code, 1, "{bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "--unipen-held-out: the share of UNIPEN writers held out must be a fraction in [0, 1] (0.2 holds out a fifth), got {bad}"
+            )),
+            "{bad}: {stderr}"
+        );
+        assert!(!stderr.contains("/no/"), "{bad}: a folder was read first: {stderr}");
+        assert!(stdout.is_empty(), "{bad}: {stdout}");
+    }
+}

@@ -308,6 +308,10 @@ mod cli {
                 )));
             }
         }
+        // Before minutes of reading MNIST and UNIPEN.
+        if let Err(Error::InvalidInput(message)) = unipen::check_fraction_held_out(args.unipen_held_out) {
+            return Err(Error::InvalidInput(format!("--unipen-held-out: {message}")));
+        }
         let mut train_set = idx::load_digits(&args.data, Split::Train)?;
         let test_set = idx::load_digits(&args.data, Split::Test)?;
         let mut unipen_held_out = None;

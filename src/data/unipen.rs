@@ -658,6 +658,20 @@ pub fn dataset(digits: &[Digit]) -> Result<Dataset> {
     Dataset::new(images, labels)
 }
 
+/// Checks a share of writers to hold out for [`split_by_writer`], before any digit is read.
+///
+/// # Errors
+/// [`Error::InvalidInput`] if `fraction_held_out` is not a number in `[0, 1]`.
+pub fn check_fraction_held_out(fraction_held_out: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&fraction_held_out) {
+        return Ok(());
+    }
+    Err(Error::InvalidInput(format!(
+        "the share of UNIPEN writers held out must be a fraction in [0, 1] (0.2 holds out a fifth), got {}",
+        crate::error::Num(fraction_held_out)
+    )))
+}
+
 /// Splits `digits` by writer, so that no writer has digits on both sides: the distinct writers
 /// are shuffled with `seed` (ChaCha8) and held out in that order until at least
 /// `fraction_held_out` of the digits are. Returns `(kept, held_out)`, each in the input order.
@@ -666,11 +680,7 @@ pub fn dataset(digits: &[Digit]) -> Result<Dataset> {
 /// # Errors
 /// [`Error::InvalidInput`] if `fraction_held_out` is not in `[0, 1]`.
 pub fn split_by_writer(digits: &[Digit], fraction_held_out: f64, seed: u64) -> Result<(Vec<Digit>, Vec<Digit>)> {
-    if !(0.0..=1.0).contains(&fraction_held_out) {
-        return Err(Error::InvalidInput(format!(
-            "split_by_writer: fraction_held_out must be in [0, 1], got {fraction_held_out}"
-        )));
-    }
+    check_fraction_held_out(fraction_held_out)?;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for digit in digits {
         *counts.entry(digit.writer.as_str()).or_default() += 1;
