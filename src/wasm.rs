@@ -26,8 +26,13 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// The error as the page shows it: a refused value is named without the "invalid input: " that
+/// a command line puts before it (the page says what it was doing already).
 fn js_error(error: Error) -> JsError {
-    JsError::new(&error.to_string())
+    match error {
+        Error::InvalidInput(message) => JsError::new(&message),
+        other => JsError::new(&other.to_string()),
+    }
 }
 
 /// Plain objects, arrays, `null` for `None` and numbers for 64-bit integers: what a page
@@ -97,11 +102,11 @@ fn settings_from_js(base: &Settings, patch: JsValue) -> Result<Settings, JsError
         let entry: js_sys::Array = entry.unchecked_into();
         if entry.get(1).is_undefined() {
             let key = entry.get(0).as_string().unwrap_or_default();
-            return Err(JsError::new(&format!("invalid input: {key} is undefined; give it a value or leave it out")));
+            return Err(JsError::new(&format!("{key} is undefined; give it a value or leave it out")));
         }
         if let Some(v) = entry.get(1).as_f64().filter(|v| !v.is_finite()) {
             let key = entry.get(0).as_string().unwrap_or_default();
-            return Err(JsError::new(&format!("invalid input: {key} must be a finite number, got {}", Num(v))));
+            return Err(JsError::new(&format!("{key} must be a finite number, got {}", Num(v))));
         }
     }
     let json = js_sys::JSON::stringify(&patch)
