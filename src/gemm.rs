@@ -12,6 +12,10 @@
 //! - **dot** (`A` and `Bᵀ` with contiguous rows): `C[i, j] = Σ_k A[i, k] · Bᵀ[j, k]`,
 //!   vectorised along `k`. Serves the convolutions' weight gradient and the linear layers'
 //!   forward pass.
+//!
+//! Beside them, the same two loops over a zero-padded image instead of an im2col matrix:
+//! [`correlate`] (broadcast) and [`correlate_weight_grad`] (dot), for the stride-1 convolution
+//! with one input channel, whose im2col matrix would be 25 times its input.
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
