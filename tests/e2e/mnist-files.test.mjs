@@ -111,7 +111,10 @@ test('a wrong, truncated or missing MNIST file is named, and nothing changes; th
 
     // The good files: 2,500 training and 500 test digits, by drag and drop.
     const status = await dropGood(page);
-    assert.equal(status, 'Training on 2,500 digits and testing on 500 from your files.');
+    assert.equal(
+      status,
+      'Training on 2,500 digits and testing on 500 from your files. The network in training goes on over them from step 3; its charts start again.',
+    );
     assert.match(await page.textContent('#data-source'), /2,500 training digits/);
     // It trains on them and is evaluated on the 500.
     const after = await page.evaluate(() => window.lenetPage.trainSteps(5));
@@ -131,7 +134,7 @@ test('a wrong, truncated or missing MNIST file is named, and nothing changes; th
       target.dispatchEvent(drop);
       return { over: over.defaultPrevented, drop: drop.defaultPrevented, status: document.querySelector('#mnist-status').textContent };
     });
-    assert.deepEqual(outside, { over: true, drop: true, status: 'Training on 2,500 digits and testing on 500 from your files.' });
+    assert.deepEqual(outside, { over: true, drop: true, status });
     assertClean(browser);
   } finally {
     await browser.close();

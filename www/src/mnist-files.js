@@ -85,7 +85,9 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
         accuracy: null,
         error: null,
       });
-      say(trainingOn(msg.data), 'done');
+      // A run under way is not thrown away with the digits it started on: say that it goes on.
+      const goesOn = msg.step > 0 ? ` The network in training goes on over them from step ${msg.step.toLocaleString('en')}; its charts start again.` : '';
+      say(trainingOn(msg.data) + goesOn, 'done');
     } catch (error) {
       say(`Nothing changed: ${error.message}`, 'error');
     } finally {
