@@ -71,6 +71,18 @@ async function accuracyAfter(page, step) {
   }, step);
 }
 
+/** Trains past step 20, pauses (which checkpoints), reloads, and checks that the checkpoint is
+ * offered at the step it was paused at. */
+async function offerAfterReload(page) {
+  await startTraining(page);
+  await page.waitForFunction(() => window.lenetPage.trainingState().step > 20);
+  const step = await pauseAndCheckpoint(page);
+  await page.reload();
+  await waitUntilReady(page);
+  await page.waitForSelector('#checkpoint-offer:not([hidden])');
+  assert.equal(await offeredStep(page), step);
+}
+
 const increasing = (xs) => xs.every((x, i) => i === 0 || x > xs[i - 1]);
 
 test('after a reload, training resumes from the last checkpoint: its step, its settings, its accuracy', async () => {
@@ -165,14 +177,7 @@ test('a discarded checkpoint is not offered again', async () => {
   const browser = await openPage();
   try {
     const { page } = browser;
-    await startTraining(page);
-    await page.waitForFunction(() => window.lenetPage.trainingState().step > 20);
-    const step = await pauseAndCheckpoint(page);
-
-    await page.reload();
-    await waitUntilReady(page);
-    await page.waitForSelector('#checkpoint-offer:not([hidden])');
-    assert.equal(await offeredStep(page), step);
+    await offerAfterReload(page);
     await page.click('#discard-checkpoint');
     await page.waitForSelector('#checkpoint-offer', { state: 'hidden' });
 
@@ -191,15 +196,8 @@ test('Reset discards the checkpoint of the run it throws away, even one still be
   const browser = await openPage();
   try {
     const { page } = browser;
-    await startTraining(page);
-    await page.waitForFunction(() => window.lenetPage.trainingState().step > 20);
-    const step = await pauseAndCheckpoint(page);
-
     // Reset while the offer shows: the new network replaces the offered one.
-    await page.reload();
-    await waitUntilReady(page);
-    await page.waitForSelector('#checkpoint-offer:not([hidden])');
-    assert.equal(await offeredStep(page), step);
+    await offerAfterReload(page);
     await page.click('#reset');
     await page.waitForSelector('#checkpoint-offer', { state: 'hidden' });
     await page.waitForFunction(() => window.lenetPage.charts.accuracy.length === 1);
