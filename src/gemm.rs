@@ -116,8 +116,9 @@ pub fn padded_row(out_w: usize, kernel_size: usize) -> usize {
 /// The direct convolution: `out[n, o, i, j] = Σ_{c, u, v} weight[o, (c·k + u)·k + v] ·
 /// x[n, c, i + u, j + v]` over the padded input `x` (shape: [`Padded`]), for `weight` of shape
 /// `(O, C·k·k)` with contiguous rows and `out` row-major `(N, O, out_h, out_w)`. Each output is
-/// one chain of multiply-adds in the order of `weight`'s columns, from 0, as [`gemm`] computes
-/// it on the im2col matrix: the same bits. Returns false (and writes nothing) where [`lanes`]
+/// one chain of multiply-adds in the order of `weight`'s columns, from 0, as [`gemm`]'s vector
+/// loops compute it on the im2col matrix: the same bits (its scalar loop for a last few columns
+/// does not fuse, and may differ in the last bit). Returns false (and writes nothing) where [`lanes`]
 /// is `None`.
 ///
 /// # Panics
@@ -176,14 +177,16 @@ pub fn correlate_weight_grad(x: &[f32], shape: Padded, grad: &[f32], out_channel
 
 fn check_padded(x: &[f32], shape: Padded, w: usize) {
     let Padded { images, channels, height, row, kernel_size, out_h, out_w } = shape;
-    assert!(kernel_size >= 1 && height == out_h + kernel_size - 1, "Padded: height");
+    assert!(channels >= 1 && kernel_size >= 1 && height == out_h + kernel_size - 1, "Padded: height");
     assert!(row >= out_w.div_ceil(2 * w) * 2 * w + kernel_size - 1, "Padded: row");
-    assert!(x.len() >= images * channels * height * row, "Padded: input too short");
+    // Checked: a product that wrapped would pass with a short buffer.
+    let len = [channels, height, row].iter().try_fold(images, |n, &d| n.checked_mul(d));
+    assert!(len.is_some_and(|len| x.len() >= len), "Padded: input too short");
 }
 
 #[cfg(any(target_arch = "wasm32", target_arch = "x86_64"))]
 mod kernels {
-    //! The two kernels, written once over [`Lanes`], a SIMD vector of f32: SIMD128 on wasm32
+    //! The kernels, written once over [`Lanes`], a SIMD vector of f32: SIMD128 on wasm32
     //! (4 lanes, every browser in use runs it) and AVX2 on x86-64 (8 lanes, fused multiply-add),
     //! used when the processor has AVX2 and FMA. On wasm32, `mul_add` is a multiply then an add,
     //! unless the build enables `relaxed-simd` (the package's second module,
@@ -351,22 +354,24 @@ mod kernels {
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                put(acc[0], out.add(r * out_rs + j), out_w - j);
-                put(acc[1], out.add(r * out_rs + j + w), (out_w - j).saturating_sub(w));
+                put(acc[0], out, r * out_rs + j, out_w - j);
+                put(acc[1], out, r * out_rs + j + w, (out_w - j).saturating_sub(w));
             }
             j += 2 * w;
         }
     }
 
-    /// Stores the first `room` lanes of `v` at `p` (all of them when `room ≥ LANES`).
+    /// Stores the first `room` lanes of `v` at `out + at` (all of them when `room ≥ LANES`). The
+    /// pointer is formed only when something is stored: past the row's end it could lie beyond
+    /// the buffer.
     #[inline(always)]
-    unsafe fn put<V: Lanes>(v: V, p: *mut f32, room: usize) {
+    unsafe fn put<V: Lanes>(v: V, out: *mut f32, at: usize, room: usize) {
         if room >= V::LANES {
-            v.store(p);
+            v.store(out.add(at));
         } else if room > 0 {
             let mut lanes = [0.0f32; 16];
             v.store(lanes.as_mut_ptr());
-            core::ptr::copy_nonoverlapping(lanes.as_ptr(), p, room);
+            core::ptr::copy_nonoverlapping(lanes.as_ptr(), out.add(at), room);
         }
     }
 

@@ -208,7 +208,7 @@ fn wrong_shapes_name_expected_and_given() {
 // ---------------------------------------------------------------- fast versus reference
 
 /// (in_channels, out_channels, kernel_size, stride, padding, height, width)
-const CONV_CASES: [(usize, usize, usize, usize, usize, usize, usize); 7] = [
+const CONV_CASES: [(usize, usize, usize, usize, usize, usize, usize); 10] = [
     (1, 6, 5, 1, 2, 28, 28),  // LeNet-5's conv1
     (6, 16, 5, 1, 0, 14, 14), // LeNet-5's conv2
     (3, 4, 3, 2, 1, 9, 9),    // stride 2 with padding
@@ -216,6 +216,10 @@ const CONV_CASES: [(usize, usize, usize, usize, usize, usize, usize); 7] = [
     (2, 2, 4, 1, 3, 5, 6),    // padding wider than half the kernel
     (3, 5, 1, 1, 0, 4, 4),    // 1×1 kernel
     (2, 3, 3, 3, 2, 10, 11),  // stride larger than the overlap
+    // One input channel at stride 1 convolves directly: widths out that are not whole vectors.
+    (1, 4, 3, 1, 0, 9, 7),
+    (1, 1, 1, 1, 0, 3, 3),
+    (1, 5, 5, 1, 4, 6, 5),
 ];
 
 #[test]
@@ -257,16 +261,17 @@ fn conv_passes_match_reference(
 
 #[test]
 fn conv_backward_is_the_same_whether_forward_kept_its_columns_or_not() {
-    // LeNet-5's conv1: a batch whose im2col matrices fit in KEEP_BYTES keeps them for backward;
-    // a larger one has backward rebuild them. One cache goes small, large, small.
+    // LeNet-5's conv2 (conv1 convolves directly, without im2col): a batch whose im2col matrices
+    // fit in KEEP_BYTES keeps them for backward; a larger one has backward rebuild them. One
+    // cache goes small, large, small.
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let mut conv = Conv2d::new(1, 6, 5, 1, 2).unwrap();
+    let mut conv = Conv2d::new(6, 16, 5, 1, 0).unwrap();
     conv.weight = random(conv.weight.raw_dim(), &mut rng);
     conv.bias = random(conv.bias.raw_dim(), &mut rng);
-    let large = Conv2dCache::KEEP_BYTES / (25 * 28 * 28 * 4) + 2;
+    let large = Conv2dCache::KEEP_BYTES / (150 * 10 * 10 * 4) + 2;
     let mut cache = Conv2dCache::default();
     for n in [5, large, 5] {
-        let x = random((n, 1, 28, 28), &mut rng);
+        let x = random((n, 6, 14, 14), &mut rng);
         conv_passes_match_reference(&format!("{n} images:"), &conv, &x, &mut cache, &mut rng);
     }
 }

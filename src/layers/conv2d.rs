@@ -74,7 +74,7 @@ pub struct Conv2dCache {
     mat: Array2<f32>,
     /// `(in_channels·k·k, chunk·H_out·W_out)`: the gradient of `cols`.
     grad_cols: Array2<f32>,
-    /// The bias gradient as it is summed over the chunks, in f64.
+    /// The bias gradient as it is summed over the output planes, in f64.
     bias_sums: Vec<f64>,
     /// Whether the last forward pass took the direct path ([`Conv2d::forward`]), keeping the
     /// padded input `padded` (shape `padded_shape`) for the backward pass instead of `cols`.
@@ -94,7 +94,7 @@ const DIRECT_MAX_CHANNELS: usize = 1;
 
 impl Conv2dCache {
     /// Bytes of im2col matrices a forward pass keeps for the backward pass (4 MiB): a LeNet-5
-    /// training shard of 16 images needs 1.3 MB for conv1 and 1.0 MB for conv2.
+    /// training shard of 16 images needs 1.0 MB for conv2 (conv1 convolves directly).
     pub const KEEP_BYTES: usize = 4 * 1024 * 1024;
 }
 
@@ -232,8 +232,9 @@ impl Conv2d {
     /// Whether a layer with `c` input channels convolves directly over its padded input
     /// ([`gemm::correlate`]) rather than through im2col matrices: for stride 1, where the im2col
     /// matrix is k² times the input and building it cost more than the product saved.
-    fn direct(&self, c: usize) -> bool {
-        self.stride == 1 && c <= DIRECT_MAX_CHANNELS && gemm::lanes().is_some()
+    fn direct(&self, c: usize, plane_in: usize) -> bool {
+        // An empty input plane (possible with wide padding) has nothing to copy: im2col takes it.
+        self.stride == 1 && c <= DIRECT_MAX_CHANNELS && plane_in > 0 && gemm::lanes().is_some()
     }
 
     /// Copies `count` images (`x`, row-major `(count, c, h, w)`) into `padded` with their zero
@@ -290,7 +291,7 @@ impl Conv2d {
         let x = x.as_slice().expect("standard layout");
         let out = output.as_slice_mut().expect("standard layout");
         cache.direct = false;
-        if self.direct(c) {
+        if self.direct(c, h * w) {
             let shape = self.pad_input(x, (n, c, h, w), (ho, wo), &mut cache.padded);
             if gemm::correlate(&cache.padded, shape, self.weight_matrix(), out) {
                 cache.direct = true;
