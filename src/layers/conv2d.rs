@@ -380,6 +380,9 @@ impl Conv2d {
         for (index, plane_grad) in go.chunks_exact(plane).enumerate() {
             cache.bias_sums[index % o] += sum_f64(plane_grad);
         }
+        for (b, &sum) in grads.bias.iter_mut().zip(&cache.bias_sums) {
+            *b = sum as f32;
+        }
         if cache.direct {
             let shape = cache.padded_shape.expect("set with `direct`");
             let wo_pad = gemm::padded_width(wo);
@@ -396,14 +399,16 @@ impl Conv2d {
             let grad_w = grads.weight.as_slice_mut().ok_or_else(|| {
                 Error::InvalidInput("Conv2d grads.weight must be in standard (row-major) layout".into())
             })?;
-            let done = gemm::correlate_weight_grad(&cache.padded, shape, grad, o, grad_w);
-            debug_assert!(done, "the forward pass took the direct path, so the kernels run here");
-        }
-        if cache.direct && grad_input.is_none() {
-            for (b, &sum) in grads.bias.iter_mut().zip(&cache.bias_sums) {
-                *b = sum as f32;
+            // The forward pass took the direct path only where the kernels run, so this holds; a
+            // `false` would leave `grads.weight` stale, hence a check in release builds too.
+            if !gemm::correlate_weight_grad(&cache.padded, shape, grad, o, grad_w) {
+                return Err(Error::InvalidInput(
+                    "Conv2d backward: the direct kernels did not run for a direct forward pass".into(),
+                ));
             }
-            return Ok(());
+            if grad_input.is_none() {
+                return Ok(());
+            }
         }
         let chunk = self.chunk_size(c, plane);
         for (index, first) in (0..n).step_by(chunk).enumerate() {
@@ -444,9 +449,6 @@ impl Conv2d {
                     &mut dx[first * c * h * w..(first + count) * c * h * w],
                 );
             }
-        }
-        for (b, &sum) in grads.bias.iter_mut().zip(&cache.bias_sums) {
-            *b = sum as f32;
         }
         Ok(())
     }
