@@ -375,6 +375,23 @@ mod kernels {
         }
     }
 
+    /// The 2 × 4 block of dot products that [`dot`] and [`correlate_weight_grad`] share:
+    /// `acc[r][q] += a[r][p..] · b[q][p..]` lane by lane, for `p` in `0..len` by whole vectors
+    /// (`len` a multiple of `V::LANES`). Pointers must be valid for `len` values.
+    #[inline(always)]
+    unsafe fn block<V: Lanes>(acc: &mut [[V; 4]; 2], a: [*const f32; 2], b: [*const f32; 4], len: usize) {
+        let mut p = 0;
+        while p < len {
+            let av = [V::load(a[0].add(p)), V::load(a[1].add(p))];
+            for q in 0..4 {
+                let bv = V::load(b[q].add(p));
+                acc[0][q] = acc[0][q].mul_add(av[0], bv);
+                acc[1][q] = acc[1][q].mul_add(av[1], bv);
+            }
+            p += V::LANES;
+        }
+    }
+
     /// [`super::correlate_weight_grad`]: blocks of 2 output channels × 4 kernel taps share
     /// their loads, as in [`dot`].
     #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
@@ -406,16 +423,7 @@ mod kernels {
                     for i in 0..out_h {
                         let x_i = offsets.map(|off| x_b.add(i * row + off));
                         let g_i = [g[0].add(i * wo_pad), g[1].add(i * wo_pad)];
-                        let mut j = 0;
-                        while j < wo_pad {
-                            let av = [V::load(g_i[0].add(j)), V::load(g_i[1].add(j))];
-                            for q in 0..4 {
-                                let bv = V::load(x_i[q].add(j));
-                                acc[0][q] = acc[0][q].mul_add(av[0], bv);
-                                acc[1][q] = acc[1][q].mul_add(av[1], bv);
-                            }
-                            j += w;
-                        }
+                        block(&mut acc, g_i, x_i, wo_pad);
                     }
                 }
                 for (rr, acc) in acc.iter().enumerate().take(rows) {
@@ -432,8 +440,7 @@ mod kernels {
     /// Runs the product if the processor and the layout suit a kernel; returns false (and
     /// touches nothing) otherwise, for the caller's general fallback.
     pub fn gemm(a: &ArrayView2<f32>, b: &ArrayView2<f32>, accumulate: bool, c: &mut ArrayViewMut2<f32>) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        if super::lanes().is_none() {
             return false;
         }
         let (m, k) = a.dim();
@@ -445,8 +452,7 @@ mod kernels {
         let [b_rs, b_cs] = [b.strides()[0], b.strides()[1]];
         let [c_rs, c_cs] = [c.strides()[0], c.strides()[1]];
         // Every index the kernels form is inside the views (shapes checked by the caller,
-        // strides from ndarray views of those shapes), and on x86-64 the processor was just
-        // checked for AVX2 and FMA.
+        // strides from ndarray views of those shapes), and `lanes()` checked the processor.
         unsafe {
             if b_cs == 1 && c_cs == 1 {
                 broadcast::<Vector>(
@@ -600,16 +606,8 @@ mod kernels {
                 // not stored.
                 let a_rows = [a.offset(i as isize * a_rs), a.offset((i + rows - 1) as isize * a_rs)];
                 let b_rows = [0, 1, 2, 3].map(|q| b.offset((j + q.min(cols - 1)) as isize * b_cs));
-                let mut p = 0;
-                while p < k_vec {
-                    let av = [V::load(a_rows[0].add(p)), V::load(a_rows[1].add(p))];
-                    for q in 0..4 {
-                        let bv = V::load(b_rows[q].add(p));
-                        acc[0][q] = acc[0][q].mul_add(av[0], bv);
-                        acc[1][q] = acc[1][q].mul_add(av[1], bv);
-                    }
-                    p += w;
-                }
+                block(&mut acc, a_rows, b_rows, k_vec);
+                let mut p = k_vec;
                 while p < k {
                     for q in 0..4 {
                         let bq = *b_rows[q].add(p);
