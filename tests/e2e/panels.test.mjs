@@ -203,6 +203,31 @@ test('on a phone, the folded panels leave the pad and the answer on the first sc
       }));
     const folded = await layout();
     assert.ok(folded.scrollWidth <= 390, `the page is ${folded.scrollWidth} px wide`);
+    // The answer's card is below the fold: the pad carries the answer too, on the first screen
+    // of this phone and of a small one (360 × 640).
+    await draw(page, DIGITS[8]);
+    await page.waitForFunction(() => document.querySelector('#predicted').dataset.digit !== '');
+    for (const [width, height] of [[390, 844], [360, 640]]) {
+      await page.setViewportSize({ width, height });
+      const chip = await page.evaluate(() => {
+        const box = document.querySelector('#pad-answer').getBoundingClientRect();
+        return {
+          text: document.querySelector('#pad-answer').textContent,
+          digit: document.querySelector('#predicted').dataset.digit,
+          sure: document.querySelector('#confidence').textContent,
+          top: box.top + scrollY,
+          bottom: box.bottom + scrollY,
+          height: box.height,
+          padTop: document.querySelector('#pad').getBoundingClientRect().top + scrollY,
+        };
+      });
+      assert.equal(chip.text, `${chip.digit} · ${chip.sure.replace(' sure', '')}`);
+      assert.ok(chip.height > 0 && chip.top >= chip.padTop && chip.bottom <= height, `${width}×${height}: the answer on the pad spans ${chip.top}–${chip.bottom} px`);
+    }
+    // At a desktop's width the answer's own card is beside the pad, and the chip is not shown.
+    await page.setViewportSize({ width: 1280, height: 800 });
+    assert.equal(await page.locator('#pad-answer').isVisible(), false);
+    await page.setViewportSize({ width: 390, height: 844 });
     // Open every panel: still no horizontal scrolling.
     for (const id of ['panel-maps', 'panel-filters', 'panel-saliency', 'panel-confusion']) await openPanel(page, id);
     await page.waitForFunction(() => document.querySelector('#confusion').dataset.step !== '', null, { timeout: 60_000 });

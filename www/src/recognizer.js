@@ -148,6 +148,7 @@ export class Recognizer {
     if (!probabilities) {
       ui.predicted.textContent = '–';
       ui.predicted.dataset.digit = '';
+      ui.padAnswer.textContent = '';
       // A tap or a dot is no digit: say so rather than guess.
       ui.confidence.textContent =
         this.status === 'too_small' ? 'Too small to be a digit: draw it bigger' : 'Draw to see a prediction';
@@ -163,7 +164,9 @@ export class Recognizer {
     for (let d = 1; d < 10; d++) if (probabilities[d] > probabilities[best]) best = d;
     ui.predicted.textContent = String(best);
     ui.predicted.dataset.digit = String(best);
-    ui.confidence.textContent = `${(probabilities[best] * 100).toFixed(1)} % sure`;
+    const sure = `${(probabilities[best] * 100).toFixed(1)} %`;
+    ui.confidence.textContent = `${sure} sure`;
+    ui.padAnswer.textContent = `${best} · ${sure}`;
     this.bars.forEach((bar, d) => {
       const p = probabilities[d];
       bar.fill.style.transform = `scaleX(${p.toFixed(4)})`;

@@ -12,6 +12,7 @@ export function findElements(document) {
     clear: $('clear'),
     seen: $('seen'),
     predicted: $('predicted'),
+    padAnswer: $('pad-answer'),
     confidence: $('confidence'),
     bars: $('bars'),
     recognizerName: $('recognizer-name'),
