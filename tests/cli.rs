@@ -143,3 +143,32 @@ fn a_held_out_share_outside_zero_to_one_is_refused_before_any_data_is_read() {
         assert!(stdout.is_empty(), "{bad}: {stdout}");
     }
 }
+
+#[test]
+fn a_unipen_repeat_of_zero_is_refused() {
+    let (code, _, stderr) = run(&["train", "--data", "/no/mnist", "--unipen", "/no/unipen", "--unipen-repeat", "0"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--unipen-repeat") && stderr.contains("0 is not in 1..=100"), "{stderr}");
+}
+
+#[test]
+fn a_folder_that_is_not_a_unipen_distribution_is_named_with_the_one_to_give() {
+    // A folder that exists but holds no data/1a/, as the distribution's parent folder does.
+    let dir = std::env::temp_dir().join(format!("lenet-cli-unipen-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("train_r01_v07")).unwrap();
+    let weights = concat!(env!("CARGO_MANIFEST_DIR"), "/www/public/lenet5-mnist.safetensors");
+    let (code, _, stderr) = run(&["eval", "--weights", weights, "--unipen", dir.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is not a UNIPEN distribution's folder: it has no data/1a/ (the isolated digits); give the folder that holds data/ and include/",
+            dir.display()
+        )),
+        "{stderr}"
+    );
+    // A folder that does not exist is named as such.
+    let (code, _, stderr) = run(&["eval", "--weights", weights, "--unipen", "/no/unipen"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("/no/unipen: No such file or directory"), "{stderr}");
+}

@@ -136,9 +136,9 @@ mod cli {
         /// Fraction of the UNIPEN writers held out from training.
         #[arg(long, default_value_t = 0.2)]
         unipen_held_out: f64,
-        /// How many times each UNIPEN training digit appears in an epoch.
-        #[arg(long, default_value_t = 2)]
-        unipen_repeat: usize,
+        /// How many times each UNIPEN training digit appears in an epoch (1 to 100).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=100))]
+        unipen_repeat: u16,
     }
 
     /// The options of `lenet teach`; the recipe's defaults are the page's ([`TeachRecipe`]).
@@ -160,10 +160,11 @@ mod cli {
         /// Digits of each label a writer labels to teach (the first ones they wrote).
         #[arg(long, default_value_t = 5)]
         per_digit: usize,
-        /// The fraction and seed of the writer split `train --unipen` held out (its
-        /// --unipen-held-out and --seed), to tell writers the weights never saw.
+        /// The fraction of UNIPEN writers `train --unipen` held out (its --unipen-held-out),
+        /// to tell writers the weights never saw.
         #[arg(long, default_value_t = 0.2)]
         held_out: f64,
+        /// The seed of that writer split (`train`'s --seed).
         #[arg(long, default_value_t = 0)]
         split_seed: u64,
         /// Optimizer steps (the recipe's unless given).

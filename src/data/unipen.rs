@@ -159,7 +159,9 @@ pub struct Parsed {
 /// and `include/` (e.g. `train_r01_v07`).
 ///
 /// # Errors
-/// [`Error::Io`] with the path when a folder or file cannot be read; those of [`parse`].
+/// [`Error::InvalidInput`] when `dir` has no `data/1a/` folder (not a distribution's folder:
+/// the message says which one to give); [`Error::Io`] with the path when a folder or file cannot
+/// be read; those of [`parse`].
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load(dir: &std::path::Path) -> Result<Vec<Digit>> {
     load_with_report(dir).map(|(digits, _)| digits)
@@ -173,6 +175,13 @@ pub fn load(dir: &std::path::Path) -> Result<Vec<Digit>> {
 pub fn load_with_report(dir: &std::path::Path) -> Result<(Vec<Digit>, Report)> {
     use crate::files::read_bounded;
     let digits_dir = dir.join("data").join("1a");
+    std::fs::metadata(dir).map_err(|e| Error::Io { path: dir.display().to_string(), source: e })?;
+    if !digits_dir.is_dir() {
+        return Err(Error::InvalidInput(format!(
+            "{} is not a UNIPEN distribution's folder: it has no data/1a/ (the isolated digits); give the folder that holds data/ and include/, e.g. train_r01_v07",
+            dir.display()
+        )));
+    }
     let mut files = Vec::new();
     list_files(&digits_dir, &mut files, 0)?;
     files.sort();
