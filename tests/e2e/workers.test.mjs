@@ -211,3 +211,24 @@ test('a gradient worker that hangs during a step is replaced after its short tim
     await browser.close();
   }
 });
+
+test('the Workers choice outlasts a reload', async () => {
+  const browser = await open({ isolated: true });
+  try {
+    const { page } = browser;
+    const before = await page.evaluate(() => window.lenetPage.workers());
+    const other = before.size === 1 ? 2 : 1;
+    const shows = (n) =>
+      page.waitForFunction((n) => document.querySelector('#workers-status').dataset.workers === String(n), n);
+    await page.selectOption('#workers', String(other));
+    await shows(other);
+    await page.reload();
+    await waitUntilReady(page);
+    await shows(other);
+    assert.equal((await page.evaluate(() => window.lenetPage.workers())).size, other);
+    assert.equal(await page.locator('#workers').inputValue(), String(other));
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});

@@ -4,6 +4,18 @@
 // messages. The weights do not depend on the choice.
 import { MSG } from './protocol.js';
 
+const STORAGE_KEY = 'lenet-workers';
+
+/** The count chosen on an earlier visit, or null. */
+function remembered() {
+  try {
+    const count = Number(localStorage.getItem(STORAGE_KEY));
+    return Number.isInteger(count) && count >= 1 ? count : null;
+  } catch {
+    return null;
+  }
+}
+
 const TRANSPORT = { shared: 'shards shared in memory (SharedArrayBuffer)', message: 'shards sent in messages' };
 
 /**
@@ -12,7 +24,9 @@ const TRANSPORT = { shared: 'shards shared in memory (SharedArrayBuffer)', messa
  * `report()` for the tests' hooks.
  */
 export function bindWorkersChoice({ client, select, status }) {
-  let chosen = null; // the person's choice, sent again to a restarted training worker
+  // The person's choice, kept across visits (a person who chose one worker to keep the machine
+  // cool expects it after a reload) and sent again to a restarted training worker.
+  let chosen = remembered();
   let shown = null;
 
   function show(workers) {
@@ -32,11 +46,20 @@ export function bindWorkersChoice({ client, select, status }) {
     status.dataset.replaced = String(workers.replaced);
   }
 
-  async function choose(count) {
-    chosen = count;
+  async function apply(count) {
     const reply = await client.request({ type: MSG.SET_WORKERS, count });
     show(reply);
     return shown;
+  }
+
+  function choose(count) {
+    chosen = count;
+    try {
+      localStorage.setItem(STORAGE_KEY, String(count));
+    } catch {
+      // Storage refused (private browsing, blocked): the choice lasts this visit.
+    }
+    return apply(count);
   }
 
   select.addEventListener('change', () => {
@@ -45,9 +68,11 @@ export function bindWorkersChoice({ client, select, status }) {
       if (shown) select.value = String(shown.size);
     });
   });
-  /** READY's report: a training worker that was restarted starts from the default count. */
+  /** READY's report: a training worker starts from the default count, so the person's choice
+   * (of this visit or, after a reload, of an earlier one) is applied, within this machine's max. */
   function ready(workers) {
-    if (chosen !== null && workers && workers.size !== chosen) choose(chosen).catch(() => {});
+    const wanted = chosen !== null && workers ? Math.min(chosen, workers.max) : null;
+    if (wanted !== null && workers.size !== wanted) apply(wanted).catch(() => show(workers));
     else show(workers);
   }
 
