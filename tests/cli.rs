@@ -172,3 +172,18 @@ fn a_folder_that_is_not_a_unipen_distribution_is_named_with_the_one_to_give() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("/no/unipen: No such file or directory"), "{stderr}");
 }
+
+#[test]
+fn a_setting_the_core_refuses_is_named_by_its_flag() {
+    for (args, expected) in [
+        (&["--batch-size", "0"][..], "error: --batch-size: batch_size must be a whole number from 1 to 4096, got 0"),
+        (&["--lr", "-1"][..], "error: --lr: learning_rate must be a positive finite number, got -1"),
+        (&["--momentum", "1.5"][..], "error: --momentum: momentum must be in [0, 1), got 1.5"),
+    ] {
+        let mut all = vec!["train", "--data", "/no/mnist"];
+        all.extend_from_slice(args);
+        let (code, _, stderr) = run(&all);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -278,10 +278,32 @@ mod cli {
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e}");
+                match &e {
+                    Error::InvalidInput(message) => match flag_of(message) {
+                        Some(flag) => eprintln!("error: {flag}: {message}"),
+                        None => eprintln!("error: {e}"),
+                    },
+                    _ => eprintln!("error: {e}"),
+                }
                 ExitCode::FAILURE
             }
         }
+    }
+
+    /// The command-line flag behind a setting the core refused, named by its field as the
+    /// core's messages name it (`batch_size must be …`), so the person sees what they typed.
+    fn flag_of(message: &str) -> Option<&'static str> {
+        const FLAGS: [(&str, &str); 7] = [
+            ("batch_size", "--batch-size"),
+            ("shard_size", "--shard-size"),
+            ("learning_rate", "--lr"),
+            ("momentum", "--momentum"),
+            ("weight_decay", "--weight-decay"),
+            ("mine_share", "--mine-share"),
+            ("threads", "--threads"),
+        ];
+        let field = message.split_once(' ')?.0;
+        FLAGS.iter().find(|(name, _)| *name == field).map(|(_, flag)| *flag)
     }
 
     fn train(args: &TrainArgs) -> lenet::Result<()> {
@@ -313,6 +335,21 @@ mod cli {
         if let Err(Error::InvalidInput(message)) = unipen::check_fraction_held_out(args.unipen_held_out) {
             return Err(Error::InvalidInput(format!("--unipen-held-out: {message}")));
         }
+        // The schedule's length waits for the data's size; the rest is checked now.
+        let settings = Settings {
+            seed: args.seed,
+            optimizer: args.optimizer.into(),
+            learning_rate: args.lr,
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+            batch_size: args.batch_size,
+            shard_size: args.shard_size,
+            schedule: args.schedule.into(),
+            augment: (!args.no_augment).then(Augment::default),
+            eval_limit: 0,
+            ..Settings::default()
+        };
+        settings.validate()?;
         let mut train_set = idx::load_digits(&args.data, Split::Train)?;
         let test_set = idx::load_digits(&args.data, Split::Test)?;
         let mut unipen_held_out = None;
@@ -338,20 +375,7 @@ mod cli {
             Error::InvalidInput(format!("--epochs {} of {n} images is more images than can be counted", args.epochs))
         })?;
         let total_steps = (images as u64).div_ceil(args.batch_size.max(1) as u64);
-        let settings = Settings {
-            seed: args.seed,
-            optimizer: args.optimizer.into(),
-            learning_rate: args.lr,
-            momentum: args.momentum,
-            weight_decay: args.weight_decay,
-            batch_size: args.batch_size,
-            shard_size: args.shard_size,
-            schedule: args.schedule.into(),
-            schedule_steps: total_steps,
-            augment: (!args.no_augment).then(Augment::default),
-            eval_limit: 0,
-            ..Settings::default()
-        };
+        let settings = Settings { schedule_steps: total_steps, ..settings };
         let mut session = match &args.init {
             Some(path) => Session::with_model(weights::load(path)?, settings)?,
             None => Session::new(settings)?,
