@@ -28,6 +28,9 @@ pub enum Error {
     /// A weights file (safetensors) that cannot be loaded into the model.
     #[error("weights file: {0}")]
     Weights(String),
+    /// A checkpoint file (a session's saved state) that cannot be restored.
+    #[error("checkpoint file: {0}")]
+    Checkpoint(String),
     /// Training produced a non-finite loss or non-finite weights; the weights were restored.
     #[error("training diverged: {0}")]
     Diverged(String),

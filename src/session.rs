@@ -1345,7 +1345,7 @@ impl Session {
     /// other training data. The session is not changed.
     ///
     /// # Errors
-    /// [`Error::Weights`], as from [`Session::restore`], for bytes that are not a checkpoint this
+    /// [`Error::Checkpoint`], as from [`Session::restore`], for bytes that are not a checkpoint this
     /// version can restore (a weights file is named as such).
     pub fn checkpoint_fits(&self, bytes: &[u8]) -> Result<bool> {
         let checkpoint = Checkpoint::from_bytes(bytes)?;
@@ -1371,7 +1371,7 @@ impl Session {
     /// run that was checkpointed.
     ///
     /// # Errors
-    /// [`Error::Weights`] for bytes that are not a checkpoint (a weights file is named as such);
+    /// [`Error::Checkpoint`] for bytes that are not a checkpoint (a weights file is named as such);
     /// [`Error::InvalidInput`] when the training digits differ. Nothing changes on error.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let Checkpoint { model, header, first, second } = Checkpoint::from_bytes(bytes)?;
@@ -1454,7 +1454,7 @@ impl Checkpoint {
     /// optimizer state and the data position agree with the weights and the digit count.
     ///
     /// # Errors
-    /// [`Error::Weights`] naming what is wrong.
+    /// [`Error::Checkpoint`] naming what is wrong.
     fn from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
         let (model, header, first, second) = crate::weights::checkpoint_from_bytes(bytes)?;
         // The format first: another version's state may not parse as this one's.
@@ -1463,26 +1463,24 @@ impl Checkpoint {
                 Some(miniserde::json::Value::String(format)) => format.clone(),
                 _ => String::new(),
             },
-            _ => return Err(Error::Weights("checkpoint: its state is not a JSON object".into())),
+            _ => return Err(Error::Checkpoint("its state is not a JSON object".into())),
         };
         if format != CHECKPOINT_FORMAT {
-            return Err(Error::Weights(format!(
-                "checkpoint: format {format:?}, this version reads {CHECKPOINT_FORMAT:?}"
-            )));
+            return Err(Error::Checkpoint(format!("format {format:?}, this version reads {CHECKPOINT_FORMAT:?}")));
         }
         let header: CheckpointHeader = miniserde::json::from_str(&header).map_err(|_| {
-            Error::Weights(format!(
-                "checkpoint: its state lacks a field or has one of the wrong type (it needs {})",
+            Error::Checkpoint(format!(
+                "its state lacks a field or has one of the wrong type (it needs {})",
                 CheckpointHeader::FIELDS.join(", ")
             ))
         })?;
-        header.settings.validate().map_err(|e| Error::Weights(format!("checkpoint: its settings: {e}")))?;
+        header.settings.validate().map_err(|e| Error::Checkpoint(format!("its settings: {e}")))?;
         // Counters beyond 2⁵³ are no run's: they would overflow as steps go on, and JavaScript
         // could not show them exactly.
         let largest = [header.step, header.epoch, header.seen, header.optimizer_steps];
         if largest.iter().any(|&n| n > MAX_COUNTER) {
-            return Err(Error::Weights(format!(
-                "checkpoint: its counters (step {}, epoch {}, seen {}, optimizer steps {}) must be at most 2^53",
+            return Err(Error::Checkpoint(format!(
+                "its counters (step {}, epoch {}, seen {}, optimizer steps {}) must be at most 2^53",
                 header.step, header.epoch, header.seen, header.optimizer_steps
             )));
         }
@@ -1493,7 +1491,7 @@ impl Checkpoint {
         // same digits, so this bounds it by the session's too.
         if !fits(&first) || !fits(&second) || header.order_len > header.train_count || header.cursor > header.order_len
         {
-            return Err(Error::Weights("checkpoint: its optimizer state or data position is inconsistent".into()));
+            return Err(Error::Checkpoint("its optimizer state or data position is inconsistent".into()));
         }
         Ok(Checkpoint { model, header, first, second })
     }

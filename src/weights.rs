@@ -479,13 +479,14 @@ pub fn load(path: &std::path::Path) -> Result<LeNet5> {
 ///
 /// # Errors
 /// [`Error::Io`] naming the path when it cannot be read, is not a regular file or is larger
-/// than `max_bytes` (it is not read whole then); `parse`'s [`Error::Weights`] and
-/// [`Error::InvalidInput`] with the path put before their message; its other errors as they are.
+/// than `max_bytes` (it is not read whole then); `parse`'s [`Error::Weights`],
+/// [`Error::Checkpoint`] and [`Error::InvalidInput`] with the path put before their message; its other errors as they are.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn from_file<T>(path: &std::path::Path, max_bytes: usize, parse: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
     let bytes = crate::files::read_bounded(path, max_bytes as u64)?;
     parse(&bytes).map_err(|e| match e {
         Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
+        Error::Checkpoint(m) => Error::Checkpoint(format!("{}: {m}", path.display())),
         Error::InvalidInput(m) => Error::InvalidInput(format!("{}: {m}", path.display())),
         other => other,
     })
@@ -686,14 +687,20 @@ pub fn checkpoint_to_bytes(model: &LeNet5, state: &str, first: &[Vec<f32>], seco
 /// buffers (empty vectors where absent).
 ///
 /// # Errors
-/// [`Error::Weights`] naming the problem, as for weights files; a weights file without a
+/// [`Error::Checkpoint`] naming the problem, as for weights files; a weights file without a
 /// session's state is named as such ("a weights file, not a checkpoint").
 #[allow(clippy::type_complexity)]
 pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
-    let file = read_file(bytes).map_err(|e| match e {
-        Error::Weights(m) => Error::Weights(format!("checkpoint: {m}")),
+    // The weights file's checks, named as the checkpoint's.
+    checkpoint_parts(bytes).map_err(|e| match e {
+        Error::Weights(m) => Error::Checkpoint(m),
         other => other,
-    })?;
+    })
+}
+
+#[allow(clippy::type_complexity)]
+fn checkpoint_parts(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    let file = read_file(bytes)?;
     let state = file
         .metadata(CHECKPOINT_KEY)
         .map(str::to_string)
@@ -702,7 +709,7 @@ pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f3
         let Some(tensor) = file.tensor(name) else { return Ok(None) };
         if tensor.dtype != "F32" || tensor.shape != shape {
             return Err(Error::Weights(format!(
-                "checkpoint: tensor `{name}` is {} {}, expected F32 {}",
+                "tensor `{name}` is {} {}, expected F32 {}",
                 tensor.dtype,
                 fmt_shape(&tensor.shape),
                 fmt_shape(shape)
@@ -711,7 +718,7 @@ pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f3
         let values: Vec<f32> =
             tensor.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         if values.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Weights(format!("checkpoint: tensor `{name}` holds a non-finite value")));
+            return Err(Error::Weights(format!("tensor `{name}` holds a non-finite value")));
         }
         Ok(Some(values))
     };

@@ -58,9 +58,10 @@ fn a_checkpoint_that_is_not_one_is_named_once_with_its_path() {
         run(&["train", "--data", SMALL, "--resume", path.to_str().unwrap(), "--out", "unused.safetensors"]);
     std::fs::remove_file(&path).unwrap();
     assert_eq!(code, 1, "{stderr}");
-    let expected = format!("error: weights file: {}: checkpoint: not a valid safetensors file", path.display());
+    let expected = format!("error: checkpoint file: {}: not a valid safetensors file", path.display());
     assert!(stderr.starts_with(&expected), "{stderr}");
-    assert_eq!(stderr.matches("weights file").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("checkpoint").count(), 1, "{stderr}");
+    assert!(!stderr.contains("weights file"), "{stderr}");
 }
 
 #[test]

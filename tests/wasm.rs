@@ -362,7 +362,7 @@ fn a_session_says_whether_a_checkpoint_fits_its_digits_and_throws_on_other_bytes
     assert!(message.contains("other training data"), "{message}");
 
     let message = error_message(fresh.checkpoint_fits(&u8s(b"no checkpoint")).unwrap_err());
-    assert!(message.starts_with("weights file: checkpoint:"), "{message}");
+    assert!(message.starts_with("checkpoint file: not a valid safetensors file"), "{message}");
     let message = error_message(fresh.checkpoint_fits(&u8s(&fresh.to_safetensors().unwrap())).unwrap_err());
     assert!(message.contains("a weights file, not a checkpoint"), "{message}");
     let message = error_message(fresh.checkpoint_fits(&JsValue::from_str("bytes")).unwrap_err());
