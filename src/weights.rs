@@ -480,7 +480,8 @@ pub fn load(path: &std::path::Path) -> Result<LeNet5> {
 /// # Errors
 /// [`Error::Io`] naming the path when it cannot be read, is not a regular file or is larger
 /// than `max_bytes` (it is not read whole then); `parse`'s [`Error::Weights`],
-/// [`Error::Checkpoint`] and [`Error::InvalidInput`] with the path put before their message; its other errors as they are.
+/// [`Error::Checkpoint`] and [`Error::InvalidInput`] with the path put before their message;
+/// its other errors as they are.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn from_file<T>(path: &std::path::Path, max_bytes: usize, parse: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
     let bytes = crate::files::read_bounded(path, max_bytes as u64)?;

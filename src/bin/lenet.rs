@@ -278,13 +278,11 @@ mod cli {
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                match &e {
-                    Error::InvalidInput(message) => match flag_of(message) {
-                        Some(flag) => eprintln!("error: {flag}: {message}"),
-                        None => eprintln!("error: {e}"),
-                    },
-                    _ => eprintln!("error: {e}"),
-                }
+                let flagged = match &e {
+                    Error::InvalidInput(message) => flag_of(message).map(|flag| format!("{flag}: {message}")),
+                    _ => None,
+                };
+                eprintln!("error: {}", flagged.unwrap_or_else(|| e.to_string()));
                 ExitCode::FAILURE
             }
         }
