@@ -40,10 +40,12 @@ build_wasm() {
     if [ -x "$wasm_opt" ]; then
       # The features it may use are those the module declares (its target_features section, which
       # the last flag then drops with the names and the producers).
-      "$wasm_opt" -Oz --converge --strip-debug --strip-producers --strip-target-features \
+      # -O1: the smallest gzipped module of binaryen's levels (-Oz is 1.2 KB larger once gzipped)
+      # and the fastest in Chromium (-Oz and -Os trained 3–4 % slower; Firefox runs all alike).
+      "$wasm_opt" -O1 --strip-debug --strip-producers --strip-target-features \
         "$module" -o "$module.opt"
       mv "$module.opt" "$module"
-      step "wasm-opt -Oz: $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzipped before"
+      step "wasm-opt -O1: $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzipped before"
       raw=$(wc -c <"$module")
       gz=$(gzip -9c "$module" | wc -c)
     fi

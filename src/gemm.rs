@@ -90,6 +90,11 @@ pub struct Padded {
     pub out_w: usize,
 }
 
+/// Vectors of output columns [`correlate`] computes at a time: 4 (16 columns in wasm) with
+/// blocks of 2 output channels keep 8 sums in flight, enough to hide the latency of a
+/// multiply-add, in 11 of the 16 vector registers.
+const VECTORS: usize = 4;
+
 /// The SIMD width of the direct kernels on this processor (4 in wasm, 8 with AVX2 and FMA), or
 /// `None` where they do not run, and the convolution takes im2col and [`gemm`] instead.
 pub fn lanes() -> Option<usize> {
@@ -106,11 +111,11 @@ pub fn padded_width(out_w: usize) -> usize {
     lanes().map_or(out_w, |w| out_w.div_ceil(w) * w)
 }
 
-/// The row length of [`Padded`] for `out_w` output columns: [`correlate`] computes pairs of
-/// vectors of columns (the last pair in part past `out_w`, not stored), each reading
-/// `kernel_size − 1` values further.
+/// The row length of [`Padded`] for `out_w` output columns: [`correlate`] computes
+/// `VECTORS` vectors of columns at a time (the last ones in part past `out_w`, not stored),
+/// each reading `kernel_size − 1` values further.
 pub fn padded_row(out_w: usize, kernel_size: usize) -> usize {
-    lanes().map_or(out_w, |w| out_w.div_ceil(2 * w) * 2 * w) + kernel_size - 1
+    lanes().map_or(out_w, |w| out_w.div_ceil(VECTORS * w) * VECTORS * w) + kernel_size - 1
 }
 
 /// The direct convolution: `out[n, o, i, j] = Σ_{c, u, v} weight[o, (c·k + u)·k + v] ·
@@ -178,7 +183,7 @@ pub fn correlate_weight_grad(x: &[f32], shape: Padded, grad: &[f32], out_channel
 fn check_padded(x: &[f32], shape: Padded, w: usize) {
     let Padded { images, channels, height, row, kernel_size, out_h, out_w } = shape;
     assert!(channels >= 1 && kernel_size >= 1 && height == out_h + kernel_size - 1, "Padded: height");
-    assert!(row >= out_w.div_ceil(2 * w) * 2 * w + kernel_size - 1, "Padded: row");
+    assert!(row >= out_w.div_ceil(VECTORS * w) * VECTORS * w + kernel_size - 1, "Padded: row");
     // Checked: a product that wrapped would pass with a short buffer.
     let len = [channels, height, row].iter().try_fold(images, |n, &d| n.checked_mul(d));
     assert!(len.is_some_and(|len| x.len() >= len), "Padded: input too short");
@@ -292,8 +297,8 @@ mod kernels {
         }
     }
 
-    /// [`super::correlate`]: for each output row, blocks of 3 output channels (then single
-    /// ones) × two vectors of columns, over `(c, u, v)` in order.
+    /// [`super::correlate`]: for each output row, blocks of 2 output channels (then a single
+    /// one) × `VECTORS` vectors of columns, over `(c, u, v)` in order.
     #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
     pub unsafe fn correlate<V: Lanes>(
         x: *const f32,
@@ -309,12 +314,12 @@ mod kernels {
                 let mut r = 0;
                 while r < o {
                     // Two block sizes only: each is a copy of the loops in the module.
-                    let rows = if o - r >= 3 { 3 } else { 1 };
+                    let rows = if o - r >= 2 { 2 } else { 1 };
                     let w_r = (wt.offset(r as isize * wt_rs), wt_rs);
                     let out_r = (out.add(((b * o + r) * out_h + i) * out_w), out_h * out_w);
                     let geometry = (channels, plane, row, k, out_w);
-                    if rows == 3 {
-                        correlate_rows::<V, 3>(x_i, geometry, w_r, out_r);
+                    if rows == 2 {
+                        correlate_rows::<V, 2>(x_i, geometry, w_r, out_r);
                     } else {
                         correlate_rows::<V, 1>(x_i, geometry, w_r, out_r);
                     }
@@ -334,30 +339,32 @@ mod kernels {
     ) {
         let w = V::LANES;
         let mut j = 0;
-        // Pairs of vectors only, the last one in part past the row's end: a single-vector loop
-        // for the rest would be another copy of these loops in the module.
+        // VECTORS vectors at a time only, the last ones in part past the row's end: a loop for
+        // fewer would be another copy of these loops in the module.
         while j < out_w {
-            let mut acc = [[V::zero(); 2]; R];
+            let mut acc = [[V::zero(); super::VECTORS]; R];
             let mut wp = wt;
             for c in 0..channels {
                 for u in 0..k {
                     let src = x.add(c * plane + u * row + j);
                     for v in 0..k {
-                        let (b0, b1) = (V::load(src.add(v)), V::load(src.add(v + w)));
-                        for (r, acc) in acc.iter_mut().enumerate() {
-                            let s = V::splat(*wp.offset(r as isize * wt_rs));
-                            acc[0] = acc[0].mul_add(s, b0);
-                            acc[1] = acc[1].mul_add(s, b1);
+                        let s: [V; R] = core::array::from_fn(|r| V::splat(*wp.offset(r as isize * wt_rs)));
+                        for q in 0..super::VECTORS {
+                            let xv = V::load(src.add(v + q * w));
+                            for (row, &s) in acc.iter_mut().zip(&s) {
+                                row[q] = row[q].mul_add(s, xv);
+                            }
                         }
                         wp = wp.add(1);
                     }
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                put(acc[0], out, r * out_rs + j, out_w - j);
-                put(acc[1], out, r * out_rs + j + w, (out_w - j).saturating_sub(w));
+                for (q, &v) in acc.iter().enumerate() {
+                    put(v, out, r * out_rs + j + q * w, out_w.saturating_sub(j + q * w));
+                }
             }
-            j += 2 * w;
+            j += super::VECTORS * w;
         }
     }
 
@@ -375,15 +382,20 @@ mod kernels {
         }
     }
 
-    /// The 2 × 4 block of dot products that [`dot`] and [`correlate_weight_grad`] share:
+    /// The 2 × `Q` block of dot products of [`dot`] (`Q` = 4) and [`correlate_weight_grad`] (5):
     /// `acc[r][q] += a[r][p..] · b[q][p..]` lane by lane, for `p` in `0..len` by whole vectors
     /// (`len` a multiple of `V::LANES`). Pointers must be valid for `len` values.
     #[inline(always)]
-    unsafe fn block<V: Lanes>(acc: &mut [[V; 4]; 2], a: [*const f32; 2], b: [*const f32; 4], len: usize) {
+    unsafe fn block<V: Lanes, const Q: usize>(
+        acc: &mut [[V; Q]; 2],
+        a: [*const f32; 2],
+        b: [*const f32; Q],
+        len: usize,
+    ) {
         let mut p = 0;
         while p < len {
             let av = [V::load(a[0].add(p)), V::load(a[1].add(p))];
-            for q in 0..4 {
+            for q in 0..Q {
                 let bv = V::load(b[q].add(p));
                 acc[0][q] = acc[0][q].mul_add(av[0], bv);
                 acc[1][q] = acc[1][q].mul_add(av[1], bv);
@@ -392,7 +404,7 @@ mod kernels {
         }
     }
 
-    /// [`super::correlate_weight_grad`]: blocks of 2 output channels × 4 kernel taps share
+    /// [`super::correlate_weight_grad`]: blocks of 2 output channels × 5 kernel taps share
     /// their loads, as in [`dot`].
     #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
     pub unsafe fn correlate_weight_grad<V: Lanes>(
@@ -408,15 +420,17 @@ mod kernels {
         let plane = height * row;
         let taps = channels * k * k;
         let offset = |t: usize| (t / (k * k)) * plane + (t % (k * k) / k) * row + t % k;
+        // Taps per block: a row of LeNet-5's 5 × 5 kernels, so that no block is part empty.
+        const TAPS: usize = 5;
         let mut r = 0;
         while r < o {
             let rows = (o - r).min(2);
             let mut t = 0;
             while t < taps {
-                let cols = (taps - t).min(4);
+                let cols = (taps - t).min(TAPS);
                 // Rows and taps past the edge repeat the last one; their sums are not stored.
-                let offsets = [0, 1, 2, 3].map(|q| offset(t + q.min(cols - 1)));
-                let mut acc = [[V::zero(); 4]; 2];
+                let offsets: [usize; TAPS] = core::array::from_fn(|q| offset(t + q.min(cols - 1)));
+                let mut acc = [[V::zero(); TAPS]; 2];
                 for b in 0..images {
                     let x_b = x.add(b * channels * plane);
                     let g = [grad.add((b * o + r) * out_h * wo_pad), grad.add((b * o + r + rows - 1) * out_h * wo_pad)];
