@@ -285,7 +285,7 @@ fn read_file(bytes: &[u8]) -> Result<TensorFile<'_>> {
     let claimed = u64::from_le_bytes(*length);
     if claimed > MAX_HEADER_LEN as u64 {
         return Err(Error::Weights(format!(
-            "not a valid safetensors file: its first 8 bytes claim a {claimed}-byte header, more than the {MAX_HEADER_LEN} accepted"
+            "not a valid safetensors file: its first 8 bytes claim a {claimed}-byte header, more than the {MAX_HEADER_LEN} accepted (a safetensors file begins with its header's length: this looks like another kind of file)"
         )));
     }
     // Cannot truncate: claimed <= MAX_HEADER_LEN, which fits even a 32-bit usize.
