@@ -17,6 +17,16 @@ pub enum Error {
     /// A value outside its domain: a label above 9, a NaN pixel, a negative learning rate.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A setting outside its range, named by its field as the core's settings and the page's
+    /// JSON name it (`batch_size`, `learning_rate`, …): each face can name it its own way (the
+    /// command line by its flag).
+    #[error("invalid input: {name} {message}")]
+    Setting {
+        /// The setting's field, e.g. `batch_size`.
+        name: &'static str,
+        /// What is wrong with its value, e.g. `must be at least 1, got 0`.
+        message: String,
+    },
     /// An IDX file that is not a well-formed MNIST file.
     #[error("IDX file {name}: {message}")]
     Idx {
@@ -56,6 +66,11 @@ pub enum Error {
 
 /// `Result` with the crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Builds an [`Error::Setting`] for the setting `name`.
+pub(crate) fn setting_error(name: &'static str, message: impl Into<String>) -> Error {
+    Error::Setting { name, message: message.into() }
+}
 
 /// Builds an [`Error::Shape`] from a tensor's name, the expected shape and the given shape.
 pub(crate) fn shape_error(what: &str, expected: impl Into<String>, got: &[usize]) -> Error {

@@ -15,7 +15,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{Error, Num, Result};
+use crate::error::{setting_error, Error, Num, Result};
 
 /// Which update rule [`step`] applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, miniserde::Serialize, miniserde::Deserialize, Default)]
@@ -138,7 +138,7 @@ impl OptimizerConfig {
     /// cannot make a configuration invalid.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the first setting out of its range and its value.
+    /// [`Error::Setting`] naming the first setting out of its range and its value.
     pub fn validate(&self) -> Result<()> {
         check_learning_rate(self.learning_rate)?;
         check_unit_interval("momentum", self.momentum)?;
@@ -146,7 +146,7 @@ impl OptimizerConfig {
         check_unit_interval("beta1", self.beta1)?;
         check_unit_interval("beta2", self.beta2)?;
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(Error::InvalidInput(format!("eps must be a positive finite number, got {}", Num(self.eps))));
+            return Err(setting_error("eps", format!("must be a positive finite number, got {}", Num(self.eps))));
         }
         Ok(())
     }
@@ -156,15 +156,15 @@ fn check_learning_rate(lr: f32) -> Result<()> {
     if lr.is_finite() && lr > 0.0 {
         Ok(())
     } else {
-        Err(Error::InvalidInput(format!("learning_rate must be a positive finite number, got {}", Num(lr))))
+        Err(setting_error("learning_rate", format!("must be a positive finite number, got {}", Num(lr))))
     }
 }
 
-fn check_unit_interval(name: &str, value: f32) -> Result<()> {
+fn check_unit_interval(name: &'static str, value: f32) -> Result<()> {
     if (0.0..1.0).contains(&value) {
         Ok(())
     } else {
-        Err(Error::InvalidInput(format!("{name} must be in [0, 1), got {}", Num(value))))
+        Err(setting_error(name, format!("must be in [0, 1), got {}", Num(value))))
     }
 }
 
@@ -172,7 +172,7 @@ fn check_weight_decay(wd: f32) -> Result<()> {
     if wd.is_finite() && wd >= 0.0 {
         Ok(())
     } else {
-        Err(Error::InvalidInput(format!("weight_decay must be a non-negative finite number, got {}", Num(wd))))
+        Err(setting_error("weight_decay", format!("must be a non-negative finite number, got {}", Num(wd))))
     }
 }
 
@@ -428,7 +428,7 @@ impl SgdConfig {
     /// Checks every setting.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the first setting out of its range.
+    /// [`Error::Setting`] naming the first setting out of its range.
     pub fn validate(&self) -> Result<()> {
         check_learning_rate(self.learning_rate)?;
         check_unit_interval("momentum", self.momentum)?;

@@ -28,7 +28,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::augment::Augment;
 use crate::data::digits::Digits;
-use crate::error::{Error, Num, Result};
+use crate::error::{setting_error, Error, Num, Result};
 use crate::layers::ensure_shape;
 use crate::loss::softmax;
 use crate::model::{Gradients, LeNet5, Workspace, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
@@ -163,20 +163,21 @@ impl Settings {
     /// Checks every setting.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the first setting out of its range and its value.
+    /// [`Error::Setting`] naming the first setting out of its range and its value;
+    /// [`Error::InvalidInput`] for an augmentation out of range.
     pub fn validate(&self) -> Result<()> {
         self.optimizer_config().validate()?;
         if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
-            return Err(Error::InvalidInput(format!(
-                "batch_size must be a whole number from 1 to {MAX_BATCH_SIZE}, got {}",
-                self.batch_size
-            )));
+            return Err(setting_error(
+                "batch_size",
+                format!("must be a whole number from 1 to {MAX_BATCH_SIZE}, got {}", self.batch_size),
+            ));
         }
         if self.shard_size == 0 {
-            return Err(Error::InvalidInput("shard_size must be at least 1, got 0".into()));
+            return Err(setting_error("shard_size", "must be at least 1, got 0"));
         }
         if self.schedule_steps == 0 {
-            return Err(Error::InvalidInput("schedule_steps must be at least 1, got 0".into()));
+            return Err(setting_error("schedule_steps", "must be at least 1, got 0"));
         }
         if let Some(augment) = &self.augment {
             augment.validate()?;
@@ -530,7 +531,7 @@ impl Session {
     /// A session with fresh weights, He-initialised from `settings.seed`, and no data yet.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming a setting out of range.
+    /// As [`Settings::validate`].
     pub fn new(settings: Settings) -> Result<Self> {
         Session::with_model(LeNet5::new(settings.seed), settings)
     }
@@ -538,7 +539,7 @@ impl Session {
     /// A session that starts from `model`'s weights (for instance pretrained ones).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming a setting out of range, or for non-finite weights.
+    /// As [`Settings::validate`]; [`Error::InvalidInput`] for non-finite weights.
     pub fn with_model(model: LeNet5, settings: Settings) -> Result<Self> {
         settings.validate()?;
         if !model.is_finite() {
@@ -589,7 +590,7 @@ impl Session {
     /// settings change what comes next, never what was.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the bad setting; nothing changes then.
+    /// As [`Settings::validate`]; nothing changes then.
     pub fn set_settings(&mut self, settings: Settings) -> Result<()> {
         settings.validate()?;
         if settings.optimizer != self.settings.optimizer {
@@ -610,12 +611,12 @@ impl Session {
     /// `threads − 1` helper threads, started here and kept. The weights do not depend on it.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for more than [`Session::MAX_THREADS`], or when the operating
+    /// [`Error::Setting`] for more than [`Session::MAX_THREADS`]; [`Error::InvalidInput`] when the operating
     /// system refuses to start the helper threads; the previous threads are kept then.
     pub fn set_threads(&mut self, threads: usize) -> Result<()> {
         let threads = threads.max(1);
         if threads > Self::MAX_THREADS {
-            return Err(Error::InvalidInput(format!("threads must be from 1 to {}, got {threads}", Self::MAX_THREADS)));
+            return Err(setting_error("threads", format!("must be from 1 to {}, got {threads}", Self::MAX_THREADS)));
         }
         #[cfg(not(target_arch = "wasm32"))]
         if threads != self.threads {
@@ -1602,8 +1603,8 @@ impl Settings {
 /// is `mine` alone.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] when `mine` is empty (there is nothing to fine-tune on) or
-/// `mine_share` is not in (0, 1).
+/// [`Error::InvalidInput`] when `mine` is empty (there is nothing to fine-tune on);
+/// [`Error::Setting`] when `mine_share` is not in (0, 1).
 pub fn fine_tune_data(
     mine: &Digits,
     replay: &Digits,
@@ -1615,7 +1616,7 @@ pub fn fine_tune_data(
         return Err(Error::InvalidInput("fine-tuning needs at least one of the person's digits".into()));
     }
     if !(mine_share > 0.0 && mine_share < 1.0) {
-        return Err(Error::InvalidInput(format!("mine_share must be in (0, 1), got {}", Num(mine_share))));
+        return Err(setting_error("mine_share", format!("must be in (0, 1), got {}", Num(mine_share))));
     }
     let replay_count = replay_count.min(replay.len());
     let wanted = replay_count as f64 * mine_share / (1.0 - mine_share);

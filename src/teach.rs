@@ -19,7 +19,7 @@ use ndarray::ArrayView4;
 
 use crate::data::digits::Digits;
 use crate::data::unipen;
-use crate::error::{Error, Num, Result};
+use crate::error::{setting_error, Error, Num, Result};
 use crate::model::{LeNet5, Workspace, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
 use crate::session::{fine_tune_data, Session, Settings};
 use crate::train::{argmax, LrSchedule};
@@ -74,14 +74,14 @@ impl TeachRecipe {
     /// Checks the recipe.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the first field out of range: `steps` 0, `mine_share` not
-    /// in (0, 1), or a setting out of range ([`Settings::validate`]).
+    /// [`Error::InvalidInput`] for `steps` 0, [`Error::Setting`] for `mine_share` not in
+    /// (0, 1), or as [`Settings::validate`].
     pub fn validate(&self) -> Result<()> {
         if self.steps == 0 {
             return Err(Error::InvalidInput("teaching needs at least one step (steps is 0)".into()));
         }
         if !(self.mine_share > 0.0 && self.mine_share < 1.0) {
-            return Err(Error::InvalidInput(format!("mine_share must be in (0, 1), got {}", Num(self.mine_share))));
+            return Err(setting_error("mine_share", format!("must be in (0, 1), got {}", Num(self.mine_share))));
         }
         self.settings.validate()
     }

@@ -31,6 +31,7 @@ fn start() {
 fn js_error(error: Error) -> JsError {
     match error {
         Error::InvalidInput(message) => JsError::new(&message),
+        Error::Setting { name, message } => JsError::new(&format!("{name} {message}")),
         other => JsError::new(&other.to_string()),
     }
 }

@@ -144,10 +144,10 @@ fn every_bad_setting_is_named_with_its_value() {
     ];
     for (config, field, value) in cases {
         match config.validate() {
-            Err(Error::InvalidInput(msg)) => {
-                assert!(msg.starts_with(field) && msg.ends_with(&format!("got {value}")), "{field}: {msg}")
+            Err(Error::Setting { name, message }) => {
+                assert!(name == field && message.ends_with(&format!("got {value}")), "{field}: {name} {message}")
             }
-            other => panic!("{field} = {value}: expected InvalidInput, got {other:?}"),
+            other => panic!("{field} = {value}: expected Error::Setting, got {other:?}"),
         }
     }
 }

@@ -279,7 +279,7 @@ mod cli {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 let flagged = match &e {
-                    Error::InvalidInput(message) => flag_of(message).map(|flag| format!("{flag}: {message}")),
+                    Error::Setting { name, message } => flag_of(name).map(|flag| format!("{flag}: {name} {message}")),
                     _ => None,
                 };
                 eprintln!("error: {}", flagged.unwrap_or_else(|| e.to_string()));
@@ -288,9 +288,9 @@ mod cli {
         }
     }
 
-    /// The command-line flag behind a setting the core refused, named by its field as the
-    /// core's messages name it (`batch_size must be …`), so the person sees what they typed.
-    fn flag_of(message: &str) -> Option<&'static str> {
+    /// The command-line flag behind a setting the core refused ([`Error::Setting`], named by
+    /// its field), so the person sees what they typed.
+    fn flag_of(field: &str) -> Option<&'static str> {
         const FLAGS: [(&str, &str); 7] = [
             ("batch_size", "--batch-size"),
             ("shard_size", "--shard-size"),
@@ -300,7 +300,6 @@ mod cli {
             ("mine_share", "--mine-share"),
             ("threads", "--threads"),
         ];
-        let field = message.split_once(' ')?.0;
         FLAGS.iter().find(|(name, _)| *name == field).map(|(_, flag)| *flag)
     }
 
