@@ -44,6 +44,18 @@ fn epochs_past_what_can_be_counted_are_refused() {
 }
 
 #[test]
+fn a_last_batch_that_reaches_into_the_next_epoch_is_counted_in_images_not_epochs() {
+    // 2,500 images in batches of 1,024: 3 steps, 3,072 images.
+    let out = std::env::temp_dir().join(format!("lenet-cli-epochs-{}.safetensors", std::process::id()));
+    let (code, stdout, stderr) =
+        run(&["train", "--data", SMALL, "--epochs", "1", "--batch-size", "1024", "--out", out.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&out);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("epoch 1.00/1, step 3: test accuracy"), "{stdout}");
+    assert!(stdout.contains("trained to step 3 (3072 images in batches of 1024)"), "{stdout}");
+}
+
+#[test]
 fn init_and_resume_together_are_refused() {
     let (code, _, stderr) = run(&["train", "--data", SMALL, "--init", "a.safetensors", "--resume", "b.ckpt"]);
     assert_eq!(code, 2, "{stderr}");

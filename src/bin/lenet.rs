@@ -439,7 +439,9 @@ mod cli {
                     let rate = (outcome.seen - epoch_start.1) as f64 / epoch_start.0.elapsed().as_secs_f64();
                     println!(
                         "epoch {:.2}/{epochs}, step {}: test accuracy {:.2} % ({}/{}), test loss {:.4}, {rate:.0} examples/s",
-                        outcome.seen as f64 / n as f64,
+                        // Steps take whole batches, so the last may reach into the next epoch's
+                        // order: the final line says how many images that made.
+                        (outcome.seen as f64 / n as f64).min(epochs as f64),
                         outcome.step,
                         100.0 * result.accuracy,
                         result.correct,
@@ -465,7 +467,9 @@ mod cli {
         }
         weights::save(session.model(), &args.out)?;
         println!(
-            "trained to step {stop} in {:.1} s; weights written to {}",
+            "trained to step {stop} ({} images in batches of {}) in {:.1} s; weights written to {}",
+            session.progress().seen,
+            s.batch_size,
             started.elapsed().as_secs_f64(),
             args.out.display()
         );
