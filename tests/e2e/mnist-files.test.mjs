@@ -83,6 +83,14 @@ test('a wrong, truncated or missing MNIST file is named, and nothing changes; th
     });
     dirs.push(swapped, truncated, cutGzip);
 
+    // A weights file that is not one leaves its error on the page; the next drop, which has its
+    // own status line, takes it away.
+    const notWeights = join(swapped, 'notes.safetensors');
+    await writeFile(notWeights, 'not weights at all');
+    await page.setInputFiles('#load-file', notWeights);
+    await page.waitForSelector('#train-error:not([hidden])');
+    assert.match(await page.textContent('#train-error'), /^notes\.safetensors was not loaded, nothing changed: /);
+
     const cases = [
       [NAMES.map((n) => join(swapped, n)), /train-images-idx3-ubyte\.gz/],
       [['train-images-idx3-ubyte', ...NAMES.slice(1)].map((n) => join(truncated, n)), /train-images-idx3-ubyte\b/],
@@ -90,6 +98,7 @@ test('a wrong, truncated or missing MNIST file is named, and nothing changes; th
     ];
     for (const [paths, names] of cases) {
       const result = await pick(page, paths);
+      assert.equal(await page.isHidden('#train-error'), true, 'the weights file\'s error went with the drop');
       assert.equal(result.kind, 'error', result.text);
       assert.match(result.text, /^Nothing changed: /);
       assert.match(result.text, names);

@@ -52,6 +52,9 @@ export function bindMnistFiles({ store, client, charts, zone, button, input, sta
   async function load(fileList) {
     const files = [...fileList];
     if (!files.length || busy) return;
+    // The person has moved on: an error from another action (a weights file, say) goes, and this
+    // drop's own outcome shows in its status line.
+    store.set({ error: null });
     const { found, missing, unknown, twice } = sortMnistFiles(files);
     if (twice.length) {
       const [a, b, name] = twice[0];
