@@ -180,6 +180,40 @@ pub fn correlate_weight_grad(x: &[f32], shape: Padded, grad: &[f32], out_channel
     true
 }
 
+/// `dst[r·dst_stride + j] = src[r·src_stride + j]` (`ADD` false) or `+=` (`ADD` true) for `r`
+/// in `0..lines` and `j` in `0..len`: im2col's and col2im's rows of a stride-1 convolution, 5
+/// to 32 values each, copied in whole vectors and then single values, without a
+/// bounds check or a call per row. Returns false (and touches nothing) where [`lanes`] is
+/// `None`.
+///
+/// # Panics
+/// If a slice is shorter than its last row's end.
+pub fn copy_lines<const ADD: bool>(
+    dst: &mut [f32],
+    dst_stride: usize,
+    src: &[f32],
+    src_stride: usize,
+    (lines, len): (usize, usize),
+) -> bool {
+    if lines.min(len) == 0 || lanes().is_none() {
+        return lines.min(len) == 0;
+    }
+    let end = |stride: usize| (lines - 1).checked_mul(stride).and_then(|start| start.checked_add(len));
+    assert!(end(dst_stride).is_some_and(|e| e <= dst.len()), "copy_lines: destination too short");
+    assert!(end(src_stride).is_some_and(|e| e <= src.len()), "copy_lines: source too short");
+    #[cfg(any(target_arch = "wasm32", target_arch = "x86_64"))]
+    // The lengths were just checked, and `lanes()` checked the processor.
+    unsafe {
+        kernels::copy_lines::<kernels::Vector, ADD>(
+            (dst.as_mut_ptr(), dst_stride),
+            (src.as_ptr(), src_stride),
+            lines,
+            len,
+        );
+    }
+    true
+}
+
 fn check_padded(x: &[f32], shape: Padded, w: usize) {
     let Padded { images, channels, height, row, kernel_size, out_h, out_w } = shape;
     assert!(channels >= 1 && kernel_size >= 1 && height == out_h + kernel_size - 1, "Padded: height");
@@ -211,6 +245,8 @@ mod kernels {
         unsafe fn store(self, p: *mut f32);
         /// `self + a · b`, lane by lane.
         unsafe fn mul_add(self, a: Self, b: Self) -> Self;
+        /// `self + a`, lane by lane.
+        unsafe fn add(self, a: Self) -> Self;
         unsafe fn sum(self) -> f32;
     }
 
@@ -252,6 +288,10 @@ mod kernels {
                 return V(f32x4_add(self.0, f32x4_mul(a.0, b.0)));
             }
             #[inline(always)]
+            unsafe fn add(self, a: Self) -> Self {
+                V(f32x4_add(self.0, a.0))
+            }
+            #[inline(always)]
             unsafe fn sum(self) -> f32 {
                 (f32x4_extract_lane::<0>(self.0) + f32x4_extract_lane::<1>(self.0))
                     + (f32x4_extract_lane::<2>(self.0) + f32x4_extract_lane::<3>(self.0))
@@ -287,6 +327,10 @@ mod kernels {
             #[inline(always)]
             unsafe fn mul_add(self, a: Self, b: Self) -> Self {
                 V(_mm256_fmadd_ps(a.0, b.0, self.0))
+            }
+            #[inline(always)]
+            unsafe fn add(self, a: Self) -> Self {
+                V(_mm256_add_ps(self.0, a.0))
             }
             #[inline(always)]
             unsafe fn sum(self) -> f32 {
@@ -365,6 +409,36 @@ mod kernels {
                 }
             }
             j += super::VECTORS * w;
+        }
+    }
+
+    /// [`super::copy_lines`].
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+    pub unsafe fn copy_lines<V: Lanes, const ADD: bool>(
+        (dst, dst_stride): (*mut f32, usize),
+        (src, src_stride): (*const f32, usize),
+        lines: usize,
+        len: usize,
+    ) {
+        for r in 0..lines {
+            let (d, s) = (dst.add(r * dst_stride), src.add(r * src_stride));
+            let mut j = 0;
+            while j + V::LANES <= len {
+                let v = V::load(s.add(j));
+                let v = if ADD { V::load(d.add(j)).add(v) } else { v };
+                v.store(d.add(j));
+                j += V::LANES;
+            }
+            if !ADD && j < len && len >= V::LANES {
+                // The last vector again, overlapping the one before: a copy loop of the few
+                // values left would become a `memcpy` call.
+                V::load(s.add(len - V::LANES)).store(d.add(len - V::LANES));
+                continue;
+            }
+            while j < len {
+                *d.add(j) = if ADD { *d.add(j) + *s.add(j) } else { *s.add(j) };
+                j += 1;
+            }
         }
     }
 

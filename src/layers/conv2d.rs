@@ -480,6 +480,19 @@ impl Conv2d {
                     for b in 0..n {
                         let src = &x[(b * c + ch) * h * w..][..h * w];
                         let dst = &mut cols[row * n * plane + b * plane..][..plane];
+                        if s == 1 && gemm::lanes().is_some() {
+                            // The window's inside is `yhi − ylo` runs of one source row each,
+                            // zeros around it: one kernel call instead of slicing row by row.
+                            if !(ylo == 0 && yhi == ho && xlo == 0 && xhi == wo) {
+                                dst.fill(0.0);
+                            }
+                            if ylo < yhi && xlo < xhi {
+                                let first = (ylo + u - p) * w + xlo + v - p;
+                                let lines = (yhi - ylo, xhi - xlo);
+                                gemm::copy_lines::<false>(&mut dst[ylo * wo + xlo..], wo, &src[first..], w, lines);
+                            }
+                            continue;
+                        }
                         for i in 0..ho {
                             let line = &mut dst[i * wo..(i + 1) * wo];
                             if i < ylo || i >= yhi || xlo >= xhi {
@@ -532,6 +545,14 @@ impl Conv2d {
                     for b in 0..n {
                         let dst = &mut dx[(b * c + ch) * h * w..][..h * w];
                         let src = &cols[row * n * plane + b * plane..][..plane];
+                        if s == 1 && gemm::lanes().is_some() {
+                            if ylo < yhi {
+                                let start = (ylo + u - p) * w + xlo + v - p;
+                                let lines = (yhi - ylo, xhi - xlo);
+                                gemm::copy_lines::<true>(&mut dst[start..], w, &src[ylo * wo + xlo..], wo, lines);
+                            }
+                            continue;
+                        }
                         for i in ylo..yhi {
                             let y = i * s + u - p;
                             let start = y * w + xlo * s + v - p;
