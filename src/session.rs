@@ -1589,6 +1589,18 @@ impl Settings {
     }
 }
 
+/// Checks the share of the person's digits in a fine-tuning mix ([`fine_tune_data`]).
+///
+/// # Errors
+/// [`Error::Setting`] when `mine_share` is not in (0, 1).
+pub(crate) fn check_mine_share(mine_share: f64) -> Result<()> {
+    if mine_share > 0.0 && mine_share < 1.0 {
+        Ok(())
+    } else {
+        Err(setting_error("mine_share", format!("must be in (0, 1), got {}", Num(mine_share))))
+    }
+}
+
 /// The training digits for fine-tuning a network on a person's own digits without forgetting
 /// the rest: `mine` repeated (whole copies, in order) until it makes up about `mine_share` of the
 /// result, followed by `replay_count` digits sampled without replacement from `replay`
@@ -1615,9 +1627,7 @@ pub fn fine_tune_data(
     if mine.is_empty() {
         return Err(Error::InvalidInput("fine-tuning needs at least one of the person's digits".into()));
     }
-    if !(mine_share > 0.0 && mine_share < 1.0) {
-        return Err(setting_error("mine_share", format!("must be in (0, 1), got {}", Num(mine_share))));
-    }
+    check_mine_share(mine_share)?;
     let replay_count = replay_count.min(replay.len());
     let wanted = replay_count as f64 * mine_share / (1.0 - mine_share);
     let copies = ((wanted / mine.len() as f64).round() as usize).max(1);

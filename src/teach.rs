@@ -19,9 +19,9 @@ use ndarray::ArrayView4;
 
 use crate::data::digits::Digits;
 use crate::data::unipen;
-use crate::error::{setting_error, Error, Num, Result};
+use crate::error::{Error, Result};
 use crate::model::{LeNet5, Workspace, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
-use crate::session::{fine_tune_data, Session, Settings};
+use crate::session::{check_mine_share, fine_tune_data, Session, Settings};
 use crate::train::{argmax, LrSchedule};
 
 /// Digits converted to f32 and read per forward pass when measuring accuracy.
@@ -80,9 +80,7 @@ impl TeachRecipe {
         if self.steps == 0 {
             return Err(Error::InvalidInput("teaching needs at least one step (steps is 0)".into()));
         }
-        if !(self.mine_share > 0.0 && self.mine_share < 1.0) {
-            return Err(setting_error("mine_share", format!("must be in (0, 1), got {}", Num(self.mine_share))));
-        }
+        check_mine_share(self.mine_share)?;
         self.settings.validate()
     }
 }
