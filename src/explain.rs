@@ -381,7 +381,7 @@ mod tests {
         let (conv1, conv2) = filters(&model);
         assert_eq!(conv1.len(), 150);
         assert_eq!(conv2.len(), 2400);
-        assert_eq!(conv1[1 * 25 + 2 * 5 + 3], model.conv1.weight[[1, 0, 2, 3]]);
+        assert_eq!(conv1[25 + 2 * 5 + 3], model.conv1.weight[[1, 0, 2, 3]]);
         assert_eq!(conv2[(15 * 6 + 4) * 25 + 24], model.conv2.weight[[15, 4, 4, 4]]);
     }
 

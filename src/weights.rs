@@ -493,6 +493,123 @@ pub fn from_file<T>(path: &std::path::Path, max_bytes: usize, parse: impl FnOnce
     })
 }
 
+/// Metadata key under which a session checkpoint keeps its state (JSON).
+const CHECKPOINT_KEY: &str = "lenet.checkpoint";
+
+/// A session checkpoint as a safetensors file: the ten weight tensors under their PyTorch
+/// names, the optimizer's buffers as `optimizer.first.<name>` and `optimizer.second.<name>`
+/// (absent when empty), and `state` (the session's JSON) in the metadata under
+/// `lenet.checkpoint`. Used by [`crate::session::Session::checkpoint`].
+///
+/// # Errors
+/// [`Error::Weights`] if a buffer's length does not match its tensor.
+pub fn checkpoint_to_bytes(model: &LeNet5, state: &str, first: &[Vec<f32>], second: &[Vec<f32>]) -> Result<Vec<u8>> {
+    let shapes = model.parameter_shapes();
+    let parameters = model.parameters();
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
+    for ((name, shape), t) in PARAMETER_NAMES.iter().zip(&shapes).zip(&parameters) {
+        tensors.push((name.to_string(), shape.clone(), *t));
+    }
+    for (prefix, buffers) in [("optimizer.first", first), ("optimizer.second", second)] {
+        // An empty buffer stands for zeros (the optimizer allocates it on first use).
+        if buffers.iter().all(Vec::is_empty) {
+            continue;
+        }
+        if buffers.len() != PARAMETER_NAMES.len() {
+            return Err(Error::Weights(format!(
+                "{prefix}: {} buffers, one for each of the {} parameter tensors expected",
+                buffers.len(),
+                PARAMETER_NAMES.len()
+            )));
+        }
+        for ((name, shape), t) in PARAMETER_NAMES.iter().zip(&shapes).zip(buffers) {
+            if t.len() != shape.iter().product::<usize>() {
+                return Err(Error::Weights(format!(
+                    "{prefix}.{name}: {} values for shape {}",
+                    t.len(),
+                    fmt_shape(shape)
+                )));
+            }
+            tensors.push((format!("{prefix}.{name}"), shape.clone(), t));
+        }
+    }
+    let mut metadata = normalisation_metadata(model);
+    metadata.push((CHECKPOINT_KEY.to_string(), state.to_string()));
+    Ok(write_f32_file(&tensors, &metadata))
+}
+
+/// Reads what [`checkpoint_to_bytes`] wrote: the model, the state JSON and the optimizer's
+/// buffers (empty vectors where absent).
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming the problem, as for weights files; a weights file without a
+/// session's state is named as such ("a weights file, not a checkpoint").
+#[allow(clippy::type_complexity)]
+pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    // The weights file's checks, named as the checkpoint's.
+    checkpoint_parts(bytes).map_err(|e| match e {
+        Error::Weights(m) => Error::Checkpoint(m),
+        other => other,
+    })
+}
+
+#[allow(clippy::type_complexity)]
+fn checkpoint_parts(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    let file = read_file(bytes)?;
+    let state = file
+        .metadata(CHECKPOINT_KEY)
+        .map(str::to_string)
+        .ok_or_else(|| Error::Weights("a weights file, not a checkpoint: it holds no training state".into()))?;
+    let read = |name: &str, shape: &[usize]| -> Result<Option<Vec<f32>>> {
+        let Some(tensor) = file.tensor(name) else { return Ok(None) };
+        if tensor.dtype != "F32" || tensor.shape != shape {
+            return Err(Error::Weights(format!(
+                "tensor `{name}` is {} {}, expected F32 {}",
+                tensor.dtype,
+                fmt_shape(&tensor.shape),
+                fmt_shape(shape)
+            )));
+        }
+        let values: Vec<f32> =
+            tensor.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Weights(format!("tensor `{name}` holds a non-finite value")));
+        }
+        Ok(Some(values))
+    };
+    let mut model = LeNet5::new(0);
+    let shapes = model.parameter_shapes();
+    for ((name, shape), dst) in PARAMETER_NAMES.iter().zip(&shapes).zip(model.parameters_mut()) {
+        let values =
+            read(name, shape)?.ok_or_else(|| Error::Weights(format!("checkpoint: missing tensor `{name}`")))?;
+        dst.copy_from_slice(&values);
+    }
+    (model.input_mean, model.input_std) = read_normalisation(&file, "checkpoint: ")?;
+    // Only the weights and the two optimizer buffers of each: anything else is not this format.
+    let known = |name: &str| {
+        let base =
+            name.strip_prefix("optimizer.first.").or_else(|| name.strip_prefix("optimizer.second.")).unwrap_or(name);
+        PARAMETER_NAMES.contains(&base)
+    };
+    if let Some((name, _)) = file.tensors.iter().find(|(name, _)| !known(name)) {
+        return Err(Error::Weights(format!("checkpoint: unexpected tensor `{name}`")));
+    }
+    let mut buffers = [Vec::new(), Vec::new()];
+    for (prefix, out) in ["optimizer.first", "optimizer.second"].iter().zip(buffers.iter_mut()) {
+        let mut all = Vec::new();
+        for (name, shape) in PARAMETER_NAMES.iter().zip(&shapes) {
+            all.push(read(&format!("{prefix}.{name}"), shape)?);
+        }
+        if all.iter().all(Option::is_some) {
+            *out = all.into_iter().map(Option::unwrap).collect();
+        } else if all.iter().any(Option::is_some) {
+            return Err(Error::Weights(format!("checkpoint: some `{prefix}` tensors are missing")));
+        }
+    }
+    let [first, second] = buffers;
+    Ok((model, state, first, second))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,121 +754,4 @@ mod tests {
         let model = from_safetensors(&file_with(all_tensors())).unwrap();
         assert_eq!((model.input_mean, model.input_std), (MNIST_MEAN, MNIST_STD));
     }
-}
-
-/// Metadata key under which a session checkpoint keeps its state (JSON).
-const CHECKPOINT_KEY: &str = "lenet.checkpoint";
-
-/// A session checkpoint as a safetensors file: the ten weight tensors under their PyTorch
-/// names, the optimizer's buffers as `optimizer.first.<name>` and `optimizer.second.<name>`
-/// (absent when empty), and `state` (the session's JSON) in the metadata under
-/// `lenet.checkpoint`. Used by [`crate::session::Session::checkpoint`].
-///
-/// # Errors
-/// [`Error::Weights`] if a buffer's length does not match its tensor.
-pub fn checkpoint_to_bytes(model: &LeNet5, state: &str, first: &[Vec<f32>], second: &[Vec<f32>]) -> Result<Vec<u8>> {
-    let shapes = model.parameter_shapes();
-    let parameters = model.parameters();
-    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
-    for ((name, shape), t) in PARAMETER_NAMES.iter().zip(&shapes).zip(&parameters) {
-        tensors.push((name.to_string(), shape.clone(), *t));
-    }
-    for (prefix, buffers) in [("optimizer.first", first), ("optimizer.second", second)] {
-        // An empty buffer stands for zeros (the optimizer allocates it on first use).
-        if buffers.iter().all(Vec::is_empty) {
-            continue;
-        }
-        if buffers.len() != PARAMETER_NAMES.len() {
-            return Err(Error::Weights(format!(
-                "{prefix}: {} buffers, one for each of the {} parameter tensors expected",
-                buffers.len(),
-                PARAMETER_NAMES.len()
-            )));
-        }
-        for ((name, shape), t) in PARAMETER_NAMES.iter().zip(&shapes).zip(buffers) {
-            if t.len() != shape.iter().product::<usize>() {
-                return Err(Error::Weights(format!(
-                    "{prefix}.{name}: {} values for shape {}",
-                    t.len(),
-                    fmt_shape(shape)
-                )));
-            }
-            tensors.push((format!("{prefix}.{name}"), shape.clone(), t));
-        }
-    }
-    let mut metadata = normalisation_metadata(model);
-    metadata.push((CHECKPOINT_KEY.to_string(), state.to_string()));
-    Ok(write_f32_file(&tensors, &metadata))
-}
-
-/// Reads what [`checkpoint_to_bytes`] wrote: the model, the state JSON and the optimizer's
-/// buffers (empty vectors where absent).
-///
-/// # Errors
-/// [`Error::Checkpoint`] naming the problem, as for weights files; a weights file without a
-/// session's state is named as such ("a weights file, not a checkpoint").
-#[allow(clippy::type_complexity)]
-pub fn checkpoint_from_bytes(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
-    // The weights file's checks, named as the checkpoint's.
-    checkpoint_parts(bytes).map_err(|e| match e {
-        Error::Weights(m) => Error::Checkpoint(m),
-        other => other,
-    })
-}
-
-#[allow(clippy::type_complexity)]
-fn checkpoint_parts(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
-    let file = read_file(bytes)?;
-    let state = file
-        .metadata(CHECKPOINT_KEY)
-        .map(str::to_string)
-        .ok_or_else(|| Error::Weights("a weights file, not a checkpoint: it holds no training state".into()))?;
-    let read = |name: &str, shape: &[usize]| -> Result<Option<Vec<f32>>> {
-        let Some(tensor) = file.tensor(name) else { return Ok(None) };
-        if tensor.dtype != "F32" || tensor.shape != shape {
-            return Err(Error::Weights(format!(
-                "tensor `{name}` is {} {}, expected F32 {}",
-                tensor.dtype,
-                fmt_shape(&tensor.shape),
-                fmt_shape(shape)
-            )));
-        }
-        let values: Vec<f32> =
-            tensor.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Weights(format!("tensor `{name}` holds a non-finite value")));
-        }
-        Ok(Some(values))
-    };
-    let mut model = LeNet5::new(0);
-    let shapes = model.parameter_shapes();
-    for ((name, shape), dst) in PARAMETER_NAMES.iter().zip(&shapes).zip(model.parameters_mut()) {
-        let values =
-            read(name, shape)?.ok_or_else(|| Error::Weights(format!("checkpoint: missing tensor `{name}`")))?;
-        dst.copy_from_slice(&values);
-    }
-    (model.input_mean, model.input_std) = read_normalisation(&file, "checkpoint: ")?;
-    // Only the weights and the two optimizer buffers of each: anything else is not this format.
-    let known = |name: &str| {
-        let base =
-            name.strip_prefix("optimizer.first.").or_else(|| name.strip_prefix("optimizer.second.")).unwrap_or(name);
-        PARAMETER_NAMES.contains(&base)
-    };
-    if let Some((name, _)) = file.tensors.iter().find(|(name, _)| !known(name)) {
-        return Err(Error::Weights(format!("checkpoint: unexpected tensor `{name}`")));
-    }
-    let mut buffers = [Vec::new(), Vec::new()];
-    for (prefix, out) in ["optimizer.first", "optimizer.second"].iter().zip(buffers.iter_mut()) {
-        let mut all = Vec::new();
-        for (name, shape) in PARAMETER_NAMES.iter().zip(&shapes) {
-            all.push(read(&format!("{prefix}.{name}"), shape)?);
-        }
-        if all.iter().all(Option::is_some) {
-            *out = all.into_iter().map(Option::unwrap).collect();
-        } else if all.iter().any(Option::is_some) {
-            return Err(Error::Weights(format!("checkpoint: some `{prefix}` tensors are missing")));
-        }
-    }
-    let [first, second] = buffers;
-    Ok((model, state, first, second))
 }

@@ -321,7 +321,7 @@ pub fn unipen(data: &[u8]) -> lenet::Result<()> {
                 assert!(digit.label <= 9, "label {}", digit.label);
                 assert!(!digit.writer.is_empty(), "a digit without a writer");
                 let points: usize = digit.strokes.iter().map(|s| s.points.len()).sum();
-                assert!(points >= 1 && points <= strokes::MAX_POINTS, "{points} points");
+                assert!((1..=strokes::MAX_POINTS).contains(&points), "{points} points");
                 assert!(digit.strokes.len() <= strokes::MAX_STROKES, "{} strokes", digit.strokes.len());
                 assert!(digit.strokes.iter().flat_map(|s| &s.points).all(|p| p[0].is_finite() && p[1].is_finite()));
                 let image = strokes::render_digit(&digit.strokes).expect("a digit read renders").expect("not a dot");
