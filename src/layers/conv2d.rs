@@ -533,17 +533,21 @@ impl Conv2d {
         let plane = ho * wo;
         let cols = grad_cols.as_slice().expect("standard layout");
         dx.fill(0.0);
-        for ch in 0..c {
-            for u in 0..k {
-                let (ylo, yhi) = self.valid_range(u, h, ho);
-                for v in 0..k {
-                    let (xlo, xhi) = self.valid_range(v, w, wo);
-                    if xlo >= xhi {
-                        continue;
-                    }
-                    let row = (ch * k + u) * k + v;
-                    for b in 0..n {
-                        let dst = &mut dx[(b * c + ch) * h * w..][..h * w];
+        // Image by image: each image's gradient planes (c · h · w floats, 4.7 KB for LeNet-5's
+        // second layer) stay in L1 while all k² windows add into them, where window by window
+        // over the whole batch went back to L2 for every one. Each pixel still receives its
+        // windows in the same order, so the sums are the same bits.
+        for b in 0..n {
+            for ch in 0..c {
+                let dst = &mut dx[(b * c + ch) * h * w..][..h * w];
+                for u in 0..k {
+                    let (ylo, yhi) = self.valid_range(u, h, ho);
+                    for v in 0..k {
+                        let (xlo, xhi) = self.valid_range(v, w, wo);
+                        if xlo >= xhi {
+                            continue;
+                        }
+                        let row = (ch * k + u) * k + v;
                         let src = &cols[row * n * plane + b * plane..][..plane];
                         if s == 1 && gemm::lanes().is_some() {
                             if ylo < yhi {
