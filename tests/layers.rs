@@ -78,6 +78,11 @@ fn conv_forward(layer: &Conv2d, x: &Array4<f32>) -> Array4<f32> {
 // ---------------------------------------------------------------- exact cases
 
 #[test]
+fn pooling_matches_its_definition_bit_for_bit() {
+    common::check_pool_against_reference();
+}
+
+#[test]
 fn pool_window_with_ties_sends_gradient_to_first_maximum() {
     let pool = MaxPool2d::new(2, 2).unwrap();
     let x = Array4::from_shape_vec((1, 1, 2, 2), vec![1.0, 2.0, 2.0, 2.0]).unwrap();

@@ -221,6 +221,11 @@ fn simd_kernels_match_the_reference_for_every_layout() {
 }
 
 #[wasm_bindgen_test]
+fn pooling_matches_its_definition_bit_for_bit() {
+    common::check_pool_against_reference();
+}
+
+#[wasm_bindgen_test]
 fn augmentation_gives_the_native_images_bit_for_bit() {
     let hash = common::augment_hash();
     assert_eq!(hash, common::AUGMENT_HASH, "wasm {hash:#018x}, native {:#018x}", common::AUGMENT_HASH);

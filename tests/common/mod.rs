@@ -101,6 +101,57 @@ pub fn check_gemm_against_reference() {
     }
 }
 
+/// Holds max-pooling (forward and backward, the 2×2 stride-2 path among them, vectorised by the
+/// compiler) to a plain loop over each window, bit for bit: the first maximum in row-major order
+/// wins ties, NaN is never greater, so −0 and +0 keep their order and a NaN is passed on only
+/// from a window's first pixel. The values hold such ties, negatives and NaN; the sizes include
+/// widths of whole groups of four windows and not, and odd ones that leave a row and a column
+/// outside every window.
+pub fn check_pool_against_reference() {
+    use lenet::layers::{MaxPool2d, MaxPool2dCache};
+    use ndarray::Array4;
+    let mut seed = 11u32;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    let palette = [-1.0f32, -0.0, 0.0, 0.5, 1.0, 2.0, f32::NAN];
+    let bits = |a: &Array4<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for (k, s) in [(2, 2), (3, 2), (2, 1)] {
+        let pool = MaxPool2d::new(k, s).unwrap();
+        for (h, w) in [(28, 28), (10, 10), (16, 16), (9, 9), (8, 17), (2, 2), (3, 5), (4, 18)] {
+            if h < k || w < k {
+                continue;
+            }
+            let x = Array4::from_shape_fn((2, 3, h, w), |_| palette[next() as usize % palette.len()]);
+            let (mut cache, mut y) = (MaxPool2dCache::default(), Array4::zeros((0, 0, 0, 0)));
+            pool.forward(x.view(), &mut cache, &mut y).unwrap();
+            let grad = Array4::from_shape_fn(y.raw_dim(), |_| (next() % 2001) as f32 / 1000.0 - 1.0);
+            let mut expected_dx = Array4::zeros(x.raw_dim());
+            let expected = Array4::from_shape_fn(y.raw_dim(), |(n, c, i, j)| {
+                let (mut best, mut at) = (x[[n, c, i * s, j * s]], (i * s, j * s));
+                for u in 0..k {
+                    for v in 0..k {
+                        let value = x[[n, c, i * s + u, j * s + v]];
+                        if value > best {
+                            (best, at) = (value, (i * s + u, j * s + v));
+                        }
+                    }
+                }
+                expected_dx[[n, c, at.0, at.1]] += grad[[n, c, i, j]];
+                best
+            });
+            let what = format!("MaxPool2d({k}, {s}) on {h}×{w}");
+            assert_eq!(bits(&y), bits(&expected), "{what}: forward");
+            let mut dx = Array4::zeros((0, 0, 0, 0));
+            pool.backward(&cache, grad.view(), &mut dx).unwrap();
+            assert_eq!(bits(&dx), bits(&expected_dx), "{what}: backward");
+        }
+    }
+}
+
 /// FNV-1a (64-bit) of the bits of the f32 pixels that `Augment::apply` makes of the first eight
 /// digits of `small_train()`, one after another from a ChaCha8 generator seeded with 2026, under
 /// three fixed settings: every distortion on; every distortion at the end of its range, which
