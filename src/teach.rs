@@ -27,6 +27,25 @@ use crate::train::{argmax, LrSchedule};
 /// Digits converted to f32 and read per forward pass when measuring accuracy.
 const ACCURACY_CHUNK: usize = 500;
 
+/// The most digits of one person's that are kept and taught from (2,000). A person labels tens
+/// to hundreds; a file of thousands is a dataset, to be trained on rather than taught, and the
+/// page, which shows each of a person's digits and stores them one by one, would stall on it.
+pub const MAX_MINE_DIGITS: usize = 2_000;
+
+/// Checks that `count` digits of one person's are within [`MAX_MINE_DIGITS`]: the page asks
+/// before it adds digits, and [`Teaching::with_hold_out`] refuses more.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `count` and the limit when `count > MAX_MINE_DIGITS`.
+pub fn check_mine_count(count: usize) -> Result<()> {
+    if count > MAX_MINE_DIGITS {
+        return Err(Error::InvalidInput(format!(
+            "{count} digits of yours are more than the {MAX_MINE_DIGITS} that are kept and taught from"
+        )));
+    }
+    Ok(())
+}
+
 /// Everything that decides how a network is taught a person's digits.
 ///
 /// `Default` is the page's recipe: 100 steps of 32 images (about 0.7 s in a browser's worker on
@@ -230,11 +249,13 @@ impl Teaching {
     /// from and those measured on: what the page does.
     ///
     /// # Errors
-    /// As [`Teaching::new`]; [`Error::InvalidInput`] for no digits.
+    /// As [`Teaching::new`]; [`Error::InvalidInput`] for no digits, or more than
+    /// [`MAX_MINE_DIGITS`].
     pub fn with_hold_out(model: LeNet5, digits: &Digits, replay: &Digits, recipe: &TeachRecipe) -> Result<Self> {
         if digits.is_empty() {
             return Err(Error::InvalidInput("there are no digits of yours to learn from: label some first".into()));
         }
+        check_mine_count(digits.len())?;
         let (learn, held_out) = split(digits, &hold_out(digits.labels()))?;
         Teaching::new(model, &learn, held_out, replay, recipe)
     }
@@ -432,5 +453,20 @@ mod tests {
         assert!(err.to_string().contains("label some first"), "{err}");
         let err = Teaching::new(model, &Digits::default(), Digits::default(), &digits(4), &recipe).unwrap_err();
         assert!(err.to_string().contains("no digits to learn from"), "{err}");
+    }
+
+    #[test]
+    fn at_most_max_mine_digits_are_taught_from() {
+        assert!(check_mine_count(0).is_ok() && check_mine_count(MAX_MINE_DIGITS).is_ok());
+        let err = check_mine_count(MAX_MINE_DIGITS + 1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid input: 2001 digits of yours are more than the 2000 that are kept and taught from"
+        );
+        let recipe = TeachRecipe { steps: 1, replay_count: 20, ..TeachRecipe::default() };
+        let (model, replay) = (LeNet5::new(1), digits(20));
+        assert!(Teaching::with_hold_out(model.clone(), &digits(MAX_MINE_DIGITS), &replay, &recipe).is_ok());
+        let err = Teaching::with_hold_out(model, &digits(MAX_MINE_DIGITS + 1), &replay, &recipe).unwrap_err();
+        assert!(err.to_string().contains("2001 digits of yours"), "{err}");
     }
 }

@@ -545,6 +545,17 @@ pub fn idx_file_len(header: &[u8], name: &str) -> Result<f64, JsError> {
     crate::data::idx::idx_file_len(header, name).map(|len| len as f64).map_err(js_error)
 }
 
+/// Checks that a person would have `count` digits of their own within the most that are kept
+/// and taught from (2,000): the page asks before it adds any. Throws an `Error` naming the
+/// count and the limit when it is over, or when `count` is not a whole number ≥ 0.
+#[wasm_bindgen]
+pub fn check_mine_count(count: f64) -> Result<(), JsError> {
+    if !(count >= 0.0 && count.fract() == 0.0) {
+        return Err(JsError::new(&format!("count must be a whole number ≥ 0, got {}", Num(count))));
+    }
+    crate::teach::check_mine_count(count.min(usize::MAX as f64) as usize).map_err(js_error)
+}
+
 /// Parses an IDX image file and an IDX label file (MNIST's format, decompressed: see
 /// `idx_file_len`) with the core's reader: `{ images: Uint8Array(n × 784), labels:
 /// Uint8Array(n), count: n }`, ready for `Session.set_train_data` / `set_test_data`. The names

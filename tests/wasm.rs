@@ -5,7 +5,9 @@
 mod common;
 
 use lenet::data::digits::Digits;
-use lenet::wasm::{defaults, idx_file_len, max_weights_file_bytes, preprocess_canvas, read_idx, Model, SessionJs};
+use lenet::wasm::{
+    check_mine_count, defaults, idx_file_len, max_weights_file_bytes, preprocess_canvas, read_idx, Model, SessionJs,
+};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
@@ -218,6 +220,18 @@ fn benchmark_predict_one_image() {
 #[wasm_bindgen_test]
 fn simd_kernels_match_the_reference_for_every_layout() {
     common::check_gemm_against_reference();
+}
+
+#[wasm_bindgen_test]
+fn check_mine_count_throws_past_the_limit_and_for_counts_that_are_not_counts() {
+    assert!(check_mine_count(0.0).is_ok() && check_mine_count(2000.0).is_ok());
+    assert_eq!(
+        error_message(check_mine_count(2001.0).unwrap_err()),
+        "2001 digits of yours are more than the 2000 that are kept and taught from"
+    );
+    for bad in [-1.0, 2.5, f64::NAN] {
+        assert!(error_message(check_mine_count(bad).unwrap_err()).starts_with("count must be a whole number ≥ 0, got "));
+    }
 }
 
 #[wasm_bindgen_test]

@@ -187,6 +187,20 @@ test('importing a file that is not what it claims names the error and changes no
     await page.waitForFunction(() => !document.querySelector('#teach-error').hidden);
     assert.match(await page.textContent('#teach-error'), /x-images-idx3-ubyte/);
     assert.equal(await count(), n);
+    // A dataset offered as my digits: well-formed, but more than are kept (the core's limit,
+    // teach::MAX_MINE_DIGITS = 2,000). Refused as a whole, before any is shown or stored.
+    const many = 2001;
+    const be32 = (v) => [(v >>> 24) & 255, (v >>> 16) & 255, (v >>> 8) & 255, v & 255];
+    await page.setInputFiles('#teach-import-file', [
+      { name: 'big-images-idx3-ubyte', mimeType: 'application/octet-stream', buffer: Buffer.concat([Buffer.from([0, 0, 8, 3, ...be32(many), 0, 0, 0, 28, 0, 0, 0, 28]), Buffer.alloc(many * 784, 7)]) },
+      { name: 'big-labels-idx1-ubyte', mimeType: 'application/octet-stream', buffer: Buffer.concat([Buffer.from([0, 0, 8, 1, ...be32(many)]), Buffer.alloc(many, 3)]) },
+    ]);
+    await page.waitForFunction(() => /big-images/.test(document.querySelector('#teach-error').textContent));
+    assert.match(
+      await page.textContent('#teach-error'),
+      new RegExp(`^Import failed, nothing changed: big-images-idx3-ubyte holds 2001 digits; with the ${n} you have, ${n + 2001} digits of yours are more than the 2000 that are kept and taught from\\. To train on a dataset`),
+    );
+    assert.equal(await count(), n, 'a refused import added digits');
     // A round trip: a JSON file in, the page's own IDX writer out (gzipped, as exported), the
     // core's reader back in.
     const roundTrip = await page.evaluate(async () => {
@@ -202,6 +216,24 @@ test('importing a file that is not what it claims names the error and changes no
     assert.equal(roundTrip.before, n + 2);
     assert.equal(roundTrip.after, 2 * (n + 2));
     assert.ok(roundTrip.same, 'the digits read back from IDX differ from those written');
+    // Exactly the limit is kept; a digit labelled past it is refused, and the drawing stays on
+    // the pad.
+    const toLimit = 2000 - roundTrip.after;
+    await page.evaluate(async (k) => {
+      const digits = Array.from({ length: k }, (_, i) => ({ label: i % 10, pixels: Array.from({ length: 784 }, (_, p) => (p * (i + 1)) % 256), strokes: null }));
+      await window.lenetPage.teach.files.importJson(JSON.stringify({ format: 'lenet-my-digits', version: 1, digits }), 'to-the-limit.json');
+    }, toLimit);
+    assert.equal(await page.textContent('#teach-result'), `Imported ${toLimit} digits.`);
+    assert.equal(await count(), 2000);
+    await draw(page, variant(STYLES['serif 1'].strokes, 1));
+    await page.click('.teach-digit[data-digit="1"]');
+    await page.waitForFunction(() => !document.querySelector('#teach-error').hidden);
+    assert.equal(
+      await page.textContent('#teach-error'),
+      'Not kept: 2001 digits of yours are more than the 2000 that are kept and taught from; delete some of my digits first.',
+    );
+    assert.equal(await count(), 2000);
+    assert.ok(!(await page.isDisabled('.teach-digit[data-digit="1"]')), 'the drawing was cleared from the pad');
     assertClean(browser);
   } finally {
     await browser.close();

@@ -7,6 +7,7 @@ import { taughtPatch } from './state.js';
 import { toModelInput } from './recognizer.js';
 import { takesKeys } from './pad.js';
 import { TeachStore } from './teach-store.js';
+import { check_mine_count } from 'lenet-wasm';
 import { digitsToJson, digitsFromJson, digitsToIdx, digitsFromIdx, gzip } from './teach-files.js';
 
 const PIXELS = 784;
@@ -125,6 +126,13 @@ export function bindTeach({ pad, client, store, downloadWeights, shippedWeights,
   async function label(d) {
     const input = toModelInput(pad);
     if (!input) return; // an empty pad cannot be labelled
+    try {
+      check_mine_count(digits.length + 1);
+    } catch (e) {
+      // The drawing stays on the pad.
+      showError(`Not kept: ${e.message ?? e}; delete some of my digits first.`);
+      return;
+    }
     const pixels = Uint8Array.from(input, (x) => Math.round(Math.min(1, Math.max(0, x)) * 255));
     const strokes = pad.strokes();
     pad.clear();
@@ -196,15 +204,25 @@ export function bindTeach({ pad, client, store, downloadWeights, shippedWeights,
     try {
       const list = [...files];
       let imported;
+      let source = list[0]?.name; // the file named when there are too many
       if (list.length === 1 && /\.json$/i.test(list[0].name)) {
         imported = digitsFromJson(await list[0].text(), list[0].name);
       } else if (list.length === 2) {
         const images = list.find((f) => /images|idx3/i.test(f.name));
         const labels = list.find((f) => f !== images);
         if (!images) throw new Error(`of ${list[0].name} and ${list[1].name}, none is an image file (its name holds "images" or "idx3")`);
+        source = images.name;
         imported = await digitsFromIdx(new Uint8Array(await images.arrayBuffer()), images.name, new Uint8Array(await labels.arrayBuffer()), labels.name);
       } else {
         throw new Error('choose one .json file of my digits, or two IDX files (images and labels)');
+      }
+      try {
+        check_mine_count(digits.length + imported.length);
+      } catch (e) {
+        throw new Error(
+          `${source} holds ${imported.length} digits; with the ${digits.length} you have, ${e.message ?? e}. ` +
+            'To train on a dataset, drop its IDX files on "Train on the full MNIST" instead.',
+        );
       }
       await keep(imported.map(make));
       result.textContent = `Imported ${imported.length} digit${imported.length === 1 ? '' : 's'}.`;
