@@ -553,7 +553,8 @@ pub fn check_mine_count(count: f64) -> Result<(), JsError> {
     if !(count >= 0.0 && count.fract() == 0.0) {
         return Err(JsError::new(&format!("count must be a whole number ≥ 0, got {}", Num(count))));
     }
-    crate::teach::check_mine_count(count.min(usize::MAX as f64) as usize).map_err(js_error)
+    // `as` saturates: a count past usize is over the limit all the same.
+    crate::teach::check_mine_count(count as usize).map_err(js_error)
 }
 
 /// Parses an IDX image file and an IDX label file (MNIST's format, decompressed: see

@@ -539,7 +539,8 @@ fn sample_row(
     const LAST_INDEX: u32 = (IMAGE_SIDE as u32 + 1) * (SRC_SIDE as u32 + 1);
     let splat = f32x4_splat;
     let (low, high, one, zero) = (splat(-1.0), splat(IMAGE_SIDE as f32), splat(1.0), splat(0.0));
-    let (centre, bv, dv) = (splat(CENTRE), splat(b * v), splat(d * v));
+    let (centre, av, bv, cv, dv, tx) = (splat(CENTRE), splat(a), splat(b * v), splat(c), splat(d * v), splat(tx));
+    let (one_index, side) = (i32x4_splat(1), i32x4_splat(SRC_SIDE as i32));
     let p = padded.as_ptr();
     // The two taps of a row of the source, side by side: `[p(i), p(i + 1)]` for two pixels.
     // SAFETY (for the callers): `i + 1 < padded.len()`.
@@ -559,25 +560,19 @@ fn sample_row(
     };
     for (k, out) in out.chunks_exact_mut(4).enumerate() {
         let x = (4 * k) as f32;
-        let u = f32x4_sub(f32x4_sub(f32x4(x, x + 1.0, x + 2.0, x + 3.0), centre), splat(tx));
+        let u = f32x4_sub(f32x4_sub(f32x4(x, x + 1.0, x + 2.0, x + 3.0), centre), tx);
         // SAFETY: `4 * k + 4 <= IMAGE_SIDE`, the length of each row of `shift`.
         let (sx, sy) =
             unsafe { (v128_load(shift[0].as_ptr().add(4 * k).cast()), v128_load(shift[1].as_ptr().add(4 * k).cast())) };
-        let px = clamp(f32x4_add(f32x4_add(f32x4_add(f32x4_mul(splat(a), u), bv), centre), sx));
-        let py = clamp(f32x4_add(f32x4_add(f32x4_add(f32x4_mul(splat(c), u), dv), centre), sy));
+        let px = clamp(f32x4_add(f32x4_add(f32x4_add(f32x4_mul(av, u), bv), centre), sx));
+        let py = clamp(f32x4_add(f32x4_add(f32x4_add(f32x4_mul(cv, u), dv), centre), sy));
         let ((x0, x0_float), (y0, y0_float)) = (floor(px), floor(py));
         let (fx, fy) = (f32x4_sub(px, x0_float), f32x4_sub(py, y0_float));
-        let ones = i32x4_splat(1);
-        let index = i32x4_add(i32x4_mul(i32x4_add(y0, ones), i32x4_splat(SRC_SIDE as i32)), i32x4_add(x0, ones));
+        let index = i32x4_add(i32x4_mul(i32x4_add(y0, one_index), side), i32x4_add(x0, one_index));
         // The positions are clamped already; the minimum makes the loads' safety local.
         let index = u32x4_min(index, u32x4_splat(LAST_INDEX));
-        let lane = |v: v128, n: usize| match n {
-            0 => u32x4_extract_lane::<0>(v),
-            1 => u32x4_extract_lane::<1>(v),
-            2 => u32x4_extract_lane::<2>(v),
-            _ => u32x4_extract_lane::<3>(v),
-        };
-        let (i0, i1, i2, i3) = (lane(index, 0), lane(index, 1), lane(index, 2), lane(index, 3));
+        let (i0, i1) = (u32x4_extract_lane::<0>(index), u32x4_extract_lane::<1>(index));
+        let (i2, i3) = (u32x4_extract_lane::<2>(index), u32x4_extract_lane::<3>(index));
         let s = SRC_SIDE as u32;
         let (top01, top23) = (pair(i0, i1), pair(i2, i3));
         let (bottom01, bottom23) = (pair(i0 + s, i1 + s), pair(i2 + s, i3 + s));
