@@ -537,14 +537,16 @@ impl Conv2d {
         // second layer) stay in L1 while all k² windows add into them, where window by window
         // over the whole batch went back to L2 for every one. Each pixel still receives its
         // windows in the same order, so the sums are the same bits.
-        let rows: Vec<(usize, usize)> = (0..k).map(|u| self.valid_range(u, h, ho)).collect();
-        let columns: Vec<(usize, usize)> = (0..k).map(|v| self.valid_range(v, w, wo)).collect();
+        // (The window bounds are a few integer operations; computed per plane, they cost less
+        // module than tables of them.)
         let kernel_rows = s == 1 && gemm::lanes().is_some();
         for b in 0..n {
             for ch in 0..c {
                 let dst = &mut dx[(b * c + ch) * h * w..][..h * w];
-                for (u, &(ylo, yhi)) in rows.iter().enumerate() {
-                    for (v, &(xlo, xhi)) in columns.iter().enumerate() {
+                for u in 0..k {
+                    let (ylo, yhi) = self.valid_range(u, h, ho);
+                    for v in 0..k {
+                        let (xlo, xhi) = self.valid_range(v, w, wo);
                         if xlo >= xhi {
                             continue;
                         }
