@@ -96,7 +96,7 @@ impl Default for Augment {
     /// (`alpha = 20`, `sigma = 4`: displacements of about 0.8 px RMS), the kinds and sizes of
     /// distortion known to help on MNIST (LeCun et al. 1998; Simard et al. 2003; Cireşan, Meier
     /// and Schmidhuber, "Multi-column deep neural networks for image classification", CVPR
-    /// 2012). Five epochs of the default [`crate::train::Recipe`] (seed 0) on full MNIST reach
+    /// 2012). Five epochs of the default [`crate::session::Settings`] (seed 0) on full MNIST reach
     /// 99.25 % test accuracy with them, against 99.24 % without augmentation and 99.19 % with
     /// the affine part alone: at that length the harder training images cost nothing, and their
     /// use is to keep longer runs from overfitting, where the gains reported above come from.
