@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { openBrowser, waitUntilReady, assertClean, BASE_URL } from './browser.mjs';
+import { balancedShares, shares } from '../../www/src/worker/pool.js';
 
 const SEED = 11;
 const K = Number(process.env.E2E_WORKERS_STEPS ?? 30);
@@ -61,7 +62,8 @@ async function run(page, workers, { crashAfter = null, how = 'throw', crashes = 
   const weights = Buffer.from(await page.evaluate(() => window.lenetPage.exportWeights()), 'base64');
   const polled = after.polled - chosen.polled;
   const unposted = after.unposted - chosen.unposted;
-  return { weights, ms, examplesPerSec: (K * state.batchSize * 1000) / ms, state, polled, unposted };
+  const uneven = after.uneven - chosen.uneven;
+  return { weights, ms, examplesPerSec: (K * state.batchSize * 1000) / ms, state, polled, unposted, uneven };
 }
 
 let reference = null;
@@ -93,6 +95,21 @@ async function measureSpeed(page) {
     );
   }
 }
+
+test("a step's shards follow the workers' paces: equal ones split evenly, a slower worker takes fewer, each one at least", () => {
+  for (let parts = 1; parts <= 4; parts++) {
+    for (let count = parts; count <= 16; count++) {
+      assert.deepEqual(balancedShares(count, Array(parts).fill(1.7)), shares(count, parts), `${count} shards over ${parts}`);
+    }
+  }
+  // Two workers, 4 shards: the gradient worker's stretches at 1.7 times the training worker's
+  // time per shard move one shard over; under 1.5 times they would not shorten the step.
+  assert.deepEqual(balancedShares(4, [1.7, 2.9]), [[0, 3], [3, 4]]);
+  assert.deepEqual(balancedShares(4, [1.7, 2.4]), [[0, 2], [2, 4]]);
+  assert.deepEqual(balancedShares(4, [2.9, 1.7]), [[0, 1], [1, 4]]);
+  assert.deepEqual(balancedShares(4, [1.7, 1000]), [[0, 3], [3, 4]]);
+  assert.deepEqual(balancedShares(8, [2, 1, 1, 4]), [[0, 1], [1, 4], [4, 7], [7, 8]]);
+});
 
 test(`${K} steps from seed ${SEED}: the same weights on 1 and 2 workers, shards in a SharedArrayBuffer`, async () => {
   const browser = await open({ isolated: true });
@@ -184,6 +201,24 @@ test('a gradient worker that dies during a step is replaced and the weights are 
     assert.equal(await page.locator('#worker-notice').isHidden(), true);
     // The gradient worker's own report of its (intended) crash is the only error.
     browser.problems.splice(0, Infinity, ...browser.problems.filter((p) => !/crashed on request \(test\)/.test(p)));
+    assertClean(browser);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a gradient worker that slows to a third of its speed hands shards to the training worker, and the weights are the same', async () => {
+  assert.ok(reference, 'the first test ran');
+  const browser = await open({ isolated: true });
+  try {
+    const { page } = browser;
+    const slowed = await run(page, 2, { crashAfter: 7, how: 'slow' });
+    // From a step or two after it slows, each step's 4 shards go 3 to the training worker and 1
+    // to the gradient worker, as their paces (1 : 3) say; the first steps of the run are even.
+    console.log(`# slowed after 7 steps: ${slowed.uneven} of the ${K - 7} steps after split 3 : 1 by pace`);
+    assert.ok(slowed.uneven >= (K - 7) / 2, `${slowed.uneven} of ${K} steps split by pace`);
+    assert.equal((await page.evaluate(() => window.lenetPage.workers())).replaced, 0);
+    assert.ok(slowed.weights.equals(reference), `slowed ${sha(slowed.weights)}, undisturbed ${sha(reference)}`);
     assertClean(browser);
   } finally {
     await browser.close();

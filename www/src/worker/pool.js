@@ -1,7 +1,8 @@
 // Data-parallel training over several workers: the training worker is the coordinator and keeps
 // up to MAX_WORKERS − 1 gradient workers (gradient.js), each with a replica of the network in
 // training. A step's shards are split into contiguous shares, one per worker, the coordinator
-// taking the first; when every share is in, the coordinator takes the step from all the shards in
+// taking the first, each as long as the worker's recent pace allows (balancedShares); when every
+// share is in, the coordinator takes the step from all the shards in
 // order (the core's `apply_shards`, which sums them in shard order, so the weights are the same
 // bits for any number of workers), and every replica applies the same shards to stay in step.
 //
@@ -52,6 +53,7 @@ const SPIN_MS = 20;
  *   OFFSET, LENGTH             where its shards are (compute: where its share goes)
  *   POLLING while it serves requests from these words, the `seq` it will look for next; else 0
  *   TAKEN   the `seq` of the last request it has taken (from the words or as a message)
+ *   MICROS  how long its last share took to compute, in µs, written before its DONE
  * A gradient worker polls its SEQ for its next message's `seq` whenever it has finished one, and
  * so starts on the next share, or applies the step, before the message arrives; only a request
  * that is its very next message qualifies, so nothing (a sync, a new buffer) is ever overtaken.
@@ -77,6 +79,7 @@ export const CONTROL = {
   LENGTH: 8,
   POLLING: 9,
   TAKEN: 10,
+  MICROS: 11,
   COMPUTE: 1,
   APPLY: 2,
 };
@@ -114,6 +117,30 @@ export function shares(count, parts) {
   return out;
 }
 
+/**
+ * Contiguous shares of shards 0..count over workers whose recent times per shard are `pace` (ms,
+ * the training worker's first), each worker one shard at least: every further shard goes to the
+ * worker that would finish its share soonest with it, the earlier worker on a tie, so that equal
+ * paces give `shares(count, pace.length)`. A worker that the machine slows down (a busy core, a
+ * slower core) hands shards to the others until its pace recovers; which worker computes a shard
+ * does not change its bits, so the weights stay the same.
+ */
+export function balancedShares(count, pace) {
+  const counts = pace.map(() => 1);
+  for (let shard = pace.length; shard < count; shard++) {
+    let best = 0;
+    for (let i = 1; i < pace.length; i++) if ((counts[i] + 1) * pace[i] < (counts[best] + 1) * pace[best]) best = i;
+    counts[best]++;
+  }
+  let start = 0;
+  return counts.map((n) => [start, (start += n)]);
+}
+
+// Each worker's pace follows its times per shard, halfway to every new one: a slow stretch (some
+// tens of steps when another thread takes the core) moves the shares within two steps.
+const PACE_WEIGHT = 0.5;
+const follow = (pace, ms) => (pace === null ? ms : pace + PACE_WEIGHT * (ms - pace));
+
 class ReplicaFailed extends Error {}
 
 /** One gradient worker and its requests in flight. */
@@ -131,6 +158,7 @@ class Replica {
     this.generation = null; // the pool's generation whose state it holds
     this.data = null; // the training images it holds
     this.buffer = null; // the shared buffer it writes to
+    this.pace = null; // ms per shard, recently (balancedShares)
     this.synced(); // its first share loads wasm too
     worker.onmessage = ({ data }) => {
       if (data.op === 'failed') return this.fail(new ReplicaFailed(`a gradient worker failed: ${data.message}`));
@@ -243,6 +271,7 @@ export class GradientPool {
     this.replacedWhy = null; // why the last replaced worker failed
     this.steps = 0; // steps taken over several workers, for the tests
     this.polled = 0; // of those, the steps whose shares were all found by polling, for the tests
+    this.uneven = 0; // of those, the steps whose shares followed unequal paces, for the tests
     this.counts = { unposted: 0 }; // requests the gradient workers took without a message, for the tests
     this.failure = null; // why training fell back to one worker, if it did
     this.crashes = 0; // for the tests: replacements that are to crash too
@@ -254,11 +283,12 @@ export class GradientPool {
     // a replica that holds another generation is sent the coordinator's checkpoint first.
     this.generation = {};
     this.stateKey = null;
+    this.pace = null; // the training worker's ms per shard, recently (balancedShares)
   }
 
   describe() {
-    const { size, transport, replaced, replacedWhy, steps, polled, failure } = this;
-    return { size, max: MAX_WORKERS, transport, replaced, replacedWhy, steps, polled, unposted: this.counts.unposted, failure };
+    const { size, transport, replaced, replacedWhy, steps, polled, uneven, failure } = this;
+    return { size, max: MAX_WORKERS, transport, replaced, replacedWhy, steps, polled, uneven, unposted: this.counts.unposted, failure };
   }
 
   /** Uses `count` workers in all (the training worker included) from the next step. */
@@ -281,10 +311,11 @@ export class GradientPool {
   }
 
   /** For the tests: the first gradient worker throws (or hangs) during its next share of a step,
-   * and the next `times − 1` workers that replace it throw. */
+   * and the next `times − 1` workers that replace it throw; or (`how` 'slow') it computes every
+   * share from then on at a third of its speed. */
   crash(how = 'throw', times = 1) {
     if (this.size < 2) throw new Error('there is no gradient worker: choose 2 workers or more first');
-    if (how !== 'throw' && how !== 'hang') throw new Error(`a gradient worker crashes by 'throw' or 'hang', not ${how}`);
+    if (!['throw', 'hang', 'slow'].includes(how)) throw new Error(`a gradient worker crashes by 'throw', 'hang' or 'slow', not ${how}`);
     this.#replicas(this.size - 1)[0].post({ op: 'crash', how });
     this.crashes = times - 1;
   }
@@ -339,7 +370,9 @@ export class GradientPool {
   async #tryStep(session, train) {
     const count = session.shard_count();
     const parts = Math.min(this.size, count);
-    const ranges = shares(count, parts);
+    const paces = [this.pace, ...this.replicas.slice(0, parts - 1).map((replica) => (replica.dead ? null : replica.pace))];
+    const even = shares(count, parts);
+    const ranges = paces.length === parts && paces.every((pace) => pace > 0) ? balancedShares(count, paces) : even;
     const shardBytes = session.shard_bytes();
     const stepBytes = count * shardBytes;
     const step = session.progress().step;
@@ -386,9 +419,11 @@ export class GradientPool {
     all.catch(() => {});
     // Over shared memory the coordinator's share goes straight into the step's buffer.
     const [ownStart, ownEnd] = ranges[0];
+    const began = performance.now();
     const own = shared
       ? session.compute_shards_into(ownStart, ownEnd, new Uint8Array(this.buffer, slot + ownStart * shardBytes, (ownEnd - ownStart) * shardBytes))
       : session.compute_shards(ownStart, ownEnd);
+    const ownMs = performance.now() - began;
     // Every share written (its ticket flagged), or else the answers; with shared memory the
     // answers carry nothing the step needs, and arrive later.
     const written = () => tickets.every((ticket, i) => Atomics.load(this.control, CONTROL.BLOCK * (i + 1) + CONTROL.DONE) === ticket);
@@ -416,6 +451,12 @@ export class GradientPool {
         replica.post({ op: 'apply', bytes: copy }, [copy.buffer]);
       }
     }
+    this.pace = follow(this.pace, ownMs / (ownEnd - ownStart));
+    replicas.forEach((replica, i) => {
+      const ms = shared ? Atomics.load(this.control, CONTROL.BLOCK * (i + 1) + CONTROL.MICROS) / 1000 : replies[i].ms;
+      const [start, end] = ranges[i + 1];
+      replica.pace = follow(replica.pace, ms / (end - start));
+    });
     let outcome;
     try {
       outcome = session.apply_shards(shards);
@@ -426,6 +467,7 @@ export class GradientPool {
     }
     this.steps++;
     if (polled) this.polled++;
+    if (ranges[0][1] !== even[0][1]) this.uneven++;
     return outcome;
   }
 

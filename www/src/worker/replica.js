@@ -12,7 +12,8 @@
 //                                                  of the shared buffer (then `ticket` is flagged
 //                                                  in the control words), or sent back as bytes
 //   { op: 'apply', offset?, length?, bytes? }      the step's shards, all of them, in order
-//   { op: 'crash', how: 'throw' | 'hang' }         for the tests: the next compute throws or hangs
+//   { op: 'crash', how: 'throw' | 'hang' | 'slow' } for the tests: the next compute throws or hangs,
+//                                                  or every one from now takes three times as long
 // Answers: { op: 'computed', seq, ms, bytes? } (ms: how long the shards took here, without the
 // wait in the queue) and { op: 'failed', seq, message }.
 //
@@ -46,6 +47,7 @@ export function serveReplica(init, Session) {
   let ahead = 1; // the `seq` of the first message not yet served from the control words
   let lastServed = null; // the `op` of the last request served
   let crashNext = null; // for the tests: 'throw' or 'hang' at the next compute
+  let slowdown = 1; // for the tests: how many times as long each share takes
 
   const handlers = {
     sync({ checkpoint, images, labels }) {
@@ -86,7 +88,8 @@ export function serveReplica(init, Session) {
       session.apply_shards(bytes ?? new Uint8Array(shared, offset, length));
     },
     crash({ how }) {
-      crashNext = how;
+      if (how === 'slow') slowdown = 3;
+      else crashNext = how;
     },
   };
 
@@ -101,8 +104,15 @@ export function serveReplica(init, Session) {
       offset === undefined
         ? session.compute_shards(start, end)
         : session.compute_shards_into(start, end, new Uint8Array(shared, offset, (end - start) * session.shard_bytes()));
+    if (slowdown > 1) {
+      const until = began + slowdown * (performance.now() - began);
+      while (performance.now() < until);
+    }
     const ms = performance.now() - began;
-    if (offset !== undefined && control && ticket !== undefined) Atomics.store(control, block + CONTROL.DONE, ticket);
+    if (offset !== undefined && control && ticket !== undefined) {
+      Atomics.store(control, block + CONTROL.MICROS, Math.round(ms * 1000));
+      Atomics.store(control, block + CONTROL.DONE, ticket);
+    }
     return { bytes, ms };
   }
 
