@@ -215,7 +215,7 @@ test('a gradient worker that slows to a third of its speed hands shards to the t
     const slowed = await run(page, 2, { crashAfter: 7, how: 'slow' });
     // From a step or two after it slows, each step's 4 shards go 3 to the training worker and 1
     // to the gradient worker, as their paces (1 : 3) say; the first steps of the run are even.
-    console.log(`# slowed after 7 steps: ${slowed.uneven} of the ${K - 7} steps after split 3 : 1 by pace`);
+    console.log(`# ${slowed.uneven} of ${K} steps split by pace, the gradient worker slowed for the last ${K - 7}`);
     assert.ok(slowed.uneven >= (K - 7) / 2, `${slowed.uneven} of ${K} steps split by pace`);
     assert.equal((await page.evaluate(() => window.lenetPage.workers())).replaced, 0);
     assert.ok(slowed.weights.equals(reference), `slowed ${sha(slowed.weights)}, undisturbed ${sha(reference)}`);

@@ -271,7 +271,7 @@ export class GradientPool {
     this.replacedWhy = null; // why the last replaced worker failed
     this.steps = 0; // steps taken over several workers, for the tests
     this.polled = 0; // of those, the steps whose shares were all found by polling, for the tests
-    this.uneven = 0; // of those, the steps whose shares followed unequal paces, for the tests
+    this.uneven = 0; // of those, the steps whose shares were not the even split, for the tests
     this.counts = { unposted: 0 }; // requests the gradient workers took without a message, for the tests
     this.failure = null; // why training fell back to one worker, if it did
     this.crashes = 0; // for the tests: replacements that are to crash too
@@ -467,7 +467,7 @@ export class GradientPool {
     }
     this.steps++;
     if (polled) this.polled++;
-    if (ranges[0][1] !== even[0][1]) this.uneven++;
+    if (ranges.some(([, end], i) => end !== even[i][1])) this.uneven++;
     return outcome;
   }
 
