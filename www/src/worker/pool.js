@@ -126,7 +126,8 @@ export function shares(count, parts) {
  * does not change its bits, so the weights stay the same.
  */
 export function balancedShares(count, pace) {
-  const counts = pace.map(() => 1);
+  // With fewer shards than workers (not the pool's case) the last workers get none.
+  const counts = pace.map((_, i) => (i < count ? 1 : 0));
   for (let shard = pace.length; shard < count; shard++) {
     let best = 0;
     for (let i = 1; i < pace.length; i++) if ((counts[i] + 1) * pace[i] < (counts[best] + 1) * pace[best]) best = i;
@@ -137,7 +138,7 @@ export function balancedShares(count, pace) {
 }
 
 // Each worker's pace follows its times per shard, halfway to every new one: a slow stretch (some
-// tens of steps when another thread takes the core) moves the shares within two steps.
+// tens of steps when another thread takes the core) moves the shares within a few steps.
 const PACE_WEIGHT = 0.5;
 const follow = (pace, ms) => (pace === null ? ms : pace + PACE_WEIGHT * (ms - pace));
 
