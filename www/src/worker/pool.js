@@ -371,9 +371,6 @@ export class GradientPool {
   async #tryStep(session, train) {
     const count = session.shard_count();
     const parts = Math.min(this.size, count);
-    const paces = [this.pace, ...this.replicas.slice(0, parts - 1).map((replica) => (replica.dead ? null : replica.pace))];
-    const even = shares(count, parts);
-    const ranges = paces.length === parts && paces.every((pace) => pace > 0) ? balancedShares(count, paces) : even;
     const shardBytes = session.shard_bytes();
     const stepBytes = count * shardBytes;
     const step = session.progress().step;
@@ -386,6 +383,10 @@ export class GradientPool {
     // brought up to date (from a checkpoint) when next used.
     const replicas = this.#replicas(parts - 1);
     for (const idle of this.replicas.slice(parts - 1)) idle.generation = null;
+    // A worker not yet timed (new, or replaced after a failure) has no pace: the split is even.
+    const paces = [this.pace, ...replicas.map((replica) => replica.pace)];
+    const even = shares(count, parts);
+    const ranges = paces.every((pace) => pace > 0) ? balancedShares(count, paces) : even;
     // Waiting awake only while every worker has a core of its own: otherwise the poller would
     // take the core the share it waits for is computed on.
     const spinning = shared && this.size <= (globalThis.navigator?.hardwareConcurrency ?? 1);
