@@ -67,12 +67,8 @@ pub(crate) fn merged<T: Serialize + Deserialize>(base: &T, patch: &str, what: &s
         )));
     };
     let Value::Object(mut merged) = to_value(base) else { unreachable!("a struct serialises as an object") };
-    let check = |merged: &Object, key: &str, value: &Value, old: &Value| -> Result<()> {
+    let check = |merged: &Object, key: &str, what_it_is: String, old: &Value| -> Result<()> {
         json::from_str::<T>(&json::to_string(merged)).map(drop).map_err(|_| {
-            let what_it_is = match value {
-                Value::Null => "null (NaN and ±∞ are not numbers here)".to_string(),
-                other => shown(other),
-            };
             let expected = match old {
                 Value::Number(miniserde::json::Number::U64(_)) => "a whole number ≥ 0".to_string(),
                 Value::Null => "an object or null".to_string(),
@@ -87,13 +83,14 @@ pub(crate) fn merged<T: Serialize + Deserialize>(base: &T, patch: &str, what: &s
 }
 
 /// Writes `patch`'s keys into `merged` (nested objects key by key), checking the whole after
-/// each key with `check` so that an error names the key that broke it.
+/// each key with `check` (given the key, the new value in words and the old value) so that an
+/// error names the key that broke it.
 fn overlay(
     merged: &mut Object,
     patch: Object,
     prefix: &str,
     what: &str,
-    check: &dyn Fn(&Object, &str, &Value, &Value) -> Result<()>,
+    check: &dyn Fn(&Object, &str, String, &Value) -> Result<()>,
 ) -> Result<()> {
     for (key, value) in patch {
         let path = format!("{prefix}{key}");
@@ -108,8 +105,14 @@ fn overlay(
         match (slot, value) {
             (Value::Object(_), Value::Object(inner)) => overlay(merged, inner, &format!("{path}."), what, check)?,
             (slot, value) => {
-                let old = std::mem::replace(slot, value.clone());
-                check(merged, &path, &value, &old)?;
+                // Described, then moved: miniserde's `Clone` of a `Value` recurses once per level
+                // of nesting, so a deeply nested patch would overflow the stack.
+                let what_it_is = match &value {
+                    Value::Null => "null (NaN and ±∞ are not numbers here)".to_string(),
+                    other => shown(other),
+                };
+                let old = std::mem::replace(slot, value);
+                check(merged, &path, what_it_is, &old)?;
             }
         }
     }
@@ -185,5 +188,15 @@ mod tests {
         assert!(error.contains("must be an object") && error.contains("an array"), "{error}");
         let error = merged::<Augment>(&base, "{", "augmentation setting").unwrap_err().to_string();
         assert!(error.contains("must be a JSON object"), "{error}");
+    }
+
+    #[test]
+    fn a_deeply_nested_value_is_refused_without_recursing() {
+        // 100,000 levels: a recursive copy of it overflowed a test thread's 2 MiB stack.
+        let depth = 100_000;
+        let patch = format!(r#"{{"rotate": {}1{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        let base = <Augment as Default>::default();
+        let error = merged::<Augment>(&base, &patch, "augmentation setting").unwrap_err().to_string();
+        assert!(error.contains("`rotate` cannot be [[[["), "{error}");
     }
 }
