@@ -1601,6 +1601,10 @@ pub(crate) fn check_mine_share(mine_share: f64) -> Result<()> {
     }
 }
 
+/// The most digits a fine-tuning mix ([`fine_tune_data`]) may hold: 250,000, 196 MB of pixels
+/// (four times MNIST's training set).
+pub const MAX_FINE_TUNE_DIGITS: usize = 250_000;
+
 /// The training digits for fine-tuning a network on a person's own digits without forgetting
 /// the rest: `mine` repeated (whole copies, in order) until it makes up about `mine_share` of the
 /// result, followed by `replay_count` digits sampled without replacement from `replay`
@@ -1616,7 +1620,8 @@ pub(crate) fn check_mine_share(mine_share: f64) -> Result<()> {
 ///
 /// # Errors
 /// [`Error::InvalidInput`] when `mine` is empty (there is nothing to fine-tune on);
-/// [`Error::Setting`] when `mine_share` is not in (0, 1).
+/// [`Error::Setting`] when `mine_share` is not in (0, 1), or when the result would hold more
+/// than [`MAX_FINE_TUNE_DIGITS`] (a share near 1 asks for a great many copies of `mine`).
 pub fn fine_tune_data(
     mine: &Digits,
     replay: &Digits,
@@ -1630,7 +1635,23 @@ pub fn fine_tune_data(
     check_mine_share(mine_share)?;
     let replay_count = replay_count.min(replay.len());
     let wanted = replay_count as f64 * mine_share / (1.0 - mine_share);
-    let copies = ((wanted / mine.len() as f64).round() as usize).max(1);
+    // In f64 first: the count of copies has no bound as the share nears 1.
+    let copies = (wanted / mine.len() as f64).round().max(1.0);
+    let total = copies * mine.len() as f64 + replay_count as f64;
+    if total > MAX_FINE_TUNE_DIGITS as f64 {
+        return Err(setting_error(
+            "mine_share",
+            format!(
+                "{} with {} replayed digits and {} of yours would make a mix of {} digits, more than \
+                 the {MAX_FINE_TUNE_DIGITS} allowed: lower mine_share or the replayed digits",
+                Num(mine_share),
+                replay_count,
+                mine.len(),
+                Num(total)
+            ),
+        ));
+    }
+    let copies = copies as usize;
     let total = copies * mine.len() + replay_count;
     let mut images = Vec::with_capacity(total * IMAGE_PIXELS);
     let mut labels = Vec::with_capacity(total);
@@ -1683,6 +1704,17 @@ mod fine_tune_tests {
         assert_eq!(fine_tune_data(&mine, &replay, 20, 0.2, 7).unwrap().len(), 4 + 20);
         let err = fine_tune_data(&mine, &replay, 20, 1.0, 7).unwrap_err();
         assert!(err.to_string().contains("mine_share"), "{err}");
+    }
+
+    #[test]
+    fn a_share_near_one_is_refused_before_anything_is_allocated() {
+        let (mine, replay) = (digits(200, 1), digits(0, 512));
+        // 512 · s / (1 − s) copies of one digit: 400 million million at s = 1 − 1e-9.
+        let err = fine_tune_data(&mine, &replay, 512, 0.999_999_999, 0).unwrap_err().to_string();
+        assert!(err.contains("mine_share") && err.contains("more than the 250000 allowed"), "{err}");
+        // The largest mix allowed is made: 249,488 copies and 512 replayed digits.
+        let share = 249_488.0 / (249_488.0 + 512.0);
+        assert_eq!(fine_tune_data(&mine, &replay, 512, share, 0).unwrap().len(), MAX_FINE_TUNE_DIGITS);
     }
 
     #[test]
