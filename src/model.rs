@@ -86,6 +86,39 @@ pub struct LeNet5 {
     pub input_std: f32,
 }
 
+/// The largest magnitude a normalised pixel `(x − input_mean) / input_std` may reach for `x` in
+/// `[0, 1]` (10,000; MNIST's constants give at most 2.82). With every weight within
+/// [`crate::train::MAX_WEIGHT`] (10,000), each layer's sums then stay finite: the logits are at
+/// most about 1.5e34 in magnitude. Constants far beyond it (`input_std` 1e-40) made every
+/// output NaN.
+pub const MAX_NORMALISED_PIXEL: f64 = 1e4;
+
+/// Checks the normalisation constants of a [`LeNet5`]: `input_std` positive and `input_mean`
+/// finite, with normalised pixels within ±[`MAX_NORMALISED_PIXEL`].
+///
+/// # Errors
+/// A message naming the constants and what is wrong with them.
+pub(crate) fn check_normalisation(input_mean: f32, input_std: f32) -> std::result::Result<(), String> {
+    if !(input_std > 0.0 && input_std.is_finite() && input_mean.is_finite()) {
+        return Err(format!(
+            "input_std must be a positive finite number and input_mean finite, got {} and {}",
+            Num(input_std),
+            Num(input_mean)
+        ));
+    }
+    let (mean, std) = (f64::from(input_mean), f64::from(input_std));
+    let largest = mean.abs().max((1.0 - mean).abs()) / std;
+    if largest > MAX_NORMALISED_PIXEL {
+        return Err(format!(
+            "input_mean {} and input_std {} would scale pixels in [0, 1] to ±{largest:.2e}, beyond ±{}",
+            Num(input_mean),
+            Num(input_std),
+            Num(MAX_NORMALISED_PIXEL)
+        ));
+    }
+    Ok(())
+}
+
 /// Gradients of a loss with respect to every parameter of a [`LeNet5`], same shapes; also
 /// used for SGD's momentum buffers, so the optimiser is one loop over matching tensors.
 #[derive(Clone, Debug, PartialEq)]
@@ -275,13 +308,7 @@ impl LeNet5 {
     /// As [`check_images`]: images must be `(N ≥ 1, 1, 28, 28)`, pixels finite in `[0, 1]`.
     pub fn forward<'w>(&self, images: ArrayView4<f32>, workspace: &'w mut Workspace) -> Result<ArrayView2<'w, f32>> {
         check_images(&images)?;
-        if !(self.input_std > 0.0 && self.input_std.is_finite() && self.input_mean.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "input_std must be a positive finite number and input_mean finite, got {} and {}",
-                Num(self.input_std),
-                Num(self.input_mean)
-            )));
-        }
+        check_normalisation(self.input_mean, self.input_std).map_err(Error::InvalidInput)?;
         let n = images.dim().0;
         let ws = workspace;
         ensure_shape(&mut ws.input, Ix4(n, 1, IMAGE_SIDE, IMAGE_SIDE));

@@ -426,9 +426,7 @@ fn read_metadata(value: &Value) -> Result<Vec<(String, String)>> {
 fn read_normalisation(file: &TensorFile, context: &str) -> Result<(f32, f32)> {
     let mean = read_constant(file, "input_mean", MNIST_MEAN)?;
     let std = read_constant(file, "input_std", MNIST_STD)?;
-    if std <= 0.0 {
-        return Err(Error::Weights(format!("{context}metadata input_std must be positive, got {}", Num(std))));
-    }
+    crate::model::check_normalisation(mean, std).map_err(|e| Error::Weights(format!("{context}metadata {e}")))?;
     Ok((mean, std))
 }
 

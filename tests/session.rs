@@ -298,7 +298,7 @@ fn a_checkpoint_with_impossible_counters_or_normalisation_is_refused_and_changes
     flat.input_std = 0.0;
     let file = weights::checkpoint_to_bytes(&flat, &state, &first, &second).unwrap();
     let error = s.restore(&file).unwrap_err().to_string();
-    assert!(error.contains("input_std must be positive"), "{error}");
+    assert!(error.contains("input_std must be a positive finite number"), "{error}");
 
     let partial = weights::checkpoint_to_bytes(&model, &state, &first[..3], &second).unwrap_err().to_string();
     assert!(partial.contains("3 buffers"), "{partial}");

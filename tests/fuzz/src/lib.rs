@@ -170,7 +170,7 @@ pub fn reference_data() -> &'static [u8] {
 ///
 /// Checks: [`weights::load_into`] leaves the model exactly as it was on an error, which is an
 /// [`Error::Weights`]; on success it gives the model [`weights::from_safetensors`] gives, with
-/// finite weights and `input_std > 0`, and that model survives a round trip through
+/// finite weights, `input_std > 0` and finite logits, and that model survives a round trip through
 /// [`weights::to_safetensors`] unchanged.
 pub fn safetensors(data: &[u8]) -> lenet::Result<()> {
     let Some((&mode, rest)) = data.split_first() else {
@@ -203,6 +203,11 @@ pub fn safetensors(data: &[u8]) -> lenet::Result<()> {
             assert_eq!(model, loaded, "load_into and from_safetensors disagree");
             assert!(model.is_finite(), "non-finite weights were loaded");
             assert!(model.input_mean.is_finite() && model.input_std > 0.0, "bad normalisation loaded");
+            // Weights within MAX_WEIGHT and pixels normalised within MAX_NORMALISED_PIXEL keep
+            // every sum finite: a blank and a full image give finite logits.
+            let images = ndarray::Array4::from_shape_fn((2, 1, 28, 28), |(n, ..)| n as f32);
+            let logits = model.logits(images.view()).expect("a loaded model runs");
+            assert!(logits.iter().all(|v| v.is_finite()), "a loaded model gives non-finite logits");
             let again = weights::to_safetensors(&model).expect("a loaded model serializes");
             let back = weights::from_safetensors(&again).expect("a saved model loads");
             assert_eq!(back, model, "a loaded model does not survive a round trip");
