@@ -686,7 +686,7 @@ impl Session {
             (0..n).collect()
         } else {
             // Evenly spread: held-out sets are often sorted or grouped by class or writer.
-            (0..limit).map(|i| i * n / limit).collect()
+            spread_indices(n, limit)
         };
         self.eval = None;
     }
@@ -1244,7 +1244,8 @@ impl Session {
             self.start_evaluation();
         }
         let mut pass = self.eval.take().expect("started above");
-        let end = (pass.next + max_images).min(self.test_subset.len());
+        // Saturating: `usize::MAX` (or a wrapped -1 from a caller) means the rest of the pass.
+        let end = pass.next.saturating_add(max_images).min(self.test_subset.len());
         while pass.next < end {
             let chunk_end = (pass.next + EVAL_CHUNK).min(end);
             let indices = &self.test_subset[pass.next..chunk_end];
@@ -1587,6 +1588,14 @@ impl Settings {
         settings.validate()?;
         Ok(settings)
     }
+}
+
+/// `limit` indices spread evenly over `0..n`, ascending: `⌊i · n / limit⌋` for `i` in
+/// `0..limit` (all distinct when `limit ≤ n`). A session evaluates on these when its
+/// `eval_limit` is below the count of held-out digits, which are often sorted by class or
+/// writer. Computed in u64: on wasm32, `i · n` passes 2³² for sets of about 65,536 digits.
+pub fn spread_indices(n: usize, limit: usize) -> Vec<usize> {
+    (0..limit as u64).map(|i| (i * n as u64 / limit as u64) as usize).collect()
 }
 
 /// Checks the share of the person's digits in a fine-tuning mix ([`fine_tune_data`]).

@@ -14,7 +14,7 @@ use crate::data::digits::Digits;
 use crate::error::Num;
 use crate::model::{IMAGE_PIXELS, IMAGE_SIDE, MNIST_MEAN, MNIST_STD, NUM_CLASSES};
 use crate::session::{self, Settings, MAX_BATCH_SIZE};
-use crate::wasm_args::{f32_images, rgba_bytes, u8_array, u8_array_ref, weights_bytes};
+use crate::wasm_args::{self, f32_images, rgba_bytes, u8_array, u8_array_ref, weights_bytes};
 use crate::{weights, Error, LeNet5};
 
 pub use crate::wasm_args::max_weights_file_bytes;
@@ -83,10 +83,8 @@ fn image_batch(images: &[f32]) -> Result<ArrayView4<'_, f32>, JsError> {
 /// A seed from JavaScript: an integer from 0 to 2³² − 1 (a JavaScript number holds no more
 /// exactly than 2⁵³, and a u32 parameter would wrap silently).
 fn seed_from_js(seed: f64) -> Result<u64, JsError> {
-    if !(seed.is_finite() && seed.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&seed)) {
-        return Err(JsError::new(&format!("seed must be an integer from 0 to 4294967295, got {}", Num(seed))));
-    }
-    Ok(seed as u64)
+    let range = (0.0, f64::from(u32::MAX));
+    Ok(wasm_args::whole_number(seed, "seed", range, "an integer from 0 to 4294967295")? as u64)
 }
 
 /// Settings from a JavaScript object merged over `base` by the core; `undefined` keeps `base`.
@@ -273,10 +271,14 @@ impl SessionJs {
         self.inner.start_evaluation();
     }
 
-    /// Advances the evaluation pass by at most `max_images` digits; returns `null`, or, when
-    /// the pass is complete, `{ step, accuracy, loss, correct, count, per_class: [10],
-    /// confusion: [10][10] }` (`confusion[label][predicted]`).
-    pub fn evaluate(&mut self, max_images: u32) -> Result<JsValue, JsError> {
+    /// Advances the evaluation pass by at most `max_images` digits (a whole number ≥ 1;
+    /// `Infinity` finishes the pass); returns `null`, or, when the pass is complete, `{ step,
+    /// accuracy, loss, correct, count, per_class: [10], confusion: [10][10] }`
+    /// (`confusion[label][predicted]`). Throws an `Error` quoting `max_images` when it is not a
+    /// whole number ≥ 1.
+    pub fn evaluate(&mut self, max_images: f64) -> Result<JsValue, JsError> {
+        let max_images = wasm_args::whole_number(max_images, "max_images", (1.0, f64::INFINITY), "a whole number ≥ 1")?;
+        // `as` saturates: Infinity and numbers past usize take the rest of the pass.
         to_js(&self.inner.evaluate(max_images as usize).map_err(js_error)?)
     }
 
@@ -540,9 +542,15 @@ fn digits_to_js(digits: &Digits) -> JsValue {
 /// stops one byte past it, so that a gzip bomb cannot exhaust the tab's memory; `read_idx` then
 /// names what is wrong. Throws an `Error` naming `name` when the header is cut short, is not an
 /// IDX image or label file's, or claims more than 1,000,000 items.
+/// Throws an `Error` naming the argument when `header` is not a `Uint8Array` or `name` not a
+/// string.
 #[wasm_bindgen]
-pub fn idx_file_len(header: &[u8], name: &str) -> Result<f64, JsError> {
-    crate::data::idx::idx_file_len(header, name).map(|len| len as f64).map_err(js_error)
+pub fn idx_file_len(
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] header: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] name: &JsValue,
+) -> Result<f64, JsError> {
+    let (header, name) = (u8_array(header, "header")?, wasm_args::string(name, "name")?);
+    crate::data::idx::idx_file_len(&header, &name).map(|len| len as f64).map_err(js_error)
 }
 
 /// Checks that a person would have `count` digits of their own within the most that are kept
@@ -550,9 +558,7 @@ pub fn idx_file_len(header: &[u8], name: &str) -> Result<f64, JsError> {
 /// count and the limit when it is over, or when `count` is not a whole number ≥ 0.
 #[wasm_bindgen]
 pub fn check_mine_count(count: f64) -> Result<(), JsError> {
-    if !(count >= 0.0 && count.fract() == 0.0) {
-        return Err(JsError::new(&format!("count must be a whole number ≥ 0, got {}", Num(count))));
-    }
+    let count = wasm_args::whole_number(count, "count", (0.0, f64::INFINITY), "a whole number ≥ 0")?;
     // `as` saturates: a count past usize is over the limit all the same.
     crate::teach::check_mine_count(count as usize).map_err(js_error)
 }
@@ -566,12 +572,14 @@ pub fn check_mine_count(count: f64) -> Result<(), JsError> {
 #[wasm_bindgen]
 pub fn read_idx(
     #[wasm_bindgen(unchecked_param_type = "Uint8Array")] images: &JsValue,
-    images_name: &str,
+    #[wasm_bindgen(unchecked_param_type = "string")] images_name: &JsValue,
     #[wasm_bindgen(unchecked_param_type = "Uint8Array")] labels: &JsValue,
-    labels_name: &str,
+    #[wasm_bindgen(unchecked_param_type = "string")] labels_name: &JsValue,
 ) -> Result<JsValue, JsError> {
     let (images, labels) = (u8_array(images, "images")?, u8_array(labels, "labels")?);
-    let digits = crate::data::idx::parse_digits(&images, images_name, &labels, labels_name).map_err(js_error)?;
+    let images_name = wasm_args::string(images_name, "images_name")?;
+    let labels_name = wasm_args::string(labels_name, "labels_name")?;
+    let digits = crate::data::idx::parse_digits(&images, &images_name, &labels, &labels_name).map_err(js_error)?;
     Ok(digits_to_js(&digits))
 }
 
@@ -676,15 +684,18 @@ impl Model {
     /// `class`, the digit explained (`class` if given, else `predicted`); `saliency` (28×28),
     /// ∂ logit[class] / ∂ pixel; `gradient_x_input` (28×28); and `evidence`, where the strongest
     /// evidence for `class` lies, in words ("the upper right", or "nowhere"). Throws an `Error`
-    /// naming the problem for a wrong length, a pixel outside `[0, 1]` or a class above 9.
+    /// naming the problem for a wrong length, a pixel outside `[0, 1]` or a class that is not a
+    /// digit 0–9 (`undefined` and `null` explain the predicted digit).
     pub fn explain(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] pixels: &JsValue,
-        class: Option<u32>,
+        class: Option<f64>,
     ) -> Result<JsValue, JsError> {
         let pixels = f32_images(pixels, "pixels")?;
         let mut explainer = crate::explain::Explainer::new();
-        let class = class.map(|c| c as usize);
+        let class = class
+            .map(|c| wasm_args::whole_number(c, "class", (0.0, 9.0), "a digit 0–9").map(|c| c as usize))
+            .transpose()?;
         let (a, s) = explainer.explain(self.inner.model(), &pixels, class).map_err(js_error)?;
         let object = js_sys::Object::new();
         for (key, values) in [
@@ -795,11 +806,8 @@ pub fn preprocess_strokes(
 /// 2³² − 1 and cut 1.5 to 1.
 fn shard_range(start: f64, end: f64) -> Result<std::ops::Range<usize>, JsError> {
     let index = |name: &str, v: f64| -> Result<usize, JsError> {
-        if v.is_finite() && v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
-            Ok(v as usize)
-        } else {
-            Err(JsError::new(&format!("{name} must be a shard index, a whole number ≥ 0, got {}", Num(v))))
-        }
+        let range = (0.0, f64::from(u32::MAX));
+        Ok(wasm_args::whole_number(v, name, range, "a shard index, a whole number ≥ 0")? as usize)
     };
     Ok(index("start", start)?..index("end", end)?)
 }

@@ -76,6 +76,25 @@ pub(crate) fn u8_array(value: &JsValue, name: &str) -> Result<Vec<u8>, JsError> 
     }
 }
 
+/// The string `value` (a file's name, for messages); anything else is an `Error` naming the
+/// argument `name` (a number given as a `&str` parameter made the glue read wasm memory out of
+/// bounds).
+pub(crate) fn string(value: &JsValue, name: &str) -> Result<String, JsError> {
+    value.as_string().ok_or_else(|| JsError::new(&format!("{name} must be a string, got {}", describe(value))))
+}
+
+/// A whole number in `min..=max` from a JavaScript number: a `u32` parameter would wrap −1 to
+/// 2³² − 1 and cut 1.5 to 1. `NaN` (what `undefined` and a non-numeric string become) and
+/// fractions are an `Error` naming the argument `name`, what it must be (`expected`) and the
+/// number given.
+pub(crate) fn whole_number(value: f64, name: &str, (min, max): (f64, f64), expected: &str) -> Result<f64, JsError> {
+    if (value.fract() == 0.0 || value.is_infinite()) && (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(JsError::new(&format!("{name} must be {expected}, got {}", crate::error::Num(value))))
+    }
+}
+
 /// The `Uint8Array` `value` itself, not copied (for writing into it); anything else is an
 /// `Error` naming the argument `name`.
 pub(crate) fn u8_array_ref<'a>(value: &'a JsValue, name: &str) -> Result<&'a Uint8Array, JsError> {

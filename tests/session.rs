@@ -237,6 +237,11 @@ fn evaluation_counts_add_up_and_come_in_passes() {
     }
     assert!(result.accuracy > 0.3, "40 steps of 64 reach {}: no better than chance", result.accuracy);
     assert_eq!(result.step, 40);
+
+    // `usize::MAX` after a partial pass finishes it (the end had wrapped, and the pass never
+    // completed); the counts are those of one pass in a single call.
+    assert_eq!(s.evaluate(3).unwrap(), None);
+    assert_eq!(s.evaluate(usize::MAX).unwrap(), Some(result));
 }
 
 #[test]

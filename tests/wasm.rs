@@ -400,9 +400,17 @@ fn a_session_steps_evaluates_and_reports_as_plain_objects() {
     assert_eq!(get(&outcome, "step").as_f64(), Some(1.0));
     assert!((get(&outcome, "loss").as_f64().unwrap() - 10f64.ln()).abs() < 1.0);
     assert!(get(&outcome, "diverged").is_null());
-    assert!(session.evaluate(150).unwrap().is_null(), "a pass over 200 digits is not done after 150");
-    let report = session.evaluate(150).unwrap();
+    assert!(session.evaluate(150.0).unwrap().is_null(), "a pass over 200 digits is not done after 150");
+    let report = session.evaluate(150.0).unwrap();
     assert_eq!(get(&report, "count").as_f64(), Some(200.0));
+    // A u32 parameter had read -1 as 4294967295 and 2.5 as 2; NaN is what undefined becomes.
+    for (bad, shown) in [(0.0, "0"), (-1.0, "-1"), (2.5, "2.5"), (f64::NAN, "NaN")] {
+        let message = error_message(session.evaluate(bad).unwrap_err());
+        assert_eq!(message, format!("max_images must be a whole number ≥ 1, got {shown}"));
+    }
+    assert!(session.evaluate(3.0).unwrap().is_null());
+    let rest = session.evaluate(f64::INFINITY).unwrap();
+    assert_eq!(get(&rest, "count").as_f64(), Some(200.0), "Infinity finishes the pass begun");
     let confusion: js_sys::Array = get(&report, "confusion").unchecked_into();
     assert_eq!(confusion.length(), 10);
     let total: f64 = confusion
@@ -420,6 +428,16 @@ fn a_session_steps_evaluates_and_reports_as_plain_objects() {
     assert!(diverged.is_some(), "learning rate 10⁶ never diverged");
 }
 
+#[wasm_bindgen_test]
+fn evaluation_subsets_spread_evenly_over_large_sets() {
+    // 70,000 held-out digits, 69,999 evaluated: `i · n` passes 2³² from i = 61,356, and in
+    // 32-bit arithmetic the subset had skipped the last 8,600 digits and taken the first twice.
+    let subset = lenet::session::spread_indices(70_000, 69_999);
+    assert_eq!(subset.len(), 69_999);
+    assert!(subset.windows(2).all(|w| w[0] < w[1]), "ascending and distinct");
+    assert_eq!((subset[0], subset[35_000], subset[69_998]), (0, 35_000, 69_998));
+}
+
 /// Plain IDX files of `labels.len()` images, image `i` filled with the byte `i`.
 fn idx_pair(labels: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let n = labels.len() as u32;
@@ -433,33 +451,46 @@ fn idx_pair(labels: &[u8]) -> (Vec<u8>, Vec<u8>) {
 #[wasm_bindgen_test]
 fn read_idx_names_the_file_and_what_is_wrong() {
     let (images, labels) = idx_pair(&[3, 1, 4]);
-    let digits = read_idx(&u8s(&images), "t10k-images", &u8s(&labels), "t10k-labels").unwrap();
+    let digits = read_idx(&u8s(&images), &"t10k-images".into(), &u8s(&labels), &"t10k-labels".into()).unwrap();
     assert_eq!(get(&digits, "count").as_f64(), Some(3.0));
     let pixels = get(&digits, "images").unchecked_into::<js_sys::Uint8Array>().to_vec();
     assert_eq!((pixels.len(), pixels[784], pixels[3 * 784 - 1]), (3 * 784, 1, 2));
     assert_eq!(get(&digits, "labels").unchecked_into::<js_sys::Uint8Array>().to_vec(), [3, 1, 4]);
-    let message = error_message(read_idx(&u8s(&labels), "a", &u8s(&labels), "b").unwrap_err());
+    let message = error_message(read_idx(&u8s(&labels), &"a".into(), &u8s(&labels), &"b".into()).unwrap_err());
     assert!(message.contains("a:") && message.contains("magic number"), "{message}");
-    let message = error_message(read_idx(&u8s(&images[..1000]), "half", &u8s(&labels), "b").unwrap_err());
+    let message =
+        error_message(read_idx(&u8s(&images[..1000]), &"half".into(), &u8s(&labels), &"b".into()).unwrap_err());
     assert!(message.contains("half") && message.contains("truncated"), "{message}");
     // The browser decompresses: a gzipped file is named, not misread.
     let gz = include_bytes!("fixtures/mnist-small/t10k-labels-idx1-ubyte.gz");
-    let message = error_message(read_idx(&u8s(&images), "i", &u8s(gz), "l.gz").unwrap_err());
+    let message = error_message(read_idx(&u8s(&images), &"i".into(), &u8s(gz), &"l.gz".into()).unwrap_err());
     assert!(message.contains("l.gz") && message.contains("gzipped: decompress it first"), "{message}");
+    // A name that is not a string: a `&str` parameter had made the glue read out of bounds.
+    let message = error_message(read_idx(&u8s(&images), &42.into(), &u8s(&labels), &"l".into()).unwrap_err());
+    assert_eq!(message, "images_name must be a string, got a number");
+    let message = error_message(read_idx(&u8s(&images), &"i".into(), &u8s(&labels), &JsValue::UNDEFINED).unwrap_err());
+    assert_eq!(message, "labels_name must be a string, got undefined");
 }
 
 #[wasm_bindgen_test]
 fn idx_file_len_is_what_the_header_claims() {
     let (images, labels) = idx_pair(&[3, 1, 4]);
-    assert_eq!(idx_file_len(&images[..16], "i").unwrap(), (16 + 3 * 784) as f64);
-    assert_eq!(idx_file_len(&labels[..8], "l").unwrap(), 11.0);
-    let message = error_message(idx_file_len(&images[..10], "i").unwrap_err());
+    let len = |header: &[u8], name: &str| idx_file_len(&u8s(header), &name.into());
+    assert_eq!(len(&images[..16], "i").unwrap(), (16 + 3 * 784) as f64);
+    assert_eq!(len(&labels[..8], "l").unwrap(), 11.0);
+    let message = error_message(len(&images[..10], "i").unwrap_err());
     assert!(message.contains("truncated: the header is 16 bytes, the file has 10"), "{message}");
-    let message = error_message(idx_file_len(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0], "g").unwrap_err());
+    let message = error_message(len(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0], "g").unwrap_err());
     assert!(message.contains("wrong magic number"), "{message}");
     let huge = [&0x801u32.to_be_bytes()[..], &u32::MAX.to_be_bytes()].concat();
-    let message = error_message(idx_file_len(&huge, "l").unwrap_err());
+    let message = error_message(len(&huge, "l").unwrap_err());
     assert!(message.contains("more than the 1000000"), "{message}");
+    // A plain array had been copied byte by byte with wrapping (300 became 44): refused.
+    let plain = plain_array(&[0.0, 0.0, 8.0, 1.0, 0.0, 0.0, 1.0, 300.0]);
+    let message = error_message(idx_file_len(&plain, &"l".into()).unwrap_err());
+    assert_eq!(message, "header must be a Uint8Array, got an Array");
+    let message = error_message(idx_file_len(&u8s(&labels[..8]), &JsValue::from(7)).unwrap_err());
+    assert_eq!(message, "name must be a string, got a number");
 }
 
 /// `stats().steps` of `model`.
@@ -666,13 +697,13 @@ fn explain_gives_every_map_and_a_saliency_that_raises_the_logit() {
     // background is a tie (a kink at the very point where the gradient is taken).
     let image: Vec<f32> =
         image.iter().enumerate().map(|(i, &x)| 0.05 + 0.85 * x + 0.05 * ((i * 7919) % 101) as f32 / 101.0).collect();
-    let other = model.explain(&f32s(&image), Some(3)).unwrap();
+    let other = model.explain(&f32s(&image), Some(3.0)).unwrap();
     assert_eq!(number_field(&other, "class"), 3.0);
     let gradient = float32_field(&other, "saliency");
     let norm2: f64 = gradient.iter().map(|&g| f64::from(g) * f64::from(g)).sum();
     let step = 1e-3 / norm2.sqrt();
     let moved: Vec<f32> = image.iter().zip(&gradient).map(|(&x, &g)| x + (step * f64::from(g)) as f32).collect();
-    let moved_logit = float32_field(&model.explain(&f32s(&moved), Some(3)).unwrap(), "logits")[3];
+    let moved_logit = float32_field(&model.explain(&f32s(&moved), Some(3.0)).unwrap(), "logits")[3];
     let expected = step * norm2;
     let rise = f64::from(moved_logit - float32_field(&other, "logits")[3]);
     assert!((rise - expected).abs() <= 5e-2 * expected, "rise {rise}, gradient says {expected}");
@@ -682,8 +713,11 @@ fn explain_gives_every_map_and_a_saliency_that_raises_the_logit() {
     assert_eq!(float32_field(&filters, "conv1"), reference.parameters()[0]);
     assert_eq!(float32_field(&filters, "conv2"), reference.parameters()[2]);
 
-    let message = error_message(model.explain(&f32s(&image), Some(10)).unwrap_err());
-    assert!(message.contains("class 10 is not a digit 0–9"), "{message}");
+    // Checked as given: a u32 parameter had read -1 as 4294967295, 2.5 as 2 and NaN as 0.
+    for (class, shown) in [(10.0, "10"), (-1.0, "-1"), (2.5, "2.5"), (f64::NAN, "NaN"), (1e10, "10000000000")] {
+        let message = error_message(model.explain(&f32s(&image), Some(class)).unwrap_err());
+        assert_eq!(message, format!("class must be a digit 0–9, got {shown}"));
+    }
     assert!(error_message(model.explain(&f32s(&image[..100]), None).unwrap_err()).contains("got (100)"));
     let mut nan = image.clone();
     nan[29] = f32::NAN;
