@@ -169,19 +169,25 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LeNet5> {
                 Num(dst[i])
             )));
         }
-        // Training stops short of such weights (they overflow the logits, and no learning rate
-        // brings them back), so a file holding one is refused rather than loaded to diverge.
-        if let Some(i) = dst.iter().position(|v| v.abs() > MAX_WEIGHT) {
-            return Err(Error::Weights(format!(
-                "tensor `{name}` holds {} at flat index {i}, larger in magnitude than {}, the most training allows \
-                 (trained LeNet-5 weights stay below 1): the network it describes has diverged",
-                Num(dst[i]),
-                Num(MAX_WEIGHT)
-            )));
-        }
+        check_weight_range(name, dst)?;
     }
     (model.input_mean, model.input_std) = read_normalisation(&file, "")?;
     Ok(model)
+}
+
+/// Training stops short of weights beyond [`MAX_WEIGHT`] (they overflow the logits, and no
+/// learning rate brings them back), so a file holding one is refused rather than loaded to
+/// diverge at its first step.
+fn check_weight_range(name: &str, values: &[f32]) -> Result<()> {
+    match values.iter().position(|v| v.abs() > MAX_WEIGHT) {
+        None => Ok(()),
+        Some(i) => Err(Error::Weights(format!(
+            "tensor `{name}` holds {} at flat index {i}, larger in magnitude than {}, the most training allows \
+             (trained LeNet-5 weights stay below 1): the network it describes has diverged",
+            Num(values[i]),
+            Num(MAX_WEIGHT)
+        ))),
+    }
 }
 
 /// Checks what can be told from a file's first bytes (`start`, at least its first
@@ -580,6 +586,7 @@ fn checkpoint_parts(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f32>>, Vec<
     for ((name, shape), dst) in PARAMETER_NAMES.iter().zip(&shapes).zip(model.parameters_mut()) {
         let values =
             read(name, shape)?.ok_or_else(|| Error::Weights(format!("checkpoint: missing tensor `{name}`")))?;
+        check_weight_range(name, &values)?;
         dst.copy_from_slice(&values);
     }
     (model.input_mean, model.input_std) = read_normalisation(&file, "checkpoint: ")?;
@@ -600,6 +607,19 @@ fn checkpoint_parts(bytes: &[u8]) -> Result<(LeNet5, String, Vec<Vec<f32>>, Vec<
         }
         if all.iter().all(Option::is_some) {
             *out = all.into_iter().map(Option::unwrap).collect();
+            // Adam's second moments are averages of squares: a negative one would make its step
+            // the square root of a negative number, and every step after the restore diverge.
+            if *prefix == "optimizer.second" {
+                for (name, values) in PARAMETER_NAMES.iter().zip(out.iter()) {
+                    if let Some(i) = values.iter().position(|&v| v < 0.0) {
+                        return Err(Error::Weights(format!(
+                            "tensor `{prefix}.{name}` holds {} at flat index {i}: Adam's second moments \
+                             are averages of squares, never negative",
+                            Num(values[i])
+                        )));
+                    }
+                }
+            }
         } else if all.iter().any(Option::is_some) {
             return Err(Error::Weights(format!("checkpoint: some `{prefix}` tensors are missing")));
         }

@@ -286,6 +286,32 @@ fn no_data_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn a_checkpoint_whose_weights_or_moments_training_cannot_go_on_from_is_refused() {
+    let mut s = session(Settings { batch_size: 16, ..recipe(OptimizerKind::Adam) });
+    run(&mut s, 1);
+    let bytes = s.checkpoint().unwrap();
+    let (model, state, first, second) = weights::checkpoint_from_bytes(&bytes).unwrap();
+    let before = weights_of(&s);
+    // Each had restored, and then every step diverged and none was counted.
+    let mut wild = model.clone();
+    wild.fc3.weight[[0, 0]] = 1e30;
+    let file = weights::checkpoint_to_bytes(&wild, &state, &first, &second).unwrap();
+    let error = s.restore(&file).unwrap_err().to_string();
+    assert!(
+        error.contains("tensor `fc3.weight` holds 1e+30 at flat index 0, larger in magnitude than 10000"),
+        "{error}"
+    );
+    let mut negative = second.clone();
+    negative[9][3] = -1.0;
+    let file = weights::checkpoint_to_bytes(&model, &state, &first, &negative).unwrap();
+    let error = s.restore(&file).unwrap_err().to_string();
+    assert!(error.contains("tensor `optimizer.second.fc3.bias` holds -1 at flat index 3"), "{error}");
+    assert_eq!(weights_of(&s), before);
+    s.restore(&bytes).unwrap();
+    assert_eq!(s.step().unwrap().diverged, None);
+}
+
+#[test]
 fn a_checkpoint_with_impossible_counters_or_normalisation_is_refused_and_changes_nothing() {
     let mut s = session(Settings { batch_size: 16, ..Settings::default() });
     run(&mut s, 2);
