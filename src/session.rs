@@ -932,6 +932,14 @@ impl Session {
                     shard.correct, shard.images
                 )));
             }
+            // A NaN or infinite loss is a replica's network diverging, which the update reports
+            // as such; a negative one cannot come from a cross-entropy at all.
+            if shard.loss < 0.0 {
+                return Err(Error::InvalidInput(format!(
+                    "shard {i}: a loss of {} cannot be a cross-entropy, which is never negative",
+                    Num(shard.loss)
+                )));
+            }
             if shard.gradient.len() != parameters {
                 return Err(Error::InvalidInput(format!(
                     "shard {i}: a gradient of {parameters} values was expected, got {}",

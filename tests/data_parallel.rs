@@ -127,6 +127,11 @@ fn shards_that_are_not_the_next_steps_are_refused_and_change_nothing() {
     let mut boastful = shards.clone();
     boastful[1].correct = 17;
     refuse(&mut s, &boastful, "shard 1: 17 of its 16 images cannot be correct");
+    for loss in [-3.0, f32::NEG_INFINITY] {
+        let mut gainful = shards.clone();
+        gainful[0].loss = loss;
+        refuse(&mut s, &gainful, "shard 0: a loss of -");
+    }
     assert_eq!(s.checkpoint().unwrap(), before);
     let err = s.compute_shard_gradients(2..4).unwrap_err().to_string();
     assert!(err.contains("shards 2..4") && err.contains("3 shards"), "{err}");
