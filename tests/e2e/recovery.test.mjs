@@ -192,18 +192,23 @@ test('a discarded checkpoint is not offered again', async () => {
   }
 });
 
-test('Reset discards the checkpoint of the run it throws away, even one still being written', async () => {
+test('Reset keeps a checkpoint on offer, and discards the checkpoint of the run it throws away, even one still being written', async () => {
   const browser = await openPage();
   try {
     const { page } = browser;
-    // Reset while the offer shows: the new network replaces the offered one.
+    // Reset while the offer shows: the fresh network it replaces is not the offered run, which
+    // only Discard or a new run's checkpoint may end.
     await offerAfterReload(page);
+    const offered = await offeredStep(page);
     await page.click('#reset');
-    await page.waitForSelector('#checkpoint-offer', { state: 'hidden' });
     await page.waitForFunction(() => window.lenetPage.charts.accuracy.length === 1);
+    assert.ok(await page.isVisible('#checkpoint-offer'), 'Reset hid the offer to resume');
+    assert.equal(await offeredStep(page), offered);
     await page.reload();
     await waitUntilReady(page);
-    assert.ok(await page.isHidden('#checkpoint-offer'), 'the checkpoint of the network reset is offered again');
+    await page.waitForSelector('#checkpoint-offer:not([hidden])');
+    assert.equal(await offeredStep(page), offered, 'the checkpoint on offer is gone after Reset and a reload');
+    assert.equal(await storedCheckpoints(page), 1);
 
     // Pause writes a checkpoint; Reset right behind it arrives while it is being written.
     await startTraining(page);

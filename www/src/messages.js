@@ -37,14 +37,14 @@ export function createMessageHandlers({ store, charts, recognizer }) {
       store.set({ worker: 'failed', loading: 'Training is unavailable', error: `The training worker could not start: ${msg.message}` }),
     [MSG.WAS_RESET]: training((msg) => {
       resetCharts();
-      // A new network replaces the checkpoint on offer (the worker deletes it).
+      // A checkpoint on offer stays on offer: the worker keeps it (CHECKPOINT_DISCARDED says when
+      // a checkpoint is deleted).
       store.set({
         ...taughtPatch(store.get(), 'training', false),
         training: msg,
         settings: msg.settings,
         diverged: null,
         requested: null,
-        offer: null,
         notice: null,
       });
     }),

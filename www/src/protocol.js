@@ -16,7 +16,7 @@ export const MSG = Object.freeze({
   START: 'start', // { net }: train batch after batch until paused
   PAUSE: 'pause', // { net }
   TRAIN_STEPS: 'train-steps', // { id, net, count }: exactly `count` more steps, then pause (test hook)
-  RESET: 'reset', // { net, from: 'scratch' | 'pretrained', seed? }: a new network, counters back to 0; the old one's checkpoint is deleted (CHECKPOINT_DISCARDED follows)
+  RESET: 'reset', // { net, from: 'scratch' | 'pretrained', seed? }: a new network, counters back to 0; the old run's checkpoint is deleted (CHECKPOINT_DISCARDED follows), a checkpoint on offer is kept
   CONFIGURE: 'configure', // { id, net, settings }: any subset of the core's settings; applies while training runs
   WATCH: 'watch', // { net }: post this network's weights now and whenever they change
   EXPORT: 'export', // { id, net }: the weights as a .safetensors file

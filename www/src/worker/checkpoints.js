@@ -125,13 +125,15 @@ export class Checkpointer {
     this.onSaved = onSaved;
     this.onUnavailable = onUnavailable;
     this.off = false;
-    this.books = new Map(); // network name → { savedVersion, lastSaveAt, busy, again, run }
+    this.books = new Map(); // network name → { savedVersion, lastSaveAt, busy, again, run, holds }
   }
 
   #books(network) {
     let books = this.books.get(network.name);
     if (!books) {
-      books = { savedVersion: 0, lastSaveAt: performance.now(), busy: null, again: false, run: 0 };
+      // holds: the stored record is (or is being written as) this run's. Until then it is a run
+      // of an earlier page or worker, on offer, that nothing done here may throw away unasked.
+      books = { savedVersion: 0, lastSaveAt: performance.now(), busy: null, again: false, run: 0, holds: false };
       this.books.set(network.name, books);
     }
     return books;
@@ -142,6 +144,12 @@ export class Checkpointer {
     const books = this.#books(network);
     books.savedVersion = network.version;
     books.lastSaveAt = performance.now();
+    books.holds = true;
+  }
+
+  /** Whether the stored checkpoint is of `network`'s run (saved or resumed here), not one on offer. */
+  holdsRun(network) {
+    return this.#books(network).holds;
   }
 
   /** Training (re)starts: the periodic save counts from now. */
@@ -178,6 +186,7 @@ export class Checkpointer {
       dataSource: this.dataSource,
     };
     books.lastSaveAt = performance.now();
+    books.holds = true;
     this.#enqueue(network, books, () => this.store.write(network.name, record)).then(
       () => {
         // The run was discarded while this write was under way: the deletion queued after it
@@ -192,12 +201,13 @@ export class Checkpointer {
 
   /**
    * Deletes `network`'s checkpoint: its run was thrown away (reset to a new network, or the offer
-   * discarded). Waits for a write in flight, which would otherwise land after the deletion and
+   * discarded; Reset asks `holdsRun` first). Waits for a write in flight, which would otherwise land after the deletion and
    * bring the old run back; that write is not reported as saved. Resolves once the record is gone.
    */
   discard(network) {
     const books = this.#books(network);
     books.run++;
+    books.holds = false;
     return this.#enqueue(network, books, () => this.store.delete(network.name));
   }
 

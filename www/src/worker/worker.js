@@ -157,7 +157,10 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       n.replace(feed(session));
       trainer.evaluate(n);
       // The old run is over: its checkpoint must not be offered after a reload as if it were this
-      // network's. Storage that refused before has been reported already.
+      // network's. A checkpoint on offer is of no run here (the person has neither resumed nor
+      // replaced it): only Discard or a new run's first checkpoint ends it. Storage that refused
+      // before has been reported already.
+      if (!checkpointer.holdsRun(n)) return { type: MSG.WAS_RESET, from, ...n.state() };
       checkpointer.discard(n).then(
         () => post({ type: MSG.CHECKPOINT_DISCARDED, net }),
         (error) => {
