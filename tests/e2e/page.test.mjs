@@ -3,7 +3,7 @@
 // a Content-Security-Policy violation, or an error in the console.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { openBrowser, openPage, waitUntilReady, assertClean, BASE_URL } from './browser.mjs';
@@ -293,6 +293,13 @@ test('a diverging run is paused with a visible warning and the non-finite loss i
     assert.ok(nonFinite >= 1, 'the step that diverged is marked on the chart');
     await page.waitForTimeout(400);
     await page.screenshot({ path: join(ARTIFACTS, 'diverged.png'), fullPage: true });
+
+    // Other weights loaded in its place: the notice no longer describes the network.
+    const shipped = await readFile(fileURLToPath(new URL('../../www/public/lenet5-mnist.safetensors', import.meta.url)));
+    await page.setInputFiles('#load-file', { name: 'lenet5-mnist.safetensors', mimeType: 'application/octet-stream', buffer: shipped });
+    await page.waitForFunction(() => /Loaded lenet5-mnist\.safetensors/.test(document.body.textContent));
+    assert.ok(await page.isHidden('#diverged'), 'the divergence notice outlived the weights it was about');
+    assert.ok(await page.isHidden('#train-error'));
     assertClean(browser);
   } finally {
     await browser.close();

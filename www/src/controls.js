@@ -78,7 +78,8 @@ export function bindControls({ ui, store, client, charts }) {
         charts.reset();
         store.set({ chartsStale: false, plottedCheckpoint: null });
       }
-      store.set({ ...taughtPatch(store.get(), NET, false), error: null, flash: `Loaded ${file.name} into the network in training` });
+      // A divergence notice described the weights just replaced.
+      store.set({ ...taughtPatch(store.get(), NET, false), error: null, diverged: null, flash: `Loaded ${file.name} into the network in training` });
     } catch (error) {
       fail(error, `${file.name} was not loaded, nothing changed: `);
     }
