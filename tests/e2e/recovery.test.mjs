@@ -173,6 +173,32 @@ test('a worker that crashes or hangs is restarted with a notice; drawing still w
   }
 });
 
+test('leaving the page while a Pause is unconfirmed (its checkpoint not yet written) asks first', async () => {
+  const browser = await openPage(undefined, '?test-crash');
+  try {
+    const { page } = browser;
+    await startTraining(page);
+    await page.waitForFunction(() => window.lenetPage.trainingState().step > 20);
+    // A worker held up (as in a long slice) leaves the Pause unanswered, its checkpoint unwritten.
+    // The Start click gave the page the user activation a beforeunload prompt needs.
+    await page.evaluate(() => {
+      window.lenetPage.crashWorker('hang');
+      document.querySelector('#run').click();
+      window.notReloaded = true;
+    });
+    assert.equal(await page.textContent('#run'), 'Resume');
+    const dialog = page.waitForEvent('dialog', { timeout: 5_000 });
+    const reloading = page.reload({ timeout: 2_000 }).catch(() => 'stayed');
+    const asked = await dialog;
+    assert.equal(asked.type(), 'beforeunload');
+    await asked.dismiss();
+    assert.equal(await reloading, 'stayed');
+    assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was left');
+  } finally {
+    await browser.close();
+  }
+});
+
 test('a discarded checkpoint is not offered again', async () => {
   const browser = await openPage();
   try {

@@ -113,6 +113,13 @@ document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'hidden') client.post({ type: MSG.SAVE });
 });
 
+// Until the worker confirms a Pause, its checkpoint is not written (the worker may still be in a
+// slice): leaving then would lose the run since the last one, so the browser asks first.
+window.addEventListener('beforeunload', (event) => {
+  const { requested, training } = store.get();
+  if (requested === 'pause' && training?.running) event.preventDefault();
+});
+
 // For the end-to-end tests: what the charts plot and the state of the network in training.
 window.lenetPage = Object.freeze({
   charts,

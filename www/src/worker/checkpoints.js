@@ -199,6 +199,15 @@ export class Checkpointer {
     );
   }
 
+  /** Saves `network` now if it has unsaved progress; resolves, never rejects, once none of it is
+   * left to write (or storage refused). */
+  async saveNow(network) {
+    const books = this.#books(network);
+    this.maybeSave(network, true);
+    // A write in flight defers this one (`again`), which its end starts as the next `busy`.
+    while (books.busy) await books.busy;
+  }
+
   /**
    * Deletes `network`'s checkpoint: its run was thrown away (reset to a new network, or the offer
    * discarded; Reset asks `holdsRun` first). Waits for a write in flight, which would otherwise land after the deletion and

@@ -128,9 +128,12 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       start(n);
       return { type: MSG.STATE, ...n.state() };
     },
-    [MSG.PAUSE]: ({ net }) => {
+    [MSG.PAUSE]: async ({ net }) => {
       const n = network(net);
       n.stop(new Error(`paused at step ${n.session.progress().step}`));
+      // Confirmed once its checkpoint is committed: a page that shows training paused may be
+      // closed that instant (the page guards its unload until then).
+      await checkpointer.saveNow(n);
       return { type: MSG.STATE, ...n.state() };
     },
     [MSG.TRAIN_STEPS]: ({ net, count }) => {
