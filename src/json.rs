@@ -22,8 +22,15 @@ pub(crate) fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// `value` as JSON text, cut to about 40 characters for an error message.
+/// `value` as JSON text, cut to about 40 characters for an error message. A number that is an
+/// f32 widened (as miniserde writes an f32 field) is shown as that f32's shortest decimal: 0.02,
+/// not 0.019999999552965164.
 pub(crate) fn shown(value: &Value) -> String {
+    if let Value::Number(miniserde::json::Number::F64(x)) = value {
+        if f64::from(*x as f32) == *x {
+            return crate::error::Num(*x as f32).to_string();
+        }
+    }
     let text = json::to_string(value);
     if text.chars().count() > 40 {
         format!("{}…", text.chars().take(40).collect::<String>())
@@ -184,6 +191,10 @@ mod tests {
         assert!(error.contains("rotate"), "{error}");
         let error = merged::<Augment>(&base, r#"{"rotate": "5"}"#, "augmentation setting").unwrap_err().to_string();
         assert!(error.contains("`rotate` cannot be \"5\""), "{error}");
+        // The example is the f32 setting as written, not its f64 widening (0.019999999552965164).
+        let settings = crate::session::Settings { learning_rate: 0.02, ..Default::default() };
+        let error = merged(&settings, r#"{"learning_rate": "0,01"}"#, "setting").unwrap_err().to_string();
+        assert!(error.ends_with("`learning_rate` cannot be \"0,01\": expected a number such as 0.02"), "{error}");
         let error = merged::<Augment>(&base, "[1]", "augmentation setting").unwrap_err().to_string();
         assert!(error.contains("must be an object") && error.contains("an array"), "{error}");
         let error = merged::<Augment>(&base, "{", "augmentation setting").unwrap_err().to_string();
