@@ -74,9 +74,13 @@ pub(crate) fn merged<T: Serialize + Deserialize>(base: &T, patch: &str, what: &s
         )));
     };
     let Value::Object(mut merged) = to_value(base) else { unreachable!("a struct serialises as an object") };
-    let check = |merged: &Object, key: &str, what_it_is: String, old: &Value| -> Result<()> {
+    let check = |merged: &Object, key: &str, (what_it_is, beyond_usize): (String, bool), old: &Value| -> Result<()> {
         json::from_str::<T>(&json::to_string(merged)).map(drop).map_err(|_| {
             let expected = match old {
+                // A count's limit on wasm32 (4294967295), where a whole number past it fails.
+                Value::Number(miniserde::json::Number::U64(_)) if beyond_usize => {
+                    format!("a whole number from 0 to {}", usize::MAX)
+                }
                 Value::Number(miniserde::json::Number::U64(_)) => "a whole number ≥ 0".to_string(),
                 Value::Null => "an object or null".to_string(),
                 other => format!("{} such as {}", kind(other), shown(other)),
@@ -89,16 +93,13 @@ pub(crate) fn merged<T: Serialize + Deserialize>(base: &T, patch: &str, what: &s
         .map_err(|_| Error::InvalidInput(format!("the {what}s to merge into are not all finite numbers")))
 }
 
+/// The check [`overlay`] runs after each key: see there.
+type Check<'a> = dyn Fn(&Object, &str, (String, bool), &Value) -> Result<()> + 'a;
+
 /// Writes `patch`'s keys into `merged` (nested objects key by key), checking the whole after
-/// each key with `check` (given the key, the new value in words and the old value) so that an
-/// error names the key that broke it.
-fn overlay(
-    merged: &mut Object,
-    patch: Object,
-    prefix: &str,
-    what: &str,
-    check: &dyn Fn(&Object, &str, String, &Value) -> Result<()>,
-) -> Result<()> {
+/// each key with `check` (given the key, the new value in words and whether it is a whole number
+/// past `usize::MAX`, and the old value) so that an error names the key that broke it.
+fn overlay(merged: &mut Object, patch: Object, prefix: &str, what: &str, check: &Check<'_>) -> Result<()> {
     for (key, value) in patch {
         let path = format!("{prefix}{key}");
         let Some(slot) = lookup(merged, prefix, &key) else {
@@ -118,8 +119,10 @@ fn overlay(
                     Value::Null => "null (NaN and ±∞ are not numbers here)".to_string(),
                     other => shown(other),
                 };
+                let beyond_usize =
+                    matches!(value, Value::Number(miniserde::json::Number::U64(v)) if usize::try_from(v).is_err());
                 let old = std::mem::replace(slot, value);
-                check(merged, &path, what_it_is, &old)?;
+                check(merged, &path, (what_it_is, beyond_usize), &old)?;
             }
         }
     }

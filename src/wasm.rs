@@ -87,6 +87,27 @@ fn seed_from_js(seed: f64) -> Result<u64, JsError> {
     Ok(wasm_args::whole_number(seed, "seed", range, "an integer from 0 to 4294967295")? as u64)
 }
 
+/// JSON has no NaN or infinity: they are named here, before they turn into `null`; and it drops
+/// `undefined`, which would then change nothing without a word. Nested objects (`augment`) are
+/// checked too, their keys named with their path (`augment.rotate`), to the depth settings have.
+fn check_js_values(object: &JsValue, prefix: &str, depth: usize) -> Result<(), JsError> {
+    for entry in js_sys::Object::entries(object.unchecked_ref()).iter() {
+        let entry: js_sys::Array = entry.unchecked_into();
+        let (key, value) = (format!("{prefix}{}", entry.get(0).as_string().unwrap_or_default()), entry.get(1));
+        if value.is_undefined() {
+            return Err(JsError::new(&format!("{key} is undefined; give it a value or leave it out")));
+        }
+        if let Some(v) = value.as_f64().filter(|v| !v.is_finite()) {
+            return Err(JsError::new(&format!("{key} must be a finite number, got {}", Num(v))));
+        }
+        // Deeper than any setting, the core's merge names the key that does not exist.
+        if depth < 2 && value.is_object() && !js_sys::Array::is_array(&value) {
+            check_js_values(&value, &format!("{key}."), depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
 /// Settings from a JavaScript object merged over `base` by the core; `undefined` keeps `base`.
 fn settings_from_js(base: &Settings, patch: JsValue) -> Result<Settings, JsError> {
     if patch.is_undefined() || patch.is_null() {
@@ -95,19 +116,7 @@ fn settings_from_js(base: &Settings, patch: JsValue) -> Result<Settings, JsError
     if !patch.is_object() || js_sys::Array::is_array(&patch) {
         return Err(JsError::new("settings must be an object such as { learning_rate: 0.01 }"));
     }
-    // JSON has no NaN or infinity: name them here, before they turn into `null`; and it drops
-    // `undefined`, which would then change nothing without a word.
-    for entry in js_sys::Object::entries(patch.unchecked_ref()).iter() {
-        let entry: js_sys::Array = entry.unchecked_into();
-        if entry.get(1).is_undefined() {
-            let key = entry.get(0).as_string().unwrap_or_default();
-            return Err(JsError::new(&format!("{key} is undefined; give it a value or leave it out")));
-        }
-        if let Some(v) = entry.get(1).as_f64().filter(|v| !v.is_finite()) {
-            let key = entry.get(0).as_string().unwrap_or_default();
-            return Err(JsError::new(&format!("{key} must be a finite number, got {}", Num(v))));
-        }
-    }
+    check_js_values(&patch, "", 0)?;
     let json = js_sys::JSON::stringify(&patch)
         .ok()
         .and_then(|text| text.as_string())

@@ -423,6 +423,30 @@ fn a_session_steps_evaluates_and_reports_as_plain_objects() {
     assert!(message.contains("batch_size must be a whole number from 1 to 4096, got 0"), "{message}");
     let message = error_message(session.set_settings(object(&[("learning_rat", 0.1.into())])).unwrap_err());
     assert!(message.contains("unknown setting `learning_rat`"), "{message}");
+    // JSON would drop `undefined` and write NaN as null: named first, nested ones by their path.
+    let before = session.settings().unwrap();
+    for (patch, expected) in [
+        (
+            object(&[("learning_rate", JsValue::UNDEFINED)]),
+            "learning_rate is undefined; give it a value or leave it out",
+        ),
+        (
+            object(&[("augment", object(&[("rotate", JsValue::UNDEFINED)]))]),
+            "augment.rotate is undefined; give it a value or leave it out",
+        ),
+        (
+            object(&[("augment", object(&[("rotate", f64::NAN.into())]))]),
+            "augment.rotate must be a finite number, got NaN",
+        ),
+        // A count past wasm32's usize: said to be one, not "a whole number ≥ 0", which it is.
+        (
+            object(&[("batch_size", 1e10.into())]),
+            "setting `batch_size` cannot be 10000000000: expected a whole number from 0 to 4294967295",
+        ),
+    ] {
+        assert_eq!(error_message(session.set_settings(patch).unwrap_err()), expected);
+    }
+    assert_eq!(js_sys::JSON::stringify(&session.settings().unwrap()), js_sys::JSON::stringify(&before));
     let mut wild = fixture_session(&object(&[("learning_rate", 1e6.into())]));
     let diverged = (0..10).map(|_| wild.step().unwrap()).find(|o| !get(o, "diverged").is_null());
     assert!(diverged.is_some(), "learning rate 10⁶ never diverged");
