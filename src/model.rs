@@ -110,7 +110,7 @@ pub(crate) fn check_normalisation(input_mean: f32, input_std: f32) -> std::resul
     let largest = mean.abs().max((1.0 - mean).abs()) / std;
     if largest > MAX_NORMALISED_PIXEL {
         return Err(format!(
-            "input_mean {} and input_std {} would scale pixels in [0, 1] to ±{largest:.2e}, beyond ±{}",
+            "input_mean {} and input_std {} would scale pixels in [0, 1] beyond ±{}",
             Num(input_mean),
             Num(input_std),
             Num(MAX_NORMALISED_PIXEL)
