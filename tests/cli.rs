@@ -33,6 +33,31 @@ fn a_folder_given_as_out_or_checkpoint_is_refused_before_training() {
 }
 
 #[test]
+fn an_out_or_checkpoint_that_cannot_be_written_is_refused_before_training_and_a_file_kept() {
+    // /proc/version opens for writing as root but refuses the write; /dev/full takes no bytes.
+    let kept = std::env::temp_dir().join(format!("lenet-cli-kept-{}.safetensors", std::process::id()));
+    std::fs::write(&kept, b"an earlier run's weights").unwrap();
+    let kept = kept.to_str().unwrap();
+    let cases = [
+        (&["--out", "/proc/version"][..], "--out /proc/version cannot be written: "),
+        (&["--out", "/dev/full"][..], "--out /dev/full cannot be written: it is not a regular file"),
+        (&["--out", kept, "--checkpoint", "/dev/full"][..], "--checkpoint /dev/full cannot be written: it is not a"),
+        (&["--out", "/proc/lenet5.safetensors"][..], "--out /proc/lenet5.safetensors cannot be written: "),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["train", "--data", SMALL, "--epochs", "1", "--stop-at-step", "1"];
+        args.extend_from_slice(flags);
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 1, "{flags:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+        assert!(!stdout.contains("step"), "{flags:?}: it trained first: {stdout}");
+    }
+    let after = std::fs::read(kept);
+    std::fs::remove_file(kept).unwrap();
+    assert_eq!(after.unwrap(), b"an earlier run's weights");
+}
+
+#[test]
 fn epochs_past_what_can_be_counted_are_refused() {
     let (code, _, stderr) =
         run(&["train", "--data", SMALL, "--epochs", &u64::MAX.to_string(), "--out", "unused.safetensors"]);

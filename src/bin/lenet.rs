@@ -311,22 +311,24 @@ mod cli {
             )));
         }
         // Find out now, not after the whole run, that the weights could not be written.
-        for path in std::iter::once(&args.out).chain(&args.checkpoint) {
+        let targets = [("--out", Some(&args.out)), ("--checkpoint", args.checkpoint.as_ref())];
+        for (flag, path) in targets.into_iter().filter_map(|(flag, path)| Some((flag, path?))) {
             let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             if !folder.is_dir() {
                 return Err(Error::InvalidInput(format!(
-                    "{}: the folder {} does not exist",
+                    "{flag} {}: the folder {} does not exist",
                     path.display(),
                     folder.display()
                 )));
             }
             if path.is_dir() {
                 return Err(Error::InvalidInput(format!(
-                    "{} is a folder: give the path of a file to write, e.g. {}",
+                    "{flag} {} is a folder: give the path of a file to write, e.g. {}",
                     path.display(),
                     path.join("lenet5.safetensors").display()
                 )));
             }
+            check_writable(flag, path)?;
         }
         // Before minutes of reading MNIST and UNIPEN.
         if let Err(Error::InvalidInput(message)) = unipen::check_fraction_held_out(args.unipen_held_out) {
@@ -473,6 +475,39 @@ mod cli {
             started.elapsed().as_secs_f64(),
             args.out.display()
         );
+        Ok(())
+    }
+
+    /// Fails, naming `flag` and `path`, unless the file there can be written as `train` writes
+    /// it at the end, without changing it: an existing file must be a regular one that takes a
+    /// write, a new one must be creatable (it is created and removed).
+    fn check_writable(flag: &str, path: &Path) -> lenet::Result<()> {
+        use std::io::Write;
+        let refused = |why: String| Error::InvalidInput(format!("{flag} {} cannot be written: {why}", path.display()));
+        match std::fs::metadata(path) {
+            Ok(metadata) => {
+                // A device takes its writes elsewhere or refuses them (/dev/full), and writing
+                // a named pipe waits for a reader: neither keeps the weights.
+                if !metadata.is_file() {
+                    return Err(refused("it is not a regular file (a device or a named pipe?)".into()));
+                }
+                // Opened without truncating, so the file the person had stays as it is. A write
+                // of no bytes still goes to the file system, which refuses it where the real
+                // write would fail although the file opens (e.g. /proc/version, for root).
+                let mut file =
+                    std::fs::OpenOptions::new().write(true).open(path).map_err(|e| refused(e.to_string()))?;
+                file.write(&[]).map_err(|e| refused(e.to_string()))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .map_err(|e| refused(e.to_string()))?;
+                std::fs::remove_file(path).map_err(|e| refused(e.to_string()))?;
+            }
+            Err(e) => return Err(refused(e.to_string())),
+        }
         Ok(())
     }
 
