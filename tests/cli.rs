@@ -87,6 +87,38 @@ fn init_and_resume_together_are_refused() {
     assert!(stderr.contains("'--init <INIT>' cannot be used with '--resume <RESUME>'"), "{stderr}");
 }
 
+/// A checkpoint at step 3 of a 1-epoch run on the small set (79 steps), in a fresh folder.
+fn checkpoint_at_step_3(name: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("lenet-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = dir.join("ck.st").to_str().unwrap().to_string();
+    let first = dir.join("first.safetensors");
+    let args = ["train", "--data", SMALL, "--epochs", "1", "--stop-at-step", "3", "--checkpoint", &ck];
+    let (code, _, stderr) = run(&[&args[..], &["--out", first.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    (dir, ck)
+}
+
+#[test]
+fn a_resumed_run_refuses_to_stop_before_its_checkpoint_and_says_when_there_is_nothing_to_train() {
+    let (dir, ck) = checkpoint_at_step_3("stop-before");
+    let out = dir.join("out.safetensors");
+    let resume = |stop: &str| {
+        run(&["train", "--data", SMALL, "--resume", &ck, "--stop-at-step", stop, "--out", out.to_str().unwrap()])
+    };
+    let (code, stdout, stderr) = resume("2");
+    let written = out.exists();
+    let (same_code, same_stdout, same_stderr) = resume("3");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--stop-at-step 2 is before the checkpoint's step 3"), "{stderr}");
+    assert!(!stdout.contains("trained to step"), "{stdout}");
+    assert!(!written, "weights were written for a step the run is past");
+    assert_eq!(same_code, 0, "{same_stderr}");
+    assert!(same_stdout.contains("already at step 3 of 79: nothing to train; weights written to"), "{same_stdout}");
+    assert!(!same_stdout.contains("trained to step"), "{same_stdout}");
+}
+
 #[test]
 fn a_checkpoint_that_is_not_one_is_named_once_with_its_path() {
     let path = std::env::temp_dir().join(format!("lenet-cli-{}.ckpt", std::process::id()));

@@ -386,6 +386,12 @@ mod cli {
             weights::from_file(path, weights::MAX_CHECKPOINT_FILE_BYTES, |bytes| session.restore(bytes))?;
             println!("resumed from {} at step {} (its settings apply)", path.display(), session.progress().step);
         }
+        let start = session.progress().step;
+        if let Some(at) = args.stop_at_step.filter(|&at| at < start) {
+            return Err(Error::InvalidInput(format!(
+                "--stop-at-step {at} is before the checkpoint's step {start}: give a later step, or none to finish the run"
+            )));
+        }
         let s = *session.settings();
         let total_steps = s.schedule_steps;
         println!(
@@ -468,6 +474,13 @@ mod cli {
             }
         }
         weights::save(session.model(), &args.out)?;
+        if start == stop {
+            println!(
+                "already at step {stop} of {total_steps}: nothing to train; weights written to {}",
+                args.out.display()
+            );
+            return Ok(());
+        }
         println!(
             "trained to step {stop} ({} images in batches of {}) in {:.1} s; weights written to {}",
             session.progress().seen,
