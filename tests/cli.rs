@@ -120,6 +120,45 @@ fn a_resumed_run_refuses_to_stop_before_its_checkpoint_and_says_when_there_is_no
 }
 
 #[test]
+fn a_resumed_run_refuses_the_recipe_flags_it_would_ignore() {
+    let (dir, ck) = checkpoint_at_step_3("recipe");
+    let out = dir.join("out.safetensors");
+    let out = out.to_str().unwrap();
+    let recipe = ["--lr", "5", "--batch-size", "7", "--epochs", "5", "--no-augment"];
+    let (code, stdout, stderr) =
+        run(&[&["train", "--data", SMALL, "--resume", &ck, "--out", out][..], &recipe].concat());
+    let (seed_code, _, seed_stderr) =
+        run(&["train", "--data", SMALL, "--resume", &ck, "--out", out, "--seed", "3", "--stop-at-step", "4"]);
+    // The checkpoint's own seed and --threads are not the recipe: the run goes on.
+    let (same_code, same_stdout, same_stderr) = run(&[
+        "train",
+        "--data",
+        SMALL,
+        "--resume",
+        &ck,
+        "--out",
+        out,
+        "--seed",
+        "0",
+        "--threads",
+        "2",
+        "--stop-at-step",
+        "4",
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("the argument '--resume <RESUME>' cannot be used with"), "{stderr}");
+    for flag in ["--lr <LR>", "--batch-size <BATCH_SIZE>", "--epochs <EPOCHS>", "--no-augment"] {
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+    }
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(seed_code, 1, "{seed_stderr}");
+    assert!(seed_stderr.contains("--seed 3 is not the checkpoint's seed 0"), "{seed_stderr}");
+    assert_eq!(same_code, 0, "{same_stderr}");
+    assert!(same_stdout.contains("trained to step 4 (128 images in batches of 32)"), "{same_stdout}");
+}
+
+#[test]
 fn a_checkpoint_that_is_not_one_is_named_once_with_its_path() {
     let path = std::env::temp_dir().join(format!("lenet-cli-{}.ckpt", std::process::id()));
     std::fs::write(&path, [0xffu8; 100]).unwrap();

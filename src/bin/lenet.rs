@@ -102,9 +102,11 @@ mod cli {
         /// Train on the images as they are, without random distortions.
         #[arg(long)]
         no_augment: bool,
-        /// Seed of the initial weights, the data order and the augmentation.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// Seed of the initial weights, the data order, the augmentation and the UNIPEN writers
+        /// held out (0 unless given). Beside --resume it only splits --unipen's writers again, and
+        /// must be the checkpoint's.
+        #[arg(long)]
+        seed: Option<u64>,
         /// Images per gradient shard: part of the recipe (it sets the order of the gradient sum);
         /// the weights do not depend on --threads.
         #[arg(long, default_value_t = Settings::default().shard_size)]
@@ -119,8 +121,8 @@ mod cli {
         #[arg(long)]
         checkpoint: Option<PathBuf>,
         /// Go on from a checkpoint written by --checkpoint, with its settings, to the same result
-        /// as an uninterrupted run.
-        #[arg(long)]
+        /// as an uninterrupted run: the recipe's flags (--epochs, --lr, …) are refused beside it.
+        #[arg(long, conflicts_with_all = ["epochs", "batch_size", "optimizer", "lr", "schedule", "momentum", "weight_decay", "no_augment", "shard_size"])]
         resume: Option<PathBuf>,
         /// Stop after this optimizer step (writing --checkpoint and --out), e.g. to resume later.
         #[arg(long)]
@@ -336,7 +338,7 @@ mod cli {
         }
         // The schedule's length waits for the data's size; the rest is checked now.
         let settings = Settings {
-            seed: args.seed,
+            seed: args.seed.unwrap_or(0),
             optimizer: args.optimizer.into(),
             learning_rate: args.lr,
             momentum: args.momentum,
@@ -354,7 +356,7 @@ mod cli {
         let mut unipen_held_out = None;
         if let Some(dir) = &args.unipen {
             let digits = unipen::load(dir)?;
-            let (train_part, held) = unipen::split_by_writer(&digits, args.unipen_held_out, args.seed)?;
+            let (train_part, held) = unipen::split_by_writer(&digits, args.unipen_held_out, args.seed.unwrap_or(0))?;
             let (images, labels) = unipen::render_dataset(&train_part);
             let rendered = lenet::data::digits::Digits::new(images, labels)?;
             for _ in 0..args.unipen_repeat {
@@ -383,7 +385,22 @@ mod cli {
         session.set_train_data(train_set)?;
         session.set_test_data(test_set);
         if let Some(path) = &args.resume {
-            weights::from_file(path, weights::MAX_CHECKPOINT_FILE_BYTES, |bytes| session.restore(bytes))?;
+            match weights::from_file(path, weights::MAX_CHECKPOINT_FILE_BYTES, |bytes| session.restore(bytes)) {
+                // The writers held out were drawn with the seed before the checkpoint could be
+                // read, so a run seeded otherwise renders other training digits.
+                Err(Error::InvalidInput(message)) if args.unipen.is_some() && args.seed.is_none() => {
+                    return Err(Error::InvalidInput(format!(
+                        "{message} (with --unipen, give the checkpointed run's --seed: it chose the writers held out)"
+                    )));
+                }
+                result => result?,
+            }
+            let checkpoint = session.settings().seed;
+            if let Some(seed) = args.seed.filter(|&seed| seed != checkpoint) {
+                return Err(Error::InvalidInput(format!(
+                    "--seed {seed} is not the checkpoint's seed {checkpoint}: a resumed run goes on with the checkpoint's"
+                )));
+            }
             println!("resumed from {} at step {} (its settings apply)", path.display(), session.progress().step);
         }
         let start = session.progress().step;
