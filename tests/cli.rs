@@ -204,6 +204,45 @@ fn teach_refuses_zero_digits_per_label_or_zero_writers() {
 }
 
 #[test]
+fn teach_refuses_a_held_out_share_outside_zero_to_one_by_its_flag_before_reading_anything() {
+    for bad in ["2", "-0.1", "NaN"] {
+        let (code, stdout, stderr) =
+            run(&["teach", "--unipen", "/no/unipen", "--weights", "/no/w", "--mnist", "/no/mnist", "--held-out", bad]);
+        assert_eq!(code, 1, "{bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "--held-out: the share of UNIPEN writers held out must be a fraction in [0, 1] (0.2 holds out a fifth), got {bad}"
+            )),
+            "{bad}: {stderr}"
+        );
+        assert!(!stderr.contains("/no/"), "{bad}: a file was read first: {stderr}");
+        assert!(stdout.is_empty(), "{bad}: {stdout}");
+    }
+}
+
+#[test]
+fn teach_asks_to_lower_per_digit_only_when_it_can_be() {
+    // No writer in the fixture has two of every digit: too few for any --per-digit.
+    let unipen = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/unipen");
+    let weights = concat!(env!("CARGO_MANIFEST_DIR"), "/www/public/lenet5-mnist.safetensors");
+    let teach = |per_digit| {
+        run(&["teach", "--unipen", unipen, "--weights", weights, "--mnist", SMALL, "--per-digit", per_digit])
+    };
+    let (code, _, stderr) = teach("1");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("has more than 1 of every digit, so none has digits left to measure after teaching: teach needs a writer with 2 or more of every digit, 1 to teach and 1 to measure"), "{stderr}");
+    assert!(!stderr.contains("lower --per-digit"), "{stderr}");
+    let (code, _, stderr) = teach("3");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "has more than 3 of every digit, so none has digits left to measure after teaching: lower --per-digit"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn eval_refuses_data_and_unipen_typed_together_but_not_mnist_dir_beside_unipen() {
     let (code, _, stderr) = run(&["eval", "--weights", "w.safetensors", "--data", SMALL, "--unipen", SMALL]);
     assert_eq!(code, 2, "{stderr}");

@@ -600,6 +600,10 @@ mod cli {
                 args.per_digit, args.writers
             )));
         }
+        // Before the weights, MNIST and UNIPEN are read, as train checks its --unipen-held-out.
+        if let Err(Error::InvalidInput(message)) = unipen::check_fraction_held_out(args.held_out) {
+            return Err(Error::InvalidInput(format!("--held-out: {message}")));
+        }
         let model = weights::load(&args.weights)?;
         let defaults = TeachRecipe::default();
         let recipe = TeachRecipe {
@@ -620,8 +624,14 @@ mod cli {
         let unseen: std::collections::BTreeSet<&str> = held.iter().map(|d| d.writer.as_str()).collect();
         let ranked = teach::rank_writers(&model, &digits, args.per_digit)?;
         if ranked.is_empty() {
+            // 1 is the least --per-digit: then it is the distribution that is too small.
+            let remedy = if args.per_digit > 1 {
+                "lower --per-digit"
+            } else {
+                "teach needs a writer with 2 or more of every digit, 1 to teach and 1 to measure"
+            };
             return Err(Error::InvalidInput(format!(
-                "no writer in {} has more than {} of every digit, so none has digits left to measure after teaching: lower --per-digit",
+                "no writer in {} has more than {} of every digit, so none has digits left to measure after teaching: {remedy}",
                 args.unipen.display(),
                 args.per_digit
             )));
