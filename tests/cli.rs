@@ -81,6 +81,22 @@ fn a_last_batch_that_reaches_into_the_next_epoch_is_counted_in_images_not_epochs
 }
 
 #[test]
+fn a_run_that_diverges_before_its_first_step_leaves_out_as_it_was() {
+    let out = std::env::temp_dir().join(format!("lenet-cli-diverged-{}.safetensors", std::process::id()));
+    std::fs::write(&out, b"an earlier run's weights").unwrap();
+    let (code, stdout, stderr) = run(&["train", "--data", SMALL, "--lr", "1e6", "--out", out.to_str().unwrap()]);
+    let after = std::fs::read(&out);
+    std::fs::remove_file(&out).unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("error: training diverged: step 1 would make weights non-finite"), "{stderr}");
+    let expected = format!("nothing was trained before it diverged: nothing was written to {}", out.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(!stderr.contains("saved"), "{stderr}");
+    assert!(!stdout.contains("written"), "{stdout}");
+    assert_eq!(after.unwrap(), b"an earlier run's weights");
+}
+
+#[test]
 fn init_and_resume_together_are_refused() {
     let (code, _, stderr) = run(&["train", "--data", SMALL, "--init", "a.safetensors", "--resume", "b.ckpt"]);
     assert_eq!(code, 2, "{stderr}");

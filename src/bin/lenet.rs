@@ -444,6 +444,12 @@ mod cli {
             let outcome = session.step()?;
             if let Some(reason) = outcome.diverged {
                 bar.abandon();
+                // The weights this run started from would replace what --out held, often an
+                // earlier run's trained weights, with nothing learned.
+                if session.progress().step == start {
+                    eprintln!("nothing was trained before it diverged: nothing was written to {}", args.out.display());
+                    return Err(Error::Diverged(reason));
+                }
                 weights::save(session.model(), &args.out)?;
                 eprintln!("the last good weights were saved to {}", args.out.display());
                 return Err(Error::Diverged(reason));
