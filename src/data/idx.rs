@@ -231,10 +231,11 @@ pub fn parse_dataset(images: &[u8], labels: &[u8]) -> Result<Dataset> {
 
 /// Reads a split of MNIST from the folder `dir`: `<dir>/train-images-idx3-ubyte` and
 /// `<dir>/train-labels-idx1-ubyte` for [`Split::Train`], `t10k-…` for [`Split::Test`], each
-/// plain or with a `.gz` suffix (the plain file is preferred when both exist).
+/// plain or with a `.gz` suffix.
 ///
 /// # Errors
-/// [`Error::Io`] with the path when a file is missing or unreadable; otherwise those of
+/// [`Error::Io`] with the path when a file is missing or unreadable; [`Error::InvalidInput`]
+/// naming both when a file is there plain and gzipped; otherwise those of
 /// [`parse_dataset`], naming the file by its path.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load(dir: &std::path::Path, split: Split) -> Result<Dataset> {
@@ -245,20 +246,29 @@ pub fn load(dir: &std::path::Path, split: Split) -> Result<Dataset> {
 }
 
 /// Reads `<dir>/<name>`, or `<dir>/<name>.gz` if the former does not exist; returns the path
-/// read (for messages) and the bytes.
+/// read (for messages) and the bytes. Both there is an error.
 #[cfg(not(target_arch = "wasm32"))]
 fn read_plain_or_gz(dir: &std::path::Path, name: &str) -> Result<(String, Vec<u8>)> {
     // An images file of MAX_IMAGES images (a labels file is smaller), gzipped or not: a file
     // past that is refused without being read whole.
     let read = |path: &std::path::Path| crate::files::read_bounded(path, (16 + MAX_IMAGES * IMAGE_PIXELS) as u64);
     let plain = dir.join(name);
+    let gz = dir.join(format!("{name}.gz"));
+    // Reading either one would be a guess (the page refuses the same): one may be left from
+    // another download, or be other digits under MNIST's name.
+    if plain.exists() && gz.exists() {
+        return Err(Error::InvalidInput(format!(
+            "{} and {} are both MNIST's {name}, and they may hold different digits: keep one of them",
+            plain.display(),
+            gz.display()
+        )));
+    }
     match read(&plain) {
         Ok(bytes) => return Ok((plain.display().to_string(), bytes)),
         // Any other failure (permissions, a folder in the way) is the one to report.
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let gz = dir.join(format!("{name}.gz"));
     match read(&gz) {
         Ok(bytes) => Ok((gz.display().to_string(), bytes)),
         Err(Error::Io { source, .. }) => {
@@ -686,18 +696,36 @@ mod tests {
         }
 
         #[test]
-        fn a_plain_file_is_preferred_and_read_like_the_gzipped_one() {
+        fn a_plain_file_is_read_like_the_gzipped_one() {
             let dir = std::env::temp_dir().join(format!("lenet-idx-test-plain-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let images = two_images();
             let labels = label_file(2, &[4, 5]);
             std::fs::write(dir.join("train-images-idx3-ubyte"), &images).unwrap();
             std::fs::write(dir.join("train-labels-idx1-ubyte.gz"), gzip(&labels)).unwrap();
-            // A broken .gz beside the plain file must not be read.
-            std::fs::write(dir.join("train-images-idx3-ubyte.gz"), b"broken").unwrap();
             let loaded = load(&dir, Split::Train);
             std::fs::remove_dir_all(&dir).unwrap();
             assert_eq!(loaded.unwrap(), parse_dataset(&images, &labels).unwrap());
+        }
+
+        #[test]
+        fn a_file_there_both_plain_and_gzipped_is_refused_naming_both() {
+            let dir = std::env::temp_dir().join(format!("lenet-idx-test-both-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), gzip(&two_images())).unwrap();
+            std::fs::write(dir.join("t10k-labels-idx1-ubyte"), label_file(2, &[4, 5])).unwrap();
+            std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gzip(&label_file(2, &[7, 1]))).unwrap();
+            let loaded = load(&dir, Split::Test).map(|d| d.labels);
+            let digits = load_digits(&dir, Split::Test).map(|d| d.labels().to_vec());
+            std::fs::remove_dir_all(&dir).unwrap();
+            let labels = dir.join("t10k-labels-idx1-ubyte");
+            let expected = format!(
+                "invalid input: {} and {}.gz are both MNIST's t10k-labels-idx1-ubyte, and they may hold different digits: keep one of them",
+                labels.display(),
+                labels.display()
+            );
+            assert_eq!(loaded.unwrap_err().to_string(), expected);
+            assert_eq!(digits.unwrap_err().to_string(), expected);
         }
     }
 }
