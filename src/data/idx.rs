@@ -15,7 +15,8 @@ use std::io::Read;
 use std::ops::Range;
 
 #[cfg(not(target_arch = "wasm32"))]
-use flate2::read::MultiGzDecoder;
+#[cfg(not(target_arch = "wasm32"))]
+use flate2::bufread::GzDecoder;
 use ndarray::{s, Array4};
 
 use crate::data::digits::Digits;
@@ -290,14 +291,46 @@ fn pair(images: Array4<f32>, images_name: &str, labels: Vec<u8>, labels_name: &s
     Dataset::new(images, labels)
 }
 
-/// A reader of the decompressed bytes: through a gzip decoder if `bytes` starts with the gzip
-/// magic, else the bytes themselves. `MultiGzDecoder` because `cat a.gz b.gz` is valid gzip.
+/// A reader of the decompressed bytes: through a gzip decoder ([`GzipMembers`]) if `bytes`
+/// starts with the gzip magic, else the bytes themselves.
 #[cfg(not(target_arch = "wasm32"))]
 fn open<'a>(bytes: &'a [u8], _name: &str) -> Result<Box<dyn Read + 'a>> {
     if bytes.starts_with(&GZIP_MAGIC) {
-        Ok(Box::new(MultiGzDecoder::new(bytes)))
+        Ok(Box::new(GzipMembers { member: Some(GzDecoder::new(bytes)) }))
     } else {
         Ok(Box::new(bytes))
+    }
+}
+
+/// The decompressed bytes of gzip members one after another (`cat a.gz b.gz` is valid gzip, as
+/// with flate2's `MultiGzDecoder`), where bytes after the last member that are not another one
+/// are an error saying so: `MultiGzDecoder` read them as a header cut short ("unexpected end of
+/// file"), and `gzip -d` ignores them with a warning.
+#[cfg(not(target_arch = "wasm32"))]
+struct GzipMembers<'a> {
+    member: Option<GzDecoder<&'a [u8]>>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Read for GzipMembers<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while let Some(member) = &mut self.member {
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The bufread decoder consumed exactly its member: what is left follows it.
+            let rest = self.member.take().map_or(&[][..], GzDecoder::into_inner);
+            if rest.starts_with(&GZIP_MAGIC) {
+                self.member = Some(GzDecoder::new(rest));
+            } else if !rest.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} bytes follow the end of its gzip data, and they are not gzip", rest.len()),
+                ));
+            }
+        }
+        Ok(0)
     }
 }
 
@@ -497,6 +530,22 @@ mod tests {
         assert_eq!(plain.labels, vec![3, 9]);
         // Mixed forms too: each file is detected on its own.
         assert_eq!(parse_dataset(&gzip(&images), &labels).unwrap(), plain);
+        // Gzip members one after another (`cat a.gz b.gz`) are one file.
+        let members = [gzip(&images[..100]), gzip(&images[100..])].concat();
+        assert_eq!(parse_dataset(&members, &labels).unwrap(), plain);
+    }
+
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))] // the wasm build reads plain IDX only
+    fn bytes_after_the_gzip_data_are_named_as_such() {
+        let labels = label_file(2, &[3, 9]);
+        let trailing = [gzip(&labels), b"garbage\n".to_vec()].concat();
+        let message = idx_message(parse_labels(&trailing, "l.gz"), "l.gz");
+        // It had read as a gzip header cut short: "cannot decompress: unexpected end of file".
+        assert_eq!(message, "cannot decompress: 8 bytes follow the end of its gzip data, and they are not gzip");
+        let cut = gzip(&labels);
+        let message = idx_message(parse_labels(&cut[..cut.len() - 4], "l.gz"), "l.gz");
+        assert!(message.starts_with("cannot decompress: "), "{message}");
     }
 
     #[test]
