@@ -53,7 +53,11 @@ const client = new WorkerClient({
       notice: 'The training worker stopped unexpectedly and is being restarted…',
     });
   },
-  onFailed: (reason) => store.set({ worker: 'failed', error: reason }),
+  // Nothing is pending from a worker that is gone: no Pause to wait for before leaving.
+  onFailed: (reason) => {
+    const { training } = store.get();
+    store.set({ worker: 'failed', error: reason, requested: null, training: training && { ...training, running: false } });
+  },
 });
 
 // "Inside the network": feature maps, filters, saliency, and the confusion matrix fed by EVAL.
@@ -115,9 +119,16 @@ document.addEventListener('visibilitychange', () => {
 
 // Until the worker confirms a Pause, its checkpoint is not written (the worker may still be in a
 // slice): leaving then would lose the run since the last one, so the browser asks first.
-window.addEventListener('beforeunload', (event) => {
-  const { requested, training } = store.get();
-  if (requested === 'pause' && training?.running) event.preventDefault();
+// Listening only while a Pause is pending: a page with a beforeunload listener is kept out of
+// Firefox's back/forward cache.
+const guardUnload = (event) => {
+  event.preventDefault();
+  event.returnValue = ''; // Chromium before 119 asks only when this is set
+};
+store.subscribe((state) => {
+  const pending = state.requested === 'pause' && state.training?.running && state.worker === 'ready';
+  if (pending) window.addEventListener('beforeunload', guardUnload);
+  else window.removeEventListener('beforeunload', guardUnload);
 });
 
 // For the end-to-end tests: what the charts plot and the state of the network in training.

@@ -14,7 +14,7 @@
 export const MSG = Object.freeze({
   // page → worker
   START: 'start', // { net }: train batch after batch until paused
-  PAUSE: 'pause', // { net }
+  PAUSE: 'pause', // { net }: answered (STATE) once the pause's checkpoint is committed, or after 5 s of storage not answering
   TRAIN_STEPS: 'train-steps', // { id, net, count }: exactly `count` more steps, then pause (test hook)
   RESET: 'reset', // { net, from: 'scratch' | 'pretrained', seed? }: a new network, counters back to 0; the old run's checkpoint is deleted (CHECKPOINT_DISCARDED follows), a checkpoint on offer is kept
   CONFIGURE: 'configure', // { id, net, settings }: any subset of the core's settings; applies while training runs

@@ -186,6 +186,7 @@ export class Checkpointer {
       dataSource: this.dataSource,
     };
     books.lastSaveAt = performance.now();
+    const held = books.holds;
     books.holds = true;
     this.#enqueue(network, books, () => this.store.write(network.name, record)).then(
       () => {
@@ -195,12 +196,16 @@ export class Checkpointer {
         books.savedVersion = version;
         this.onSaved(network.name, record);
       },
-      (error) => this.unavailable(error),
+      (error) => {
+        // A failed write leaves the stored record as it was: one on offer is still not this run's.
+        if (books.run === run) books.holds = held;
+        this.unavailable(error);
+      },
     );
   }
 
-  /** Saves `network` now if it has unsaved progress; resolves, never rejects, once none of it is
-   * left to write (or storage refused). */
+  /** Saves `network` now if it has unsaved progress; resolves once none of it is left to write
+   * (or storage refused, which `unavailable` reports); throws only if the save cannot start. */
   async saveNow(network) {
     const books = this.#books(network);
     this.maybeSave(network, true);

@@ -17,6 +17,8 @@ import { parseMnistFiles } from './idx-files.js';
 
 // The page's copy of a watched network is refreshed at most this often while it trains.
 const PUBLISH_EVERY_MS = 250;
+/** The longest a Pause waits for its checkpoint to be committed before it is confirmed. */
+const PAUSE_SAVE_WAIT_MS = 5_000;
 
 const post = (message, transfer) => self.postMessage(message, transfer ?? []);
 const messageOf = (error) => (error instanceof Error ? error.message : String(error));
@@ -132,8 +134,15 @@ function createWorker({ digits, pretrained, store, saved, storageError }) {
       const n = network(net);
       n.stop(new Error(`paused at step ${n.session.progress().step}`));
       // Confirmed once its checkpoint is committed: a page that shows training paused may be
-      // closed that instant (the page guards its unload until then).
-      await checkpointer.saveNow(n);
+      // closed that instant (the page guards its unload until then). Storage that never answers
+      // (IndexedDB can hang) holds the confirmation PAUSE_SAVE_WAIT_MS at most, and one that fails
+      // is said; the pause stands either way.
+      const waited = new Promise((resolve) => setTimeout(resolve, PAUSE_SAVE_WAIT_MS));
+      try {
+        await Promise.race([checkpointer.saveNow(n), waited]);
+      } catch (error) {
+        post({ type: MSG.ERROR, message: `Paused, but its checkpoint was not saved: ${messageOf(error)}` });
+      }
       return { type: MSG.STATE, ...n.state() };
     },
     [MSG.TRAIN_STEPS]: ({ net, count }) => {
