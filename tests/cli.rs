@@ -58,6 +58,23 @@ fn an_out_or_checkpoint_that_cannot_be_written_is_refused_before_training_and_a_
 }
 
 #[test]
+fn out_naming_the_checkpoint_is_refused_before_training() {
+    // The weights written at the end would have replaced the checkpoint (--resume then read
+    // "a weights file, not a checkpoint").
+    let dir = std::env::temp_dir().join(format!("lenet-cli-same-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("run.st");
+    let dotted = dir.join(".").join("run.st");
+    let args = ["--out", file.to_str().unwrap(), "--checkpoint", dotted.to_str().unwrap()];
+    let (code, stdout, stderr) =
+        run(&[&["train", "--data", SMALL, "--epochs", "1", "--stop-at-step", "1"][..], &args[..]].concat());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--out and --checkpoint name the same file"), "{stderr}");
+    assert!(!stdout.contains("step") && !file.exists(), "it trained first: {stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn epochs_past_what_can_be_counted_are_refused() {
     let (code, _, stderr) =
         run(&["train", "--data", SMALL, "--epochs", &u64::MAX.to_string(), "--out", "unused.safetensors"]);

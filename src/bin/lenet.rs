@@ -312,6 +312,17 @@ mod cli {
                 args.epochs, args.threads
             )));
         }
+        // The weights written at the end would replace a checkpoint of the same path, and with it
+        // the point a later --resume goes on from.
+        for (flag, other) in [("--checkpoint", &args.checkpoint), ("--resume", &args.resume)] {
+            if other.as_ref().is_some_and(|other| same_file(&args.out, other)) {
+                return Err(Error::InvalidInput(format!(
+                    "--out and {flag} name the same file, {}: the weights written at the end would replace \
+                     the checkpoint; give --out another file",
+                    args.out.display()
+                )));
+            }
+        }
         // Find out now, not after the whole run, that the weights could not be written.
         let targets = [("--out", Some(&args.out)), ("--checkpoint", args.checkpoint.as_ref())];
         for (flag, path) in targets.into_iter().filter_map(|(flag, path)| Some((flag, path?))) {
@@ -517,6 +528,18 @@ mod cli {
     /// Fails, naming `flag` and `path`, unless the file there can be written as `train` writes
     /// it at the end, without changing it: an existing file must be a regular one that takes a
     /// write, a new one must be creatable (it is created and removed).
+    /// Whether `a` and `b` name one file: the same canonical path where it exists, else the same
+    /// name in the same (canonical) folder.
+    fn same_file(a: &Path, b: &Path) -> bool {
+        let resolved = |p: &Path| {
+            p.canonicalize().ok().or_else(|| {
+                let folder = p.parent().filter(|f| !f.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                Some(folder.canonicalize().ok()?.join(p.file_name()?))
+            })
+        };
+        a == b || resolved(a).is_some_and(|a| resolved(b) == Some(a))
+    }
+
     fn check_writable(flag: &str, path: &Path) -> lenet::Result<()> {
         use std::io::Write;
         let refused = |why: String| Error::InvalidInput(format!("{flag} {} cannot be written: {why}", path.display()));
