@@ -15,7 +15,6 @@ use std::io::Read;
 use std::ops::Range;
 
 #[cfg(not(target_arch = "wasm32"))]
-#[cfg(not(target_arch = "wasm32"))]
 use flate2::bufread::GzDecoder;
 use ndarray::{s, Array4};
 
@@ -247,7 +246,8 @@ pub fn load(dir: &std::path::Path, split: Split) -> Result<Dataset> {
 }
 
 /// Reads `<dir>/<name>`, or `<dir>/<name>.gz` if the former does not exist; returns the path
-/// read (for messages) and the bytes. Both there is an error.
+/// read (for messages) and the bytes. Both being there is an error: they may hold different
+/// digits.
 #[cfg(not(target_arch = "wasm32"))]
 fn read_plain_or_gz(dir: &std::path::Path, name: &str) -> Result<(String, Vec<u8>)> {
     // An images file of MAX_IMAGES images (a labels file is smaller), gzipped or not: a file

@@ -43,11 +43,12 @@ function fail(message) {
 }
 
 function findIdx(dir, base) {
-  for (const name of [base, `${base}.gz`, base.replace('-idx', '.idx'), `${base.replace('-idx', '.idx')}.gz`]) {
-    const p = join(dir, name);
-    if (existsSync(p)) return p;
-  }
-  fail(`no ${base} (or ${base}.gz) in ${dir}`);
+  const names = [base, `${base}.gz`, base.replace('-idx', '.idx'), `${base.replace('-idx', '.idx')}.gz`];
+  const found = names.map((name) => join(dir, name)).filter((p) => existsSync(p));
+  // As the page and the lenet command refuse it: two copies may hold different digits.
+  if (found.length > 1) fail(`${found.join(' and ')} are ${found.length === 2 ? 'both' : 'all'} MNIST's ${base}, and they may hold different digits: keep one of them`);
+  if (found.length === 0) fail(`no ${base} (or ${base}.gz) in ${dir}`);
+  return found[0];
 }
 
 function readIdx(path, magic, dims) {
