@@ -1622,6 +1622,31 @@ pub(crate) fn check_mine_share(mine_share: f64) -> Result<()> {
 /// (four times MNIST's training set).
 pub const MAX_FINE_TUNE_DIGITS: usize = 250_000;
 
+/// The copies of `mine_len` digits that make up `mine_share` of a fine-tuning mix with
+/// `replay_count` replayed digits ([`fine_tune_data`]).
+///
+/// # Errors
+/// [`Error::Setting`] when the mix would hold more than [`MAX_FINE_TUNE_DIGITS`] (a share near 1
+/// asks for a great many copies).
+pub(crate) fn fine_tune_copies(mine_len: usize, replay_count: usize, mine_share: f64) -> Result<usize> {
+    let wanted = replay_count as f64 * mine_share / (1.0 - mine_share);
+    // In f64 first: the count of copies has no bound as the share nears 1.
+    let copies = (wanted / mine_len.max(1) as f64).round().max(1.0);
+    let total = copies * mine_len as f64 + replay_count as f64;
+    if total > MAX_FINE_TUNE_DIGITS as f64 {
+        return Err(setting_error(
+            "mine_share",
+            format!(
+                "{} with {replay_count} replayed digits would make a mix of about {} digits, more than the \
+                 {MAX_FINE_TUNE_DIGITS} allowed: lower mine_share or the replayed digits",
+                Num(mine_share),
+                Num(total.round())
+            ),
+        ));
+    }
+    Ok(copies as usize)
+}
+
 /// The training digits for fine-tuning a network on a person's own digits without forgetting
 /// the rest: `mine` repeated (whole copies, in order) until it makes up about `mine_share` of the
 /// result, followed by `replay_count` digits sampled without replacement from `replay`
@@ -1651,24 +1676,7 @@ pub fn fine_tune_data(
     }
     check_mine_share(mine_share)?;
     let replay_count = replay_count.min(replay.len());
-    let wanted = replay_count as f64 * mine_share / (1.0 - mine_share);
-    // In f64 first: the count of copies has no bound as the share nears 1.
-    let copies = (wanted / mine.len() as f64).round().max(1.0);
-    let total = copies * mine.len() as f64 + replay_count as f64;
-    if total > MAX_FINE_TUNE_DIGITS as f64 {
-        return Err(setting_error(
-            "mine_share",
-            format!(
-                "{} with {} replayed digits and {} of yours would make a mix of {} digits, more than \
-                 the {MAX_FINE_TUNE_DIGITS} allowed: lower mine_share or the replayed digits",
-                Num(mine_share),
-                replay_count,
-                mine.len(),
-                Num(total)
-            ),
-        ));
-    }
-    let copies = copies as usize;
+    let copies = fine_tune_copies(mine.len(), replay_count, mine_share)?;
     let total = copies * mine.len() + replay_count;
     let mut images = Vec::with_capacity(total * IMAGE_PIXELS);
     let mut labels = Vec::with_capacity(total);

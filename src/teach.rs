@@ -21,7 +21,7 @@ use crate::data::digits::Digits;
 use crate::data::unipen;
 use crate::error::{Error, Result};
 use crate::model::{LeNet5, Workspace, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
-use crate::session::{check_mine_share, fine_tune_data, Session, Settings};
+use crate::session::{check_mine_share, fine_tune_copies, fine_tune_data, Session, Settings};
 use crate::train::{argmax, LrSchedule};
 
 /// Digits converted to f32 and read per forward pass when measuring accuracy.
@@ -94,12 +94,16 @@ impl TeachRecipe {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for `steps` 0, [`Error::Setting`] for `mine_share` not in
-    /// (0, 1), or as [`Settings::validate`].
+    /// (0, 1) or so near 1 that the mix would hold more than
+    /// [`crate::session::MAX_FINE_TUNE_DIGITS`], or as [`Settings::validate`].
     pub fn validate(&self) -> Result<()> {
         if self.steps == 0 {
             return Err(Error::InvalidInput("teaching needs at least one step (steps is 0)".into()));
         }
         check_mine_share(self.mine_share)?;
+        // Before the data is read: one digit of the person's stands for any count of them, give
+        // or take half of it in the rounding, which `fine_tune_data` checks exactly.
+        fine_tune_copies(1, self.replay_count, self.mine_share)?;
         self.settings.validate()
     }
 }
@@ -392,6 +396,10 @@ mod tests {
         assert!(bad.validate().unwrap_err().to_string().contains("steps"));
         let bad = TeachRecipe { mine_share: 1.0, ..recipe };
         assert!(bad.validate().unwrap_err().to_string().contains("mine_share"));
+        // 512 · s / (1 − s) copies: refused before any data is read.
+        let greedy = TeachRecipe { mine_share: 0.999_999_9, ..recipe };
+        let error = greedy.validate().unwrap_err().to_string();
+        assert!(error.contains("a mix of about 5120000003 digits, more than the 250000 allowed"), "{error}");
     }
 
     #[test]
