@@ -81,7 +81,12 @@ test('a wrong, truncated or missing MNIST file is named, and nothing changes; th
       const gz = await readFile(join(SMALL, NAMES[3]));
       await writeFile(join(dir, NAMES[3]), gz.subarray(0, Math.floor(gz.length / 2)));
     });
-    dirs.push(swapped, truncated, cutGzip);
+    // The test labels, whole, with bytes after their gzip data.
+    const trailing = await folder(async (dir) => {
+      const gz = await readFile(join(SMALL, NAMES[3]));
+      await writeFile(join(dir, NAMES[3]), Buffer.concat([gz, Buffer.from('garbage\n')]));
+    });
+    dirs.push(swapped, truncated, cutGzip, trailing);
 
     // A weights file that is not one leaves its error on the page; the next drop, which has its
     // own status line, takes it away.
@@ -95,6 +100,7 @@ test('a wrong, truncated or missing MNIST file is named, and nothing changes; th
       [NAMES.map((n) => join(swapped, n)), /train-images-idx3-ubyte\.gz/],
       [['train-images-idx3-ubyte', ...NAMES.slice(1)].map((n) => join(truncated, n)), /train-images-idx3-ubyte\b/],
       [NAMES.map((n) => join(cutGzip, n)), /t10k-labels-idx1-ubyte\.gz is not a complete gzip file: it may have been cut short/],
+      [NAMES.map((n) => join(trailing, n)), /t10k-labels-idx1-ubyte\.gz: bytes follow the end of its gzip data, and they are not gzip/],
     ];
     for (const [paths, names] of cases) {
       const result = await pick(page, paths);

@@ -21,7 +21,8 @@ function joined(chunks, length) {
  * `bytes` (a Uint8Array) decompressed if they are gzipped, else themselves. Decompression stops
  * one byte past the length the IDX header claims (the core's `idx_file_len`), so a gzip bomb
  * cannot exhaust memory; the core's IDX reader then says what is wrong. Rejects with an Error
- * naming `name` when the gzip stream is corrupt or cut short, or the header is not IDX.
+ * naming `name` when the gzip stream is corrupt, cut short or followed by other bytes, or the
+ * header is not IDX.
  */
 export async function gunzipIdx(bytes, name) {
   if (!(bytes[0] === GZIP[0] && bytes[1] === GZIP[1])) return bytes;
@@ -34,7 +35,9 @@ export async function gunzipIdx(bytes, name) {
     try {
       next = await reader.read();
     } catch {
-      // The browser's own message ("Failed to fetch") says nothing about the file.
+      // The browser's own message ("Failed to fetch") says nothing about the file. Every byte its
+      // header claims came out: what failed follows them.
+      if (length === limit - 1) throw new Error(`${name}: bytes follow the end of its gzip data, and they are not gzip (or its checksum is damaged)`);
       throw new Error(`${name} is not a complete gzip file: it may have been cut short while downloading`);
     }
     if (next.done) break;
