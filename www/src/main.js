@@ -119,16 +119,10 @@ document.addEventListener('visibilitychange', () => {
 
 // Until the worker confirms a Pause, its checkpoint is not written (the worker may still be in a
 // slice): leaving then would lose the run since the last one, so the browser asks first.
-// Listening only while a Pause is pending: a page with a beforeunload listener is kept out of
-// Firefox's back/forward cache.
-const guardUnload = (event) => {
-  event.preventDefault();
-  event.returnValue = ''; // Chromium before 119 asks only when this is set
-};
-store.subscribe((state) => {
-  const pending = state.requested === 'pause' && state.training?.running && state.worker === 'ready';
-  if (pending) window.addEventListener('beforeunload', guardUnload);
-  else window.removeEventListener('beforeunload', guardUnload);
+// A worker that is gone (restarting or given up) has no Pause pending.
+window.addEventListener('beforeunload', (event) => {
+  const { requested, training, worker } = store.get();
+  if (requested === 'pause' && training?.running && worker === 'ready') event.preventDefault();
 });
 
 // For the end-to-end tests: what the charts plot and the state of the network in training.
